@@ -1,0 +1,159 @@
+//! wafer-features: turning raw records into a model's input tensors.
+//!
+//! The same code assembles features offline (batch files), in the server and in the browser,
+//! so serving never drifts from training. Today it assembles rows of numbers into the model's
+//! `[N, F]` input tensor with the model's datatype; the declarative `features.toml` pipeline
+//! builds on this.
+//!
+//! It is pure Rust and does no I/O; it is not a file reader or a protocol codec.
+
+use thiserror::Error;
+use wafer_scoring::{DataType, Dim, Tensor, TensorData, TensorInfo};
+
+/// Why rows could not be assembled into a tensor.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum FeatureError {
+    /// There are no rows.
+    #[error("no rows to score")]
+    NoRows,
+    /// A row has the wrong number of values.
+    #[error("row {row}: expected {expected} values for input \"{input}\", got {got}")]
+    RowWidth {
+        /// The model input.
+        input: String,
+        /// Zero-based row index.
+        row: usize,
+        /// The model's feature count.
+        expected: usize,
+        /// The row's length.
+        got: usize,
+    },
+    /// A value cannot be represented in the input's datatype.
+    #[error("row {row}, column {column}: {value} is not a valid {datatype} for input \"{input}\"")]
+    Value {
+        /// The model input.
+        input: String,
+        /// Zero-based row index.
+        row: usize,
+        /// Zero-based column index.
+        column: usize,
+        /// The offending value.
+        value: f64,
+        /// The input's datatype.
+        datatype: DataType,
+    },
+    /// The input is not a numeric matrix, so rows cannot fill it.
+    #[error("input \"{input}\" with shape {shape} and datatype {datatype} cannot be filled from rows of numbers")]
+    NotAMatrix {
+        /// The model input.
+        input: String,
+        /// Its declared shape.
+        shape: String,
+        /// Its datatype.
+        datatype: DataType,
+    },
+}
+
+/// Assembles rows of numbers into the `[N, F]` tensor that `input` declares, converting every
+/// value to the input's datatype. Missing values are `NaN` and stay `NaN` for float inputs.
+pub fn assemble_rows(input: &TensorInfo, rows: &[Vec<f64>]) -> Result<Tensor, FeatureError> {
+    let not_a_matrix = || FeatureError::NotAMatrix {
+        input: input.name.clone(),
+        shape: input.shape_string(),
+        datatype: input.datatype,
+    };
+    let width = match input.shape.as_slice() {
+        [_, Dim::Fixed(width)] => *width,
+        _ => return Err(not_a_matrix()),
+    };
+    if rows.is_empty() {
+        return Err(FeatureError::NoRows);
+    }
+    let mut values = Vec::with_capacity(rows.len() * width);
+    for (row, r) in rows.iter().enumerate() {
+        if r.len() != width {
+            return Err(FeatureError::RowWidth {
+                input: input.name.clone(),
+                row,
+                expected: width,
+                got: r.len(),
+            });
+        }
+        values.extend_from_slice(r);
+    }
+    let bad = |ix: usize| FeatureError::Value {
+        input: input.name.clone(),
+        row: ix / width,
+        column: ix % width,
+        value: values[ix],
+        datatype: input.datatype,
+    };
+    let data = match input.datatype {
+        DataType::F32 => TensorData::F32(values.iter().map(|&v| v as f32).collect()),
+        DataType::F64 => TensorData::F64(values.clone()),
+        DataType::I64 => TensorData::I64(integers(&values, i64::MIN as f64, i64::MAX as f64, bad)?),
+        DataType::I32 => TensorData::I32(
+            integers(&values, i32::MIN.into(), i32::MAX.into(), bad)?
+                .into_iter()
+                .map(|v| v as i32)
+                .collect(),
+        ),
+        DataType::U8 => TensorData::U8(
+            integers(&values, 0.0, 255.0, bad)?.into_iter().map(|v| v as u8).collect(),
+        ),
+        DataType::Bool | DataType::String => return Err(not_a_matrix()),
+    };
+    Tensor::new(input.name.clone(), vec![rows.len(), width], data).map_err(|_| not_a_matrix())
+}
+
+/// Checks that every value is a whole number within `[min, max]`.
+fn integers(
+    values: &[f64],
+    min: f64,
+    max: f64,
+    bad: impl Fn(usize) -> FeatureError,
+) -> Result<Vec<i64>, FeatureError> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(ix, &v)| {
+            if v.fract() == 0.0 && v >= min && v <= max {
+                Ok(v as i64)
+            } else {
+                Err(bad(ix))
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(datatype: DataType, width: usize) -> TensorInfo {
+        TensorInfo {
+            name: "X".into(),
+            datatype,
+            shape: vec![Dim::Dynamic("N".into()), Dim::Fixed(width)],
+        }
+    }
+
+    #[test]
+    fn rows_become_a_matrix_of_the_input_datatype() {
+        let rows = vec![vec![1.0, 2.5], vec![f64::NAN, -1.0]];
+        let t = assemble_rows(&info(DataType::F32, 2), &rows).expect("assembles");
+        assert_eq!(t.shape(), &[2, 2]);
+        let TensorData::F32(v) = t.data() else { panic!("expected FP32, got {:?}", t.data()) };
+        assert_eq!(v[0], 1.0);
+        assert!(v[2].is_nan(), "missing values stay NaN");
+    }
+
+    #[test]
+    fn width_and_integrality_are_checked() {
+        let err = assemble_rows(&info(DataType::F32, 3), &[vec![1.0, 2.0]]).expect_err("width");
+        assert_eq!(err.to_string(), "row 0: expected 3 values for input \"X\", got 2");
+        let err = assemble_rows(&info(DataType::I64, 1), &[vec![1.0], vec![1.5]]).expect_err("int");
+        assert_eq!(err.to_string(), "row 1, column 0: 1.5 is not a valid INT64 for input \"X\"");
+        assert_eq!(assemble_rows(&info(DataType::F32, 1), &[]), Err(FeatureError::NoRows));
+    }
+}

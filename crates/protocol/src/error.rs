@@ -1,0 +1,83 @@
+//! Protocol errors and the one place they become HTTP statuses.
+
+use thiserror::Error;
+use wafer_features::FeatureError;
+use wafer_scoring::ScoringError;
+
+/// Why a request could not be answered.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum ProtocolError {
+    /// The body is not JSON.
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    /// The body is JSON but not a valid v2 inference request.
+    #[error("invalid inference request: {0}")]
+    InvalidRequest(String),
+    /// The request does not fit the model.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// No model of that name is served here.
+    #[error("model \"{0}\" not found")]
+    ModelNotFound(String),
+    /// No such route.
+    #[error("no route for {method} {path}")]
+    RouteNotFound {
+        /// The request method.
+        method: String,
+        /// The request path.
+        path: String,
+    },
+    /// The route exists, with another method.
+    #[error("method {method} not allowed for {path}")]
+    MethodNotAllowed {
+        /// The request method.
+        method: String,
+        /// The request path.
+        path: String,
+    },
+    /// The body is larger than the server accepts.
+    #[error("request body exceeds {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The model or its runtime failed.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ProtocolError {
+    /// The HTTP status for this error. Every error reaches a client through here.
+    pub fn status(&self) -> u16 {
+        match self {
+            ProtocolError::MalformedJson(_)
+            | ProtocolError::InvalidRequest(_)
+            | ProtocolError::InvalidInput(_) => 400,
+            ProtocolError::ModelNotFound(_) | ProtocolError::RouteNotFound { .. } => 404,
+            ProtocolError::MethodNotAllowed { .. } => 405,
+            ProtocolError::PayloadTooLarge { .. } => 413,
+            ProtocolError::Internal(_) => 500,
+        }
+    }
+
+    /// The `{"error": "..."}` body for this error.
+    pub fn body(&self) -> Vec<u8> {
+        crate::error_body(&self.to_string())
+    }
+}
+
+impl From<ScoringError> for ProtocolError {
+    fn from(e: ScoringError) -> Self {
+        if e.is_invalid_input() {
+            ProtocolError::InvalidInput(e.to_string())
+        } else {
+            ProtocolError::Internal(e.to_string())
+        }
+    }
+}
+
+impl From<FeatureError> for ProtocolError {
+    fn from(e: FeatureError) -> Self {
+        ProtocolError::InvalidInput(e.to_string())
+    }
+}

@@ -1,0 +1,70 @@
+//! wafer-protocol: the KServe Open Inference Protocol v2 (REST, JSON form), shared by the guest
+//! component and the `wafer` host so both speak it identically.
+//!
+//! It holds the routes, the request and response bodies, the JSON codec between v2 tensors and
+//! [`wafer_scoring::Tensor`], and the one mapping from errors to HTTP statuses
+//! ([`ProtocolError::status`]). It does no I/O and knows nothing of HTTP servers.
+
+mod codec;
+mod error;
+mod json;
+mod route;
+mod types;
+
+pub use codec::{
+    DecodedRequest, decode_infer_request, decode_rows, encode_infer_response, model_metadata,
+};
+pub use error::ProtocolError;
+pub use json::parse_json;
+pub use route::{Route, route};
+pub use types::{
+    InferRequest, InferResponse, MetadataTensor, ModelMetadataResponse, RequestInput,
+    RequestOutput, ResponseOutput, ServerMetadata,
+};
+
+/// The name this server reports in `GET /v2`.
+pub const SERVER_NAME: &str = "wafer";
+
+/// The version every model is served as, until model repositories hold several.
+pub const MODEL_VERSION: &str = "1";
+
+/// Response header with the number of predictions the answering instance has run. A host
+/// that gives every request a fresh instance always reports 1.
+pub const INSTANCE_PREDICTIONS_HEADER: &str = "x-wafer-instance-predictions";
+
+/// The body of `GET /v2`.
+pub fn server_metadata() -> ServerMetadata {
+    ServerMetadata {
+        name: SERVER_NAME.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        extensions: Vec::new(),
+    }
+}
+
+/// The body of `GET /v2/models`: `{"models": [{"name": ..., "versions": [...]}]}`.
+pub fn model_list<'a>(names: impl IntoIterator<Item = &'a str>) -> serde_json::Value {
+    let models: Vec<serde_json::Value> = names
+        .into_iter()
+        .map(|name| serde_json::json!({ "name": name, "versions": [MODEL_VERSION] }))
+        .collect();
+    serde_json::json!({ "models": models })
+}
+
+/// Checks that a path's version, if any, is one this server has for `model`.
+pub fn check_version(model: &str, version: Option<&str>) -> Result<(), ProtocolError> {
+    match version {
+        None | Some(MODEL_VERSION) => Ok(()),
+        Some(v) => Err(ProtocolError::ModelNotFound(format!("{model}\" version \"{v}"))),
+    }
+}
+
+/// Serializes any response body; these types cannot fail to serialize.
+pub fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_else(|e| error_body(&e.to_string()))
+}
+
+/// The `{"error": "..."}` body of a failed request.
+pub fn error_body(message: &str) -> Vec<u8> {
+    let body = serde_json::json!({ "error": message });
+    serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"error\":\"unprintable error\"}".to_vec())
+}

@@ -1,0 +1,109 @@
+//! The v2 REST routes.
+
+use crate::ProtocolError;
+
+/// A recognized v2 endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /v2/health/live`
+    Live,
+    /// `GET /v2/health/ready`
+    Ready,
+    /// `GET /v2`
+    ServerMetadata,
+    /// `GET /v2/models`
+    ModelList,
+    /// `GET /v2/models/{model}[/versions/{v}]`
+    ModelMetadata {
+        /// The model name.
+        model: String,
+        /// The version, if the path names one.
+        version: Option<String>,
+    },
+    /// `GET /v2/models/{model}[/versions/{v}]/ready`
+    ModelReady {
+        /// The model name.
+        model: String,
+        /// The version, if the path names one.
+        version: Option<String>,
+    },
+    /// `POST /v2/models/{model}[/versions/{v}]/infer`
+    Infer {
+        /// The model name.
+        model: String,
+        /// The version, if the path names one.
+        version: Option<String>,
+    },
+}
+
+impl Route {
+    /// The model this route addresses, if any.
+    pub fn model(&self) -> Option<&str> {
+        match self {
+            Route::ModelMetadata { model, .. }
+            | Route::ModelReady { model, .. }
+            | Route::Infer { model, .. } => Some(model),
+            _ => None,
+        }
+    }
+}
+
+/// Matches a method and path (query string allowed) to a v2 route.
+pub fn route(method: &str, path: &str) -> Result<Route, ProtocolError> {
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let not_found = || ProtocolError::RouteNotFound {
+        method: method.to_owned(),
+        path: path.to_owned(),
+    };
+    let (route, wants_post) = match segments.as_slice() {
+        ["v2"] => (Route::ServerMetadata, false),
+        ["v2", "health", "live"] => (Route::Live, false),
+        ["v2", "health", "ready"] => (Route::Ready, false),
+        ["v2", "models"] => (Route::ModelList, false),
+        ["v2", "models", model, rest @ ..] => {
+            let (version, rest) = match rest {
+                ["versions", v, rest @ ..] => (Some((*v).to_owned()), rest),
+                _ => (None, rest),
+            };
+            let model = (*model).to_owned();
+            match rest {
+                [] => (Route::ModelMetadata { model, version }, false),
+                ["ready"] => (Route::ModelReady { model, version }, false),
+                ["infer"] => (Route::Infer { model, version }, true),
+                _ => return Err(not_found()),
+            }
+        }
+        _ => return Err(not_found()),
+    };
+    let allowed = if wants_post { method == "POST" } else { method == "GET" || method == "HEAD" };
+    if !allowed {
+        return Err(ProtocolError::MethodNotAllowed {
+            method: method.to_owned(),
+            path: path.to_owned(),
+        });
+    }
+    Ok(route)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("GET", "/v2/health/live"), Ok(Route::Live));
+        assert_eq!(route("GET", "/v2/"), Ok(Route::ServerMetadata));
+        assert_eq!(
+            route("POST", "/v2/models/iris/versions/1/infer"),
+            Ok(Route::Infer { model: "iris".into(), version: Some("1".into()) })
+        );
+        assert_eq!(
+            route("GET", "/v2/models/iris/ready?x=1"),
+            Ok(Route::ModelReady { model: "iris".into(), version: None })
+        );
+        assert_eq!(route("GET", "/v2/models/iris/infer").map_err(|e| e.status()), Err(405));
+        assert_eq!(route("GET", "/v1/models").map_err(|e| e.status()), Err(404));
+        assert_eq!(route("GET", "/v2/models/iris/nope").map_err(|e| e.status()), Err(404));
+    }
+}

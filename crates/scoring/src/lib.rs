@@ -1,0 +1,16 @@
+//! wafer-scoring: typed tensors and ONNX models run by tract.
+//!
+//! This crate loads an ONNX model from bytes, optimizes it once and runs it on named,
+//! typed tensors, checking every input against the model's declared names, datatypes and
+//! shapes first. It is pure Rust and does no I/O, so the same code runs natively, inside the
+//! `wasm32-wasip2` guest component and in the browser (`wasm32-unknown-unknown`).
+//!
+//! It is not a protocol layer: the KServe v2 codec lives in `wafer-protocol`.
+
+mod error;
+mod model;
+mod tensor;
+
+pub use error::ScoringError;
+pub use model::{Dim, Model, ModelMetadata, TensorInfo};
+pub use tensor::{DataType, Tensor, TensorData};

@@ -1,0 +1,304 @@
+//! Loading an ONNX model with tract, optimizing it once, and running it on named tensors.
+
+use std::fmt;
+use std::sync::Arc;
+
+use tract_onnx::prelude::{
+    self as tract, DatumType, Framework, InferenceModelExt, IntoRunnable, TDim, TValue, TVec, ToDim,
+    TypedSimplePlan,
+};
+use tract_onnx::tract_hir::infer::{DimFact, Factoid, ShapeFactoid};
+
+
+use crate::ScoringError;
+use crate::tensor::{DataType, Tensor, TensorData, format_shape};
+
+/// One dimension of a declared model input or output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dim {
+    /// A fixed size.
+    Fixed(usize),
+    /// A size chosen by each request, usually the batch (`N`).
+    Dynamic(String),
+}
+
+impl fmt::Display for Dim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dim::Fixed(n) => write!(f, "{n}"),
+            Dim::Dynamic(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A model input or output as the model declares it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    /// The ONNX name.
+    pub name: String,
+    /// The element type.
+    pub datatype: DataType,
+    /// The dimensions.
+    pub shape: Vec<Dim>,
+}
+
+impl TensorInfo {
+    /// The shape as `[N,4]`.
+    pub fn shape_string(&self) -> String {
+        let dims: Vec<String> = self.shape.iter().map(ToString::to_string).collect();
+        format!("[{}]", dims.join(","))
+    }
+
+    fn check(&self, tensor: &Tensor) -> Result<(), ScoringError> {
+        if tensor.datatype() != self.datatype {
+            return Err(ScoringError::DataType {
+                input: self.name.clone(),
+                expected: self.datatype.to_string(),
+                got: tensor.datatype().to_string(),
+            });
+        }
+        let fits = tensor.shape().len() == self.shape.len()
+            && tensor.shape().iter().zip(&self.shape).all(|(&got, want)| match want {
+                Dim::Fixed(n) => got == *n,
+                Dim::Dynamic(_) => true,
+            });
+        if !fits {
+            return Err(ScoringError::Shape {
+                input: self.name.clone(),
+                expected: self.shape_string(),
+                got: format_shape(tensor.shape()),
+            });
+        }
+        if tensor.shape().contains(&0) {
+            return Err(ScoringError::EmptyBatch {
+                input: self.name.clone(),
+                shape: format_shape(tensor.shape()),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What a model takes and returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelMetadata {
+    /// The model's name (its folder in the model repository).
+    pub name: String,
+    /// The model format, `onnx`.
+    pub platform: String,
+    /// Inputs, in the order the model declares them.
+    pub inputs: Vec<TensorInfo>,
+    /// Outputs, in the order the model declares them.
+    pub outputs: Vec<TensorInfo>,
+}
+
+/// A parsed, optimized, runnable ONNX model.
+#[derive(Debug, Clone)]
+pub struct Model {
+    metadata: ModelMetadata,
+    plan: Arc<TypedSimplePlan>,
+}
+
+impl Model {
+    /// Parses ONNX bytes, fixes dynamic dimensions to symbols, and optimizes the graph once.
+    pub fn load(name: &str, onnx: &[u8]) -> Result<Model, ScoringError> {
+        let load = |e: tract::TractError| ScoringError::Load(format!("{e:#}"));
+        let mut model = tract_onnx::onnx().model_for_read(&mut &onnx[..]).map_err(load)?;
+
+        // ONNX exports often leave the batch dimension unnamed; give every unknown dimension a
+        // symbol so that the optimized plan accepts any batch size.
+        let input_count = model.input_outlets().map_err(load)?.len();
+        for ix in 0..input_count {
+            let fact = model.input_fact(ix).map_err(load)?.clone();
+            if fact.shape.is_open() {
+                let name = &model.node(model.input_outlets().map_err(load)?[ix].node).name;
+                return Err(ScoringError::Load(format!("input \"{name}\" has no declared rank")));
+            }
+            let dims: TVec<DimFact> = fact
+                .shape
+                .dims()
+                .enumerate()
+                .map(|(j, d)| {
+                    let dim = d.concretize().unwrap_or_else(|| {
+                        let sym = if j == 0 { "N".to_owned() } else { format!("d{ix}_{j}") };
+                        model.symbols.sym(&sym).to_dim()
+                    });
+                    DimFact::from(dim)
+                })
+                .collect();
+            let fact = fact.with_shape(ShapeFactoid::closed(dims));
+            model.set_input_fact(ix, fact).map_err(load)?;
+        }
+
+        let inputs = describe(&model, model.input_outlets().map_err(load)?)?;
+        let outputs = describe(&model, model.output_outlets().map_err(load)?)?;
+        let plan = model
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(load)?;
+        let metadata = ModelMetadata {
+            name: name.to_owned(),
+            platform: "onnx".to_owned(),
+            inputs,
+            outputs,
+        };
+        Ok(Model { metadata, plan })
+    }
+
+    /// The model's name, inputs and outputs.
+    pub fn metadata(&self) -> &ModelMetadata {
+        &self.metadata
+    }
+
+    /// Runs the model on named inputs and returns the outputs named in `outputs`, or all of
+    /// them when `outputs` is empty.
+    pub fn predict(
+        &self,
+        inputs: Vec<Tensor>,
+        outputs: &[String],
+    ) -> Result<Vec<Tensor>, ScoringError> {
+        let meta = &self.metadata;
+        let selected: Vec<usize> = if outputs.is_empty() {
+            (0..meta.outputs.len()).collect()
+        } else {
+            outputs
+                .iter()
+                .map(|wanted| {
+                    meta.outputs.iter().position(|o| &o.name == wanted).ok_or_else(|| {
+                        ScoringError::UnknownOutput {
+                            output: wanted.clone(),
+                            expected: names(&meta.outputs),
+                        }
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        };
+
+        let mut ordered: Vec<Option<Tensor>> = vec![None; meta.inputs.len()];
+        for tensor in inputs {
+            let ix = meta.inputs.iter().position(|i| i.name == tensor.name()).ok_or_else(|| {
+                ScoringError::UnknownInput {
+                    input: tensor.name().to_owned(),
+                    expected: names(&meta.inputs),
+                }
+            })?;
+            meta.inputs[ix].check(&tensor)?;
+            if ordered[ix].is_some() {
+                return Err(ScoringError::DuplicateInput { input: tensor.name().to_owned() });
+            }
+            ordered[ix] = Some(tensor);
+        }
+        let values: TVec<TValue> = ordered
+            .into_iter()
+            .zip(&meta.inputs)
+            .map(|(t, info)| {
+                t.map(to_tract)
+                    .ok_or_else(|| ScoringError::MissingInput { input: info.name.clone() })
+            })
+            .collect::<Result<_, _>>()?;
+
+        let results = self.plan.run(values).map_err(|e| ScoringError::Run(format!("{e:#}")))?;
+        selected
+            .into_iter()
+            .map(|ix| from_tract(&meta.outputs[ix].name, &results[ix]))
+            .collect()
+    }
+}
+
+fn names(infos: &[TensorInfo]) -> String {
+    let quoted: Vec<String> = infos.iter().map(|i| format!("\"{}\"", i.name)).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// Describes the inputs or outputs at `outlets`, taking names from the ONNX graph.
+fn describe(
+    model: &tract::InferenceModel,
+    outlets: &[tract::OutletId],
+) -> Result<Vec<TensorInfo>, ScoringError> {
+    outlets
+        .iter()
+        .map(|&outlet| {
+            let node = model.node(outlet.node);
+            let name = model.outlet_label(outlet).unwrap_or(&node.name).to_owned();
+            let fact = model
+                .outlet_fact(outlet)
+                .map_err(|e| ScoringError::Load(format!("{e:#}")))?;
+            let dt = fact.datum_type.concretize().ok_or_else(|| {
+                ScoringError::Load(format!("\"{name}\" has no declared element type"))
+            })?;
+            let datatype = datatype_of(dt).ok_or_else(|| {
+                ScoringError::Load(format!("\"{name}\": element type {dt:?} is not supported"))
+            })?;
+            let shape = fact
+                .shape
+                .dims()
+                .map(|d| match d.concretize() {
+                    Some(TDim::Val(n)) => usize::try_from(n).map_or(Dim::Dynamic("?".into()), Dim::Fixed),
+                    Some(other) => Dim::Dynamic(other.to_string()),
+                    None => Dim::Dynamic("?".into()),
+                })
+                .collect();
+            Ok(TensorInfo { name, datatype, shape })
+        })
+        .collect()
+}
+
+fn datatype_of(dt: DatumType) -> Option<DataType> {
+    Some(match dt {
+        DatumType::Bool => DataType::Bool,
+        DatumType::U8 => DataType::U8,
+        DatumType::I8 | DatumType::I16 | DatumType::I32 | DatumType::U16 => DataType::I32,
+        DatumType::I64 | DatumType::U32 | DatumType::U64 => DataType::I64,
+        DatumType::F16 | DatumType::F32 => DataType::F32,
+        DatumType::F64 => DataType::F64,
+        DatumType::String => DataType::String,
+        _ => return None,
+    })
+}
+
+fn to_tract(tensor: Tensor) -> TValue {
+    use tract::tract_ndarray::{ArrayD, IxDyn};
+    fn array<T: tract::Datum>(shape: &[usize], v: Vec<T>) -> TValue {
+        // The shape was checked against the data length when the tensor was built.
+        ArrayD::from_shape_vec(IxDyn(shape), v)
+            .map_or_else(|_| tract::Tensor::default(), tract::Tensor::from)
+            .into()
+    }
+    let (_, shape, data) = tensor.into_parts();
+    match data {
+        TensorData::Bool(v) => array(&shape, v),
+        TensorData::U8(v) => array(&shape, v),
+        TensorData::I32(v) => array(&shape, v),
+        TensorData::I64(v) => array(&shape, v),
+        TensorData::F32(v) => array(&shape, v),
+        TensorData::F64(v) => array(&shape, v),
+        TensorData::String(v) => array(&shape, v),
+    }
+}
+
+fn from_tract(name: &str, tensor: &tract::Tensor) -> Result<Tensor, ScoringError> {
+    let shape = tensor.shape().to_vec();
+    let run = |e: tract::TractError| ScoringError::Run(format!("output \"{name}\": {e:#}"));
+    fn elements<T: tract::Datum>(t: &tract::Tensor) -> tract::TractResult<Vec<T>> {
+        Ok(t.to_plain_array_view::<T>()?.iter().cloned().collect())
+    }
+    fn cast<T: tract::Datum>(t: &tract::Tensor) -> tract::TractResult<Vec<T>> {
+        elements::<T>(t.cast_to::<T>()?.as_ref())
+    }
+    let data = match datatype_of(tensor.datum_type()) {
+        Some(DataType::Bool) => TensorData::Bool(elements(tensor).map_err(run)?),
+        Some(DataType::U8) => TensorData::U8(elements(tensor).map_err(run)?),
+        Some(DataType::I32) => TensorData::I32(cast(tensor).map_err(run)?),
+        Some(DataType::I64) => TensorData::I64(cast(tensor).map_err(run)?),
+        Some(DataType::F32) => TensorData::F32(cast(tensor).map_err(run)?),
+        Some(DataType::F64) => TensorData::F64(elements(tensor).map_err(run)?),
+        Some(DataType::String) => TensorData::String(elements(tensor).map_err(run)?),
+        None => {
+            return Err(ScoringError::Run(format!(
+                "output \"{name}\": element type {:?} is not supported",
+                tensor.datum_type()
+            )));
+        }
+    };
+    Tensor::new(name, shape, data)
+}

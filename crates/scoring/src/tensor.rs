@@ -1,0 +1,205 @@
+//! Typed, named tensors: what goes into a model and what comes out.
+
+use std::fmt;
+
+use crate::ScoringError;
+
+/// The element type of a tensor. Names follow the KServe v2 protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DataType {
+    /// `BOOL`
+    Bool,
+    /// `UINT8`
+    U8,
+    /// `INT32`
+    I32,
+    /// `INT64`
+    I64,
+    /// `FP32`
+    F32,
+    /// `FP64`
+    F64,
+    /// `BYTES`: UTF-8 strings (ONNX `string`).
+    String,
+}
+
+impl DataType {
+    /// Every datatype, in declaration order.
+    pub const ALL: [DataType; 7] = [
+        DataType::Bool,
+        DataType::U8,
+        DataType::I32,
+        DataType::I64,
+        DataType::F32,
+        DataType::F64,
+        DataType::String,
+    ];
+
+    /// The KServe v2 name, e.g. `FP32`.
+    pub fn v2_name(self) -> &'static str {
+        match self {
+            DataType::Bool => "BOOL",
+            DataType::U8 => "UINT8",
+            DataType::I32 => "INT32",
+            DataType::I64 => "INT64",
+            DataType::F32 => "FP32",
+            DataType::F64 => "FP64",
+            DataType::String => "BYTES",
+        }
+    }
+
+    /// Parses a KServe v2 datatype name.
+    pub fn from_v2_name(name: &str) -> Option<DataType> {
+        DataType::ALL.into_iter().find(|dt| dt.v2_name() == name)
+    }
+}
+
+impl fmt::Display for DataType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.v2_name())
+    }
+}
+
+/// The elements of a tensor, flattened in row-major order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TensorData {
+    /// Booleans.
+    Bool(Vec<bool>),
+    /// Unsigned bytes.
+    U8(Vec<u8>),
+    /// 32-bit integers.
+    I32(Vec<i32>),
+    /// 64-bit integers.
+    I64(Vec<i64>),
+    /// 32-bit floats.
+    F32(Vec<f32>),
+    /// 64-bit floats.
+    F64(Vec<f64>),
+    /// Strings.
+    String(Vec<String>),
+}
+
+impl TensorData {
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            TensorData::Bool(v) => v.len(),
+            TensorData::U8(v) => v.len(),
+            TensorData::I32(v) => v.len(),
+            TensorData::I64(v) => v.len(),
+            TensorData::F32(v) => v.len(),
+            TensorData::F64(v) => v.len(),
+            TensorData::String(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The element type.
+    pub fn datatype(&self) -> DataType {
+        match self {
+            TensorData::Bool(_) => DataType::Bool,
+            TensorData::U8(_) => DataType::U8,
+            TensorData::I32(_) => DataType::I32,
+            TensorData::I64(_) => DataType::I64,
+            TensorData::F32(_) => DataType::F32,
+            TensorData::F64(_) => DataType::F64,
+            TensorData::String(_) => DataType::String,
+        }
+    }
+}
+
+/// A named tensor whose shape is known to match its data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    name: String,
+    shape: Vec<usize>,
+    data: TensorData,
+}
+
+impl Tensor {
+    /// Builds a tensor, checking that `shape` holds exactly as many elements as `data`.
+    pub fn new(
+        name: impl Into<String>,
+        shape: Vec<usize>,
+        data: TensorData,
+    ) -> Result<Tensor, ScoringError> {
+        let name = name.into();
+        let expected = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if expected != Some(data.len()) {
+            return Err(ScoringError::DataLength {
+                input: name,
+                shape: format_shape(&shape),
+                expected: expected.map_or_else(|| "too many".to_owned(), |n| n.to_string()),
+                got: data.len(),
+            });
+        }
+        Ok(Tensor { name, shape, data })
+    }
+
+    /// The tensor's name: a model input or output name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The dimensions, outermost first.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The elements.
+    pub fn data(&self) -> &TensorData {
+        &self.data
+    }
+
+    /// The element type.
+    pub fn datatype(&self) -> DataType {
+        self.data.datatype()
+    }
+
+    /// Splits the tensor into its name, shape and data.
+    pub fn into_parts(self) -> (String, Vec<usize>, TensorData) {
+        (self.name, self.shape, self.data)
+    }
+}
+
+/// Formats a concrete shape as `[2,4]`.
+pub(crate) fn format_shape(shape: &[usize]) -> String {
+    let dims: Vec<String> = shape.iter().map(ToString::to_string).collect();
+    format!("[{}]", dims.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v2_names_round_trip() {
+        for dt in DataType::ALL {
+            assert_eq!(DataType::from_v2_name(dt.v2_name()), Some(dt));
+        }
+        assert_eq!(DataType::from_v2_name("FP16"), None);
+    }
+
+    #[test]
+    fn shape_must_match_data() {
+        let ok = Tensor::new("x", vec![2, 2], TensorData::F32(vec![1.0; 4]));
+        assert!(ok.is_ok());
+        let err = Tensor::new("x", vec![2, 3], TensorData::F32(vec![1.0; 4]))
+            .expect_err("6 elements declared, 4 given");
+        assert_eq!(
+            err.to_string(),
+            r#"input "x": shape [2,3] holds 6 elements, got 4"#
+        );
+    }
+
+    #[test]
+    fn overflowing_shape_is_an_error_not_a_panic() {
+        let err = Tensor::new("x", vec![usize::MAX, 4], TensorData::I64(vec![]))
+            .expect_err("overflow");
+        assert!(err.to_string().contains("too many"), "{err}");
+    }
+}

@@ -1,0 +1,129 @@
+//! `wafer build`: a self-contained component per model.
+//!
+//! The generic guest (`wafer_guest.wasm`, built by cargo for `wasm32-wasip2`) is instantiated
+//! once, handed the model's ONNX bytes through its `wizer-initialize-model` export, and
+//! snapshotted with Wizer. The result carries the model (parsed and optimized, unless
+//! `--no-snapshot`) in its memory image and needs no file at run time, so the same `.wasm`
+//! runs under `wafer serve`, `wasmtime serve` and Spin.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wizer::{WasmtimeWizerComponent, Wizer};
+
+use crate::runtime::HostState;
+
+/// The guest's build-time initializer; Wizer removes it from the snapshot.
+const INIT_FUNC: &str = "wizer-initialize-model";
+
+/// The command that builds the generic guest component.
+pub const GUEST_BUILD_COMMAND: &str =
+    "cargo build --profile guest --target wasm32-wasip2 -p wafer-guest";
+
+/// How to build components.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// The generic guest component.
+    pub guest: PathBuf,
+    /// Snapshot the parsed model (true) or only its bytes (false).
+    pub snapshot: bool,
+}
+
+/// Finds the generic guest: `explicit`, else `$WAFER_GUEST`, else the cargo output beside this
+/// executable's target directory, else under `./target`.
+pub fn find_guest(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit.or_else(|| std::env::var_os("WAFER_GUEST").map(PathBuf::from)) {
+        return Ok(path);
+    }
+    let relative = Path::new("wasm32-wasip2/guest/wafer_guest.wasm");
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        // target/<profile>/wafer (or target/<profile>/deps/<test>) → target/
+        for dir in exe.ancestors().skip(1).take(3) {
+            candidates.push(dir.join(relative));
+        }
+    }
+    candidates.push(Path::new("target").join(relative));
+    candidates.into_iter().find(|p| p.is_file()).with_context(|| {
+        format!(
+            "the guest component wafer_guest.wasm was not found; build it with `{GUEST_BUILD_COMMAND}` \
+             or pass --guest PATH"
+        )
+    })
+}
+
+/// Builds the component of the model in `model_dir` (which holds `model.onnx`) into `output`,
+/// unless `output` is already up to date. Returns whether it built.
+pub async fn build_if_stale(
+    name: &str,
+    model_dir: &Path,
+    output: &Path,
+    options: &BuildOptions,
+) -> anyhow::Result<bool> {
+    let onnx_path = model_dir.join("model.onnx");
+    let onnx = std::fs::read(&onnx_path)
+        .with_context(|| format!("reading {}", onnx_path.display()))?;
+    let guest = std::fs::read(&options.guest)
+        .with_context(|| format!("reading the guest component {}", options.guest.display()))?;
+    let key = build_key(&guest, &onnx, options.snapshot);
+    let key_path = output.with_extension("wasm.key");
+    if output.is_file() && std::fs::read_to_string(&key_path).ok().as_deref() == Some(&key) {
+        return Ok(false);
+    }
+    let wasm = build_component(&guest, name, &onnx, options.snapshot)
+        .await
+        .with_context(|| format!("building model \"{name}\" from {}", onnx_path.display()))?;
+    if let Some(dir) = output.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // Write to a temporary file and rename, so a reader never sees half a component.
+    let tmp = output.with_extension("wasm.tmp");
+    std::fs::write(&tmp, &wasm).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, output).with_context(|| format!("writing {}", output.display()))?;
+    std::fs::write(&key_path, key).with_context(|| format!("writing {}", key_path.display()))?;
+    tracing::info!(model = name, bytes = wasm.len(), output = %output.display(), "component built");
+    Ok(true)
+}
+
+/// What a built component depends on: the guest, the model, the options and this version.
+fn build_key(guest: &[u8], onnx: &[u8], snapshot: bool) -> String {
+    let mut h = Sha256::new();
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update(Sha256::digest(guest));
+    h.update(Sha256::digest(onnx));
+    h.update([u8::from(snapshot)]);
+    format!("{:x}\n", h.finalize())
+}
+
+/// Instantiates the guest, loads the model into it, and snapshots the instance.
+pub async fn build_component(
+    guest: &[u8],
+    name: &str,
+    onnx: &[u8],
+    snapshot: bool,
+) -> anyhow::Result<Vec<u8>> {
+    let mut wizer = Wizer::new();
+    wizer.init_func(INIT_FUNC);
+    let (cx, instrumented) = wizer.instrument_component(guest)?;
+    let engine = Engine::new(&Config::new())?;
+    let component = Component::new(&engine, &instrumented).context("compiling the guest")?;
+    let mut linker = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    linker.define_unknown_imports_as_traps(&component)?;
+    let mut store = Store::new(&engine, HostState::new());
+    let instance = linker.instantiate_async(&mut store, &component).await?;
+    let init = instance
+        .get_typed_func::<(&str, &[u8], bool), (Result<(), String>,)>(&mut store, INIT_FUNC)
+        .context("the guest component has no model initializer; is it wafer_guest.wasm?")?;
+    let (loaded,) = init.call_async(&mut store, (name, onnx, snapshot)).await?;
+    if let Err(e) = loaded {
+        bail!("{e}");
+    }
+    let wasm = wizer
+        .snapshot_component(&cx, &mut WasmtimeWizerComponent { store: &mut store, instance })
+        .await?;
+    Ok(wasm)
+}

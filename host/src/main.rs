@@ -1,0 +1,230 @@
+//! `wafer`: turns ONNX models into WebAssembly inference components and serves them.
+//!
+//! Subcommands: `serve` (the KServe v2 REST API over a model repository), `build` (one
+//! self-contained component per model) and `predict` (one prediction from a file or stdin).
+//! Every prediction runs in a fresh instance of the model's component on wasmtime.
+
+mod bindings;
+mod build;
+mod convert;
+mod repo;
+mod runtime;
+mod serve;
+
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use wafer_protocol::{self as protocol, ProtocolError};
+
+use crate::build::BuildOptions;
+use crate::runtime::{LoadedModel, PoolLimits, Runtime};
+
+/// Serverless WebAssembly inference: ONNX models as per-request WASI components.
+#[derive(Parser, Debug)]
+#[command(name = "wafer", version, about)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve every model of a repository over the KServe v2 REST API.
+    Serve {
+        /// Folder whose subfolders each hold a model.onnx.
+        #[arg(default_value = "models")]
+        model_repo: PathBuf,
+        /// Address to listen on; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+        /// Where built components go.
+        #[arg(long, default_value = "target/wafer")]
+        build_dir: PathBuf,
+        /// Instances alive at once, across all models; sizes the instance pool.
+        #[arg(long, default_value_t = PoolLimits::default().max_instances)]
+        max_instances: u32,
+        #[command(flatten)]
+        guest: GuestArgs,
+    },
+    /// Build a model folder into a self-contained component.
+    Build {
+        /// Folder holding model.onnx.
+        model_dir: PathBuf,
+        /// Output path [default: target/wafer/<name>.wasm].
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        guest: GuestArgs,
+    },
+    /// Run one prediction and print the v2 response.
+    Predict {
+        /// A model folder, or a component built by `wafer build`.
+        model: PathBuf,
+        /// A v2 inference request or a JSON array of rows; `-` reads stdin.
+        #[arg(short, long)]
+        input: PathBuf,
+        /// Where built components go.
+        #[arg(long, default_value = "target/wafer")]
+        build_dir: PathBuf,
+        #[command(flatten)]
+        guest: GuestArgs,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct GuestArgs {
+    /// The generic guest component [default: $WAFER_GUEST, or cargo's wasm32-wasip2/guest output].
+    #[arg(long)]
+    guest: Option<PathBuf>,
+    /// Keep only the model bytes in the snapshot; every instance parses the model itself.
+    #[arg(long)]
+    no_snapshot: bool,
+}
+
+impl GuestArgs {
+    fn options(self) -> anyhow::Result<BuildOptions> {
+        Ok(BuildOptions { guest: build::find_guest(self.guest)?, snapshot: !self.no_snapshot })
+    }
+}
+
+/// Exit code for input the model cannot take.
+const EXIT_BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<ProtocolError>().is_some_and(|p| p.status() < 500) {
+                ExitCode::from(EXIT_BAD_INPUT)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WAFER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { model_repo, addr, build_dir, max_instances, guest } => {
+            let options = guest.options()?;
+            let limits = PoolLimits { max_instances, ..PoolLimits::default() };
+            let runtime = Runtime::new(limits)?;
+            let mut models = Vec::new();
+            for source in repo::scan(&model_repo)? {
+                models.push(load(&runtime, &source, &build_dir, &options).await?);
+            }
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            let server = Arc::new(serve::Server::new(models, max_instances as usize));
+            server.run(listener).await
+        }
+        Command::Build { model_dir, output, guest } => {
+            let options = guest.options()?;
+            let source = repo::source(&model_dir)?;
+            let output =
+                output.unwrap_or_else(|| Path::new("target/wafer").join(format!("{}.wasm", source.name)));
+            let built = build::build_if_stale(&source.name, &source.dir, &output, &options).await?;
+            let state = if built { "built" } else { "up to date" };
+            println!("{}: {state} → {}", source.name, output.display());
+            Ok(())
+        }
+        Command::Predict { model, input, build_dir, guest } => {
+            let body = read_input(&input)?;
+            let runtime = Runtime::new(PoolLimits { max_instances: 1, ..PoolLimits::default() })?;
+            let model = if model.is_dir() {
+                load(&runtime, &repo::source(&model)?, &build_dir, &guest.options()?).await?
+            } else {
+                let wasm = std::fs::read(&model)
+                    .with_context(|| format!("reading the component {}", model.display()))?;
+                let name = model.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+                runtime.load(name, &wasm).await?
+            };
+            let response = predict(&model, &body).await?;
+            println!("{}", String::from_utf8_lossy(&response));
+            Ok(())
+        }
+    }
+}
+
+/// Builds a model's component if it is missing or stale, then compiles and prepares it.
+async fn load(
+    runtime: &Runtime,
+    source: &repo::ModelSource,
+    build_dir: &Path,
+    options: &BuildOptions,
+) -> anyhow::Result<LoadedModel> {
+    let output = build_dir.join(format!("{}.wasm", source.name));
+    build::build_if_stale(&source.name, &source.dir, &output, options).await?;
+    let wasm =
+        std::fs::read(&output).with_context(|| format!("reading {}", output.display()))?;
+    runtime.load(&source.name, &wasm).await
+}
+
+/// One prediction from a v2 request, or from a plain JSON array of rows for the first input.
+async fn predict(model: &LoadedModel, body: &[u8]) -> Result<Vec<u8>, ProtocolError> {
+    let value = protocol::parse_json(body)?;
+    let request = if value.is_array() {
+        let input = model.metadata().inputs.first().ok_or_else(|| {
+            ProtocolError::InvalidRequest("the model declares no input".into())
+        })?;
+        protocol::DecodedRequest {
+            id: None,
+            inputs: vec![protocol::decode_rows(body, input)?],
+            outputs: Vec::new(),
+        }
+    } else {
+        protocol::decode_infer_request(body)?
+    };
+    let prediction = model.predict(request.inputs, &request.outputs).await?;
+    Ok(protocol::encode_infer_response(
+        model.name(),
+        Some(protocol::MODEL_VERSION),
+        request.id,
+        prediction.outputs,
+    ))
+}
+
+fn read_input(input: &Path) -> anyhow::Result<Vec<u8>> {
+    if input == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf).context("reading stdin")?;
+        Ok(buf)
+    } else {
+        std::fs::read(input).with_context(|| format!("reading {}", input.display()))
+    }
+}

@@ -1,0 +1,150 @@
+//! `wafer serve`: the KServe v2 REST API over hyper, one fresh instance per request.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use wafer_protocol::{self as protocol, ProtocolError, Route};
+
+use crate::runtime::LoadedModel;
+
+/// The largest request body accepted, in bytes.
+pub const MAX_BODY: usize = 64 << 20;
+
+/// The models served and the bound on concurrent instances.
+pub struct Server {
+    models: BTreeMap<String, LoadedModel>,
+    permits: Semaphore,
+}
+
+impl Server {
+    /// A server for `models`, running at most `max_instances` instances at once.
+    pub fn new(models: Vec<LoadedModel>, max_instances: usize) -> Server {
+        let models = models.into_iter().map(|m| (m.name().to_owned(), m)).collect();
+        Server { models, permits: Semaphore::new(max_instances) }
+    }
+
+    /// Serves connections on `listener` until the process ends or ctrl-c.
+    pub async fn run(self: Arc<Self>, listener: TcpListener) -> anyhow::Result<()> {
+        let addr = listener.local_addr()?;
+        // The line tests and scripts wait for; it carries the real port when binding to :0.
+        println!("wafer listening on http://{addr}");
+        tracing::info!(%addr, models = ?self.models.keys().collect::<Vec<_>>(), "serving");
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => accepted?,
+                _ = tokio::signal::ctrl_c() => {
+                    tracing::info!("shutting down");
+                    return Ok(());
+                }
+            };
+            let server = Arc::clone(&self);
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let server = Arc::clone(&server);
+                    async move { Ok::<_, Infallible>(server.handle(req, peer).await) }
+                });
+                if let Err(e) = http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    tracing::debug!(%peer, error = %e, "connection closed with an error");
+                }
+            });
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let started = Instant::now();
+        let method = req.method().as_str().to_owned();
+        let path = req.uri().path().to_owned();
+        let (status, body, instance_predictions) = match self.respond(req).await {
+            Ok((body, predictions)) => (200, body, predictions),
+            Err(e) => (e.status(), e.body(), None),
+        };
+        tracing::info!(
+            %peer, %method, %path, status, micros = started.elapsed().as_micros() as u64,
+            "request"
+        );
+        let mut response = Response::builder()
+            .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+            .header("content-type", "application/json");
+        if let Some(n) = instance_predictions {
+            response = response.header(protocol::INSTANCE_PREDICTIONS_HEADER, n);
+        }
+        response
+            .body(Full::new(Bytes::from(body)))
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+    }
+
+    async fn respond(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<(Vec<u8>, Option<u64>), ProtocolError> {
+        let route = protocol::route(req.method().as_str(), req.uri().path())?;
+        let model = match route.model() {
+            Some(name) => Some(
+                self.models
+                    .get(name)
+                    .ok_or_else(|| ProtocolError::ModelNotFound(name.to_owned()))?,
+            ),
+            None => None,
+        };
+        let json = |v: serde_json::Value| Ok((protocol::to_json(&v), None));
+        match (route, model) {
+            (Route::Live, _) => json(serde_json::json!({ "live": true })),
+            (Route::Ready, _) => json(serde_json::json!({ "ready": true })),
+            (Route::ServerMetadata, _) => Ok((protocol::to_json(&protocol::server_metadata()), None)),
+            (Route::ModelList, _) => json(protocol::model_list(self.models.keys().map(String::as_str))),
+            (Route::ModelMetadata { version, .. }, Some(m)) => {
+                protocol::check_version(m.name(), version.as_deref())?;
+                Ok((protocol::to_json(&protocol::model_metadata(m.metadata())), None))
+            }
+            (Route::ModelReady { version, .. }, Some(m)) => {
+                protocol::check_version(m.name(), version.as_deref())?;
+                json(serde_json::json!({ "name": m.name(), "ready": true }))
+            }
+            (Route::Infer { version, .. }, Some(m)) => {
+                protocol::check_version(m.name(), version.as_deref())?;
+                let body = Limited::new(req.into_body(), MAX_BODY)
+                    .collect()
+                    .await
+                    .map_err(|e| {
+                        if e.is::<http_body_util::LengthLimitError>() {
+                            ProtocolError::PayloadTooLarge { limit: MAX_BODY }
+                        } else {
+                            ProtocolError::InvalidRequest(format!("cannot read body: {e}"))
+                        }
+                    })?
+                    .to_bytes();
+                let request = protocol::decode_infer_request(&body)?;
+                let _permit = self
+                    .permits
+                    .acquire()
+                    .await
+                    .map_err(|_| ProtocolError::Internal("server is shutting down".into()))?;
+                let prediction = m.predict(request.inputs, &request.outputs).await?;
+                let body = protocol::encode_infer_response(
+                    m.name(),
+                    Some(protocol::MODEL_VERSION),
+                    request.id,
+                    prediction.outputs,
+                );
+                Ok((body, Some(prediction.instance_predictions)))
+            }
+            (route, None) => Err(ProtocolError::Internal(format!("route {route:?} has no model"))),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The KServe v2 REST API over `wasi:http/incoming-handler`, for Spin and `wasmtime serve`.
+
+use wafer_protocol::{self as protocol, ProtocolError, Route};
+
+use crate::bindings::exports::wasi::http::incoming_handler;
+use crate::bindings::wasi::http::types::{
+    Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+use crate::bindings::wasi::io::streams::StreamError;
+use crate::state;
+
+/// The largest request body read, in bytes.
+const MAX_BODY: usize = 64 << 20;
+
+impl incoming_handler::Guest for crate::Guest {
+    fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        let method = match request.method() {
+            Method::Get => "GET".to_owned(),
+            Method::Head => "HEAD".to_owned(),
+            Method::Post => "POST".to_owned(),
+            Method::Put => "PUT".to_owned(),
+            Method::Delete => "DELETE".to_owned(),
+            Method::Patch => "PATCH".to_owned(),
+            Method::Options => "OPTIONS".to_owned(),
+            Method::Connect => "CONNECT".to_owned(),
+            Method::Trace => "TRACE".to_owned(),
+            Method::Other(m) => m,
+        };
+        let path = request.path_with_query().unwrap_or_else(|| "/".to_owned());
+        let (status, body) = match respond(&method, &path, &request) {
+            Ok(body) => (200, body),
+            Err(e) => (e.status(), e.body()),
+        };
+        send(response_out, status, &body);
+    }
+}
+
+fn respond(method: &str, path: &str, request: &IncomingRequest) -> Result<Vec<u8>, ProtocolError> {
+    let route = protocol::route(method, path)?;
+    let model = state::model().map_err(|e| ProtocolError::Internal(e.to_string()))?;
+    let name = &model.metadata().name;
+    if let Some(wanted) = route.model() {
+        if wanted != name {
+            return Err(ProtocolError::ModelNotFound(wanted.to_owned()));
+        }
+    }
+    Ok(match route {
+        Route::Live => protocol::to_json(&serde_json::json!({ "live": true })),
+        Route::Ready => protocol::to_json(&serde_json::json!({ "ready": true })),
+        Route::ServerMetadata => protocol::to_json(&protocol::server_metadata()),
+        Route::ModelList => protocol::to_json(&protocol::model_list([name.as_str()])),
+        Route::ModelMetadata { version, .. } => {
+            protocol::check_version(name, version.as_deref())?;
+            protocol::to_json(&protocol::model_metadata(model.metadata()))
+        }
+        Route::ModelReady { version, .. } => {
+            protocol::check_version(name, version.as_deref())?;
+            protocol::to_json(&serde_json::json!({ "name": name, "ready": true }))
+        }
+        Route::Infer { version, .. } => {
+            protocol::check_version(name, version.as_deref())?;
+            let body = read_body(request)?;
+            let decoded = protocol::decode_infer_request(&body)?;
+            let outputs = state::predict(decoded.inputs, &decoded.outputs)?;
+            protocol::encode_infer_response(name, None, decoded.id, outputs)
+        }
+    })
+}
+
+fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, ProtocolError> {
+    let broken = |what: &str| ProtocolError::InvalidRequest(format!("cannot read body: {what}"));
+    let body = request.consume().map_err(|()| broken("already consumed"))?;
+    let stream = body.stream().map_err(|()| broken("no stream"))?;
+    let mut buf = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => {
+                buf.extend_from_slice(&chunk);
+                if buf.len() > MAX_BODY {
+                    return Err(ProtocolError::PayloadTooLarge { limit: MAX_BODY });
+                }
+            }
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(e)) => return Err(broken(&e.to_debug_string())),
+        }
+    }
+    Ok(buf)
+}
+
+fn send(response_out: ResponseOutparam, status: u16, body: &[u8]) {
+    let headers = Fields::new();
+    let _ = headers.set("content-type", &[b"application/json".to_vec()]);
+    let _ = headers.set("content-length", &[body.len().to_string().into_bytes()]);
+    let stats = state::stats();
+    let _ = headers.set(
+        protocol::INSTANCE_PREDICTIONS_HEADER,
+        &[stats.predictions.to_string().into_bytes()],
+    );
+    let response = OutgoingResponse::new(headers);
+    let _ = response.set_status_code(status);
+    let Ok(out_body) = response.body() else { return };
+    ResponseOutparam::set(response_out, Ok(response));
+    if let Ok(stream) = out_body.write() {
+        for chunk in body.chunks(4096) {
+            if stream.blocking_write_and_flush(chunk).is_err() {
+                return;
+            }
+        }
+    }
+    let _ = OutgoingBody::finish(out_body, None);
+}

@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Train the bundled example models and write their ONNX exports and test fixtures.
+
+Run from anywhere: `python3 tools/make_models.py`. The script creates `tools/.venv` with the pinned
+versions of `tools/requirements.txt` and re-runs itself inside it, so the fixtures are reproducible.
+
+For every model it writes, under `models/<name>/`:
+  model.onnx        the skl2onnx export (zipmap=False: a label tensor and a probabilities tensor)
+  test_inputs.json  the held-back rows, as float32-exact decimals: {"input": name, "shape": [N, F], "data": [[...]]}
+  expected.json     labels and probabilities from scikit-learn and from onnxruntime on those rows
+  README.md         source, versions, sha256 of model.onnx, how to regenerate
+The Rust tests read these files; they never need Python.
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / "tools" / ".venv"
+REQUIREMENTS = ROOT / "tools" / "requirements.txt"
+
+
+def ensure_venv() -> None:
+    """Re-exec inside tools/.venv with the pinned requirements installed."""
+    if Path(sys.prefix).resolve() == VENV.resolve():
+        return
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "-r", str(REQUIREMENTS)], check=True
+    )
+    os.execv(str(python), [str(python), __file__, *sys.argv[1:]])
+
+
+def f32_list(row):
+    """Float32 values as the shortest decimals that round-trip to the same float32."""
+    import numpy as np
+
+    return [float(np.format_float_positional(np.float32(v), unique=True, trim="0")) for v in row]
+
+
+def export(name, estimator, X, y, description, source):
+    import numpy as np
+    import onnxruntime as ort
+    import sklearn
+    import skl2onnx
+    import onnx
+    from skl2onnx import to_onnx
+    from sklearn.model_selection import train_test_split
+
+    X = X.astype(np.float32)
+    X_train, X_test, y_train, _ = train_test_split(X, y, test_size=0.2, random_state=42, stratify=y)
+    estimator.fit(X_train, y_train)
+
+    onx = to_onnx(
+        estimator,
+        X_train[:1],
+        options={id(estimator): {"zipmap": False}},
+        target_opset={"": 17, "ai.onnx.ml": 3},
+    )
+    out = ROOT / "models" / name
+    out.mkdir(parents=True, exist_ok=True)
+    model_bytes = onx.SerializeToString()
+    (out / "model.onnx").write_bytes(model_bytes)
+
+    sess = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    input_name = sess.get_inputs()[0].name
+    ort_label, ort_proba = sess.run(None, {input_name: X_test})
+
+    inputs = {"input": input_name, "shape": list(X_test.shape), "data": [f32_list(r) for r in X_test]}
+    expected = {
+        "outputs": [o.name for o in sess.get_outputs()],
+        "sklearn": {
+            "label": [int(v) for v in estimator.predict(X_test)],
+            "probabilities": [[float(p) for p in r] for r in estimator.predict_proba(X_test)],
+        },
+        "onnxruntime": {
+            "label": [int(v) for v in ort_label],
+            "probabilities": [[float(p) for p in r] for r in ort_proba],
+        },
+    }
+    (out / "test_inputs.json").write_text(json.dumps(inputs, separators=(",", ":")) + "\n")
+    (out / "expected.json").write_text(json.dumps(expected, separators=(",", ":")) + "\n")
+
+    sha = hashlib.sha256(model_bytes).hexdigest()
+    (out / "README.md").write_text(
+        f"""# {name}
+
+{description}
+
+- source: {source}
+- input `{input_name}`: float32 `[N, {X.shape[1]}]`; outputs `label` (int64 `[N]`) and `probabilities` (float32 `[N, {len(estimator.classes_)}]`)
+- test set: {len(X_test)} held-back rows (`train_test_split(test_size=0.2, random_state=42, stratify=y)`)
+- model.onnx sha256: `{sha}`
+- exported with skl2onnx `zipmap=False`, opsets ai.onnx 17 and ai.onnx.ml 3
+- versions: scikit-learn {sklearn.__version__}, skl2onnx {skl2onnx.__version__}, onnx {onnx.__version__}, onnxruntime {ort.__version__}, numpy {np.__version__}, Python {sys.version.split()[0]}
+
+Regenerate with `python3 tools/make_models.py` (pinned versions in `tools/requirements.txt`).
+"""
+    )
+    print(f"{name}: {len(X_test)} test rows, sha256 {sha[:16]}")
+
+
+def main() -> None:
+    ensure_venv()
+    from sklearn.datasets import load_digits, load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+
+    iris = load_iris()
+    export(
+        "iris",
+        LogisticRegression(max_iter=1000),
+        iris.data,
+        iris.target,
+        "LogisticRegression on the iris flowers: 4 float features, 3 classes.",
+        "sklearn.datasets.load_iris (ships with scikit-learn)",
+    )
+    digits = load_digits()
+    export(
+        "digits",
+        MLPClassifier(hidden_layer_sizes=(64,), max_iter=400, random_state=0),
+        digits.data,
+        digits.target,
+        "MLPClassifier on 8x8 handwritten digits: 64 float features, 10 classes.",
+        "sklearn.datasets.load_digits (ships with scikit-learn)",
+    )
+
+
+if __name__ == "__main__":
+    main()
