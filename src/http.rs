@@ -12,7 +12,7 @@ use crate::state;
 /// The largest request body read, in bytes.
 const MAX_BODY: usize = 64 << 20;
 
-impl incoming_handler::Guest for crate::Guest {
+impl incoming_handler::Guest for crate::Component {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         let method = match request.method() {
             Method::Get => "GET".to_owned(),

@@ -80,7 +80,7 @@ pub async fn build_if_stale(
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     // Write to a temporary file and rename, so a reader never sees half a component.
-    let tmp = output.with_extension("wasm.tmp");
+    let tmp = output.with_extension(format!("wasm.{}.tmp", std::process::id()));
     std::fs::write(&tmp, &wasm).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, output).with_context(|| format!("writing {}", output.display()))?;
     std::fs::write(&key_path, key).with_context(|| format!("writing {}", key_path.display()))?;
@@ -109,14 +109,16 @@ pub async fn build_component(
     wizer.init_func(INIT_FUNC);
     let (cx, instrumented) = wizer.instrument_component(guest)?;
     let engine = Engine::new(&Config::new())?;
-    let component = Component::new(&engine, &instrumented).context("compiling the guest")?;
+    let component = Component::new(&engine, &instrumented)
+        .map_err(anyhow::Error::from)
+        .context("compiling the guest")?;
     let mut linker = Linker::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    linker.define_unknown_imports_as_traps(&component)?;
+    crate::runtime::add_to_linker(&mut linker)?;
     let mut store = Store::new(&engine, HostState::new());
     let instance = linker.instantiate_async(&mut store, &component).await?;
     let init = instance
         .get_typed_func::<(&str, &[u8], bool), (Result<(), String>,)>(&mut store, INIT_FUNC)
+        .map_err(anyhow::Error::from)
         .context("the guest component has no model initializer; is it wafer_guest.wasm?")?;
     let (loaded,) = init.call_async(&mut store, (name, onnx, snapshot)).await?;
     if let Err(e) = loaded {

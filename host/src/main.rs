@@ -57,6 +57,9 @@ enum Command {
         /// Instances alive at once, across all models; sizes the instance pool.
         #[arg(long, default_value_t = PoolLimits::default().max_instances)]
         max_instances: u32,
+        /// Exit when stdin closes: lets a supervising process stop the server by exiting.
+        #[arg(long)]
+        exit_on_stdin_close: bool,
         #[command(flatten)]
         guest: GuestArgs,
     },
@@ -139,7 +142,7 @@ fn init_logging(format: LogFormat) {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { model_repo, addr, build_dir, max_instances, guest } => {
+        Command::Serve { model_repo, addr, build_dir, max_instances, exit_on_stdin_close, guest } => {
             let options = guest.options()?;
             let limits = PoolLimits { max_instances, ..PoolLimits::default() };
             let runtime = Runtime::new(limits)?;
@@ -151,6 +154,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding {addr}"))?;
             let server = Arc::new(serve::Server::new(models, max_instances as usize));
+            if exit_on_stdin_close {
+                tokio::spawn(exit_when_stdin_closes());
+            }
             server.run(listener).await
         }
         Command::Build { model_dir, output, guest } => {
@@ -217,6 +223,19 @@ async fn predict(model: &LoadedModel, body: &[u8]) -> Result<Vec<u8>, ProtocolEr
         request.id,
         prediction.outputs,
     ))
+}
+
+async fn exit_when_stdin_closes() {
+    use tokio::io::AsyncReadExt as _;
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 256];
+    while let Ok(n) = stdin.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+    tracing::info!("stdin closed; exiting");
+    std::process::exit(0);
 }
 
 fn read_input(input: &Path) -> anyhow::Result<Vec<u8>> {

@@ -9,21 +9,30 @@ use wafer_scoring as scoring;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::bindings::{Scoring, ScoringPre};
 use crate::convert;
 
-/// Per-store state: the WASI context the guest's standard library needs, and nothing else.
-/// The guest gets no files, no environment, no network and no stdin.
+/// Per-store state: the WASI context the guest's standard library needs, and the `wasi:http`
+/// types its HTTP export refers to. The guest gets no files, no environment, no stdin and no
+/// outbound network.
 pub struct HostState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: NoOutboundHttp,
     table: ResourceTable,
 }
 
 impl HostState {
     /// A state for one invocation.
     pub fn new() -> HostState {
-        HostState { wasi: WasiCtx::builder().inherit_stderr().build(), table: ResourceTable::new() }
+        HostState {
+            wasi: WasiCtx::builder().inherit_stderr().build(),
+            http: WasiHttpCtx::new(),
+            hooks: NoOutboundHttp,
+            table: ResourceTable::new(),
+        }
     }
 }
 
@@ -31,6 +40,41 @@ impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { hooks: &mut self.hooks, table: &mut self.table, ctx: &mut self.http }
+    }
+}
+
+/// Model components make no outbound requests: every attempt is denied.
+struct NoOutboundHttp;
+
+impl WasiHttpHooks for NoOutboundHttp {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _io: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = wasmtime_wasi_http::Result<(
+                    http::Response<wasmtime_wasi_http::WasiBody>,
+                    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+                )>,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// Adds WASI and the `wasi:http` types to a linker.
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)
+        .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker))
+        .map_err(anyhow::Error::from)
+        .context("adding WASI to the linker")
 }
 
 /// Limits of the instance pool.
@@ -70,9 +114,11 @@ impl Runtime {
         let mut config = Config::new();
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         config.memory_init_cow(true);
-        let engine = Engine::new(&config).context("creating the wasmtime engine")?;
+        let engine = Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("creating the wasmtime engine")?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).context("adding WASI to the linker")?;
+        add_to_linker(&mut linker)?;
         Ok(Runtime { engine, linker })
     }
 
@@ -80,13 +126,11 @@ impl Runtime {
     pub async fn load(&self, name: &str, wasm: &[u8]) -> anyhow::Result<LoadedModel> {
         let started = Instant::now();
         let component = Component::new(&self.engine, wasm)
+            .map_err(anyhow::Error::from)
             .with_context(|| format!("compiling the component of model \"{name}\""))?;
         let compiled = started.elapsed();
-        // The guest also exports `wasi:http/incoming-handler`, whose types it imports; this
-        // host calls `scorer` directly, so any such import traps if ever called.
-        let mut linker = self.linker.clone();
-        linker.define_unknown_imports_as_traps(&component)?;
-        let pre = ScoringPre::new(linker.instantiate_pre(&component)?)
+        let pre = ScoringPre::new(self.linker.instantiate_pre(&component)?)
+            .map_err(anyhow::Error::from)
             .with_context(|| format!("model \"{name}\" does not export wafer:inference/scorer"))?;
         let (mut store, instance) = instantiate(&self.engine, &pre).await?;
         let metadata = instance

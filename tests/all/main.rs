@@ -1,1 +1,9 @@
-fn main(){}
+//! End-to-end tests: the real `wafer` binary, the real guest component on wasmtime, real HTTP
+//! on 127.0.0.1, and the real `wasmtime serve`. Expected numbers come from the committed
+//! scikit-learn and onnxruntime fixtures under `models/`.
+
+mod cli;
+mod serve;
+mod spin;
+mod support;
+mod wasmtime_serve;

@@ -4,10 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use tract_onnx::prelude::{
-    self as tract, DatumType, Framework, InferenceModelExt, IntoRunnable, TDim, TValue, TVec, ToDim,
+    self as tract, DatumType, Framework, InferenceModelExt, IntoRunnable, TValue, TVec, ToDim,
     TypedSimplePlan,
 };
 use tract_onnx::tract_hir::infer::{DimFact, Factoid, ShapeFactoid};
+use tract_onnx::tract_hir::internal::DimLike;
 
 
 use crate::ScoringError;
@@ -130,12 +131,15 @@ impl Model {
             model.set_input_fact(ix, fact).map_err(load)?;
         }
 
-        let inputs = describe(&model, model.input_outlets().map_err(load)?)?;
-        let outputs = describe(&model, model.output_outlets().map_err(load)?)?;
+        let input_names = names_of(&model, model.input_outlets().map_err(load)?);
+        let output_names = names_of(&model, model.output_outlets().map_err(load)?);
         let plan = model
             .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(load)?;
+        let typed = plan.model();
+        let inputs = describe(input_names, typed.input_outlets().map_err(load)?, typed)?;
+        let outputs = describe(output_names, typed.output_outlets().map_err(load)?, typed)?;
         let metadata = ModelMetadata {
             name: name.to_owned(),
             platform: "onnx".to_owned(),
@@ -210,32 +214,39 @@ fn names(infos: &[TensorInfo]) -> String {
     format!("[{}]", quoted.join(", "))
 }
 
-/// Describes the inputs or outputs at `outlets`, taking names from the ONNX graph.
-fn describe(
-    model: &tract::InferenceModel,
-    outlets: &[tract::OutletId],
-) -> Result<Vec<TensorInfo>, ScoringError> {
+/// The ONNX names of the values at `outlets`.
+fn names_of(model: &tract::InferenceModel, outlets: &[tract::OutletId]) -> Vec<String> {
     outlets
         .iter()
-        .map(|&outlet| {
-            let node = model.node(outlet.node);
-            let name = model.outlet_label(outlet).unwrap_or(&node.name).to_owned();
+        .map(|&o| model.outlet_label(o).unwrap_or(&model.node(o.node).name).to_owned())
+        .collect()
+}
+
+/// Describes the values at `outlets` of the optimized model, which knows every type.
+fn describe(
+    names: Vec<String>,
+    outlets: &[tract::OutletId],
+    model: &tract::TypedModel,
+) -> Result<Vec<TensorInfo>, ScoringError> {
+    names
+        .into_iter()
+        .zip(outlets)
+        .map(|(name, &outlet)| {
             let fact = model
                 .outlet_fact(outlet)
-                .map_err(|e| ScoringError::Load(format!("{e:#}")))?;
-            let dt = fact.datum_type.concretize().ok_or_else(|| {
-                ScoringError::Load(format!("\"{name}\" has no declared element type"))
-            })?;
-            let datatype = datatype_of(dt).ok_or_else(|| {
-                ScoringError::Load(format!("\"{name}\": element type {dt:?} is not supported"))
+                .map_err(|e| ScoringError::Load(format!("\"{name}\": {e:#}")))?;
+            let datatype = datatype_of(fact.datum_type).ok_or_else(|| {
+                ScoringError::Load(format!(
+                    "\"{name}\": element type {:?} is not supported",
+                    fact.datum_type
+                ))
             })?;
             let shape = fact
                 .shape
-                .dims()
-                .map(|d| match d.concretize() {
-                    Some(TDim::Val(n)) => usize::try_from(n).map_or(Dim::Dynamic("?".into()), Dim::Fixed),
-                    Some(other) => Dim::Dynamic(other.to_string()),
-                    None => Dim::Dynamic("?".into()),
+                .iter()
+                .map(|d| match d.to_usize() {
+                    Ok(n) => Dim::Fixed(n),
+                    Err(_) => Dim::Dynamic(d.to_string()),
                 })
                 .collect();
             Ok(TensorInfo { name, datatype, shape })
@@ -248,7 +259,8 @@ fn datatype_of(dt: DatumType) -> Option<DataType> {
         DatumType::Bool => DataType::Bool,
         DatumType::U8 => DataType::U8,
         DatumType::I8 | DatumType::I16 | DatumType::I32 | DatumType::U16 => DataType::I32,
-        DatumType::I64 | DatumType::U32 | DatumType::U64 => DataType::I64,
+        // tract may compute integer outputs as symbolic dimensions (`TDim`) after optimizing.
+        DatumType::I64 | DatumType::U32 | DatumType::U64 | DatumType::TDim => DataType::I64,
         DatumType::F16 | DatumType::F32 => DataType::F32,
         DatumType::F64 => DataType::F64,
         DatumType::String => DataType::String,
@@ -301,4 +313,111 @@ fn from_tract(name: &str, tensor: &tract::Tensor) -> Result<Tensor, ScoringError
         }
     };
     Tensor::new(name, shape, data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IRIS: &[u8] = include_bytes!("../../../models/iris/model.onnx");
+    const DIGITS: &[u8] = include_bytes!("../../../models/digits/model.onnx");
+
+    fn fixture(model: &str, file: &str) -> serde_json::Value {
+        let path = format!("{}/../../models/{model}/{file}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json")
+    }
+
+    /// Runs the whole test set natively in one batch and compares with onnxruntime.
+    fn matches_onnxruntime(model: &str, onnx: &[u8]) {
+        let m = Model::load(model, onnx).expect("loads");
+        let inputs = fixture(model, "test_inputs.json");
+        let expected = fixture(model, "expected.json");
+        let data: Vec<f32> = inputs["data"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .flat_map(|r| r.as_array().expect("row").iter().map(|v| v.as_f64().expect("f64") as f32))
+            .collect();
+        let n = inputs["shape"][0].as_u64().expect("n") as usize;
+        let x = Tensor::new("X", vec![n, data.len() / n], TensorData::F32(data)).expect("tensor");
+        let out = m.predict(vec![x], &[]).expect("runs");
+        let TensorData::I64(labels) = out[0].data() else { panic!("labels are INT64") };
+        let want: Vec<i64> = expected["onnxruntime"]["label"]
+            .as_array()
+            .expect("labels")
+            .iter()
+            .map(|v| v.as_i64().expect("i64"))
+            .collect();
+        assert_eq!(labels, &want, "{model}: labels");
+        let TensorData::F32(probs) = out[1].data() else { panic!("probabilities are FP32") };
+        let want: Vec<f64> = expected["onnxruntime"]["probabilities"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .flat_map(|r| r.as_array().expect("row").iter().map(|v| v.as_f64().expect("f64")))
+            .collect();
+        assert_eq!(probs.len(), want.len());
+        for (i, (a, b)) in probs.iter().zip(&want).enumerate() {
+            assert!((f64::from(*a) - b).abs() <= 1e-5, "{model} element {i}: {a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn iris_matches_onnxruntime() {
+        matches_onnxruntime("iris", IRIS);
+    }
+
+    #[test]
+    fn digits_matches_onnxruntime() {
+        matches_onnxruntime("digits", DIGITS);
+    }
+
+    #[test]
+    fn metadata_names_the_onnx_inputs_and_outputs() {
+        let m = Model::load("iris", IRIS).expect("loads");
+        let meta = m.metadata();
+        assert_eq!(meta.inputs.len(), 1);
+        assert_eq!(meta.inputs[0].name, "X");
+        assert_eq!(meta.inputs[0].datatype, DataType::F32);
+        assert_eq!(meta.inputs[0].shape_string(), "[N,4]");
+        let outputs: Vec<(&str, DataType)> =
+            meta.outputs.iter().map(|o| (o.name.as_str(), o.datatype)).collect();
+        assert_eq!(outputs, [("label", DataType::I64), ("probabilities", DataType::F32)]);
+    }
+
+    #[test]
+    fn inputs_are_checked_before_running() {
+        let m = Model::load("iris", IRIS).expect("loads");
+        let run = |t: Tensor| m.predict(vec![t], &[]).expect_err("rejected").to_string();
+        let f32s = |shape: Vec<usize>| {
+            let n = shape.iter().product();
+            Tensor::new("X", shape, TensorData::F32(vec![0.5; n])).expect("tensor")
+        };
+        assert_eq!(run(f32s(vec![2, 5])), r#"input "X": expected shape [N,4], got [2,5]"#);
+        assert_eq!(run(f32s(vec![4])), r#"input "X": expected shape [N,4], got [4]"#);
+        assert_eq!(run(f32s(vec![0, 4])), r#"input "X": empty batch (shape [0,4])"#);
+        let f64s = Tensor::new("X", vec![1, 4], TensorData::F64(vec![0.5; 4])).expect("tensor");
+        assert_eq!(run(f64s), r#"input "X": expected datatype FP32, got FP64"#);
+        let other = Tensor::new("Y", vec![1, 4], TensorData::F32(vec![0.5; 4])).expect("tensor");
+        assert_eq!(run(other), r#"unknown input "Y"; the model's inputs are ["X"]"#);
+        let missing = m.predict(vec![], &[]).expect_err("missing").to_string();
+        assert_eq!(missing, r#"missing input "X""#);
+        let unknown = m.predict(vec![f32s(vec![1, 4])], &["nope".into()]).expect_err("output");
+        assert!(unknown.to_string().starts_with(r#"unknown output "nope""#), "{unknown}");
+    }
+
+    #[test]
+    fn selected_outputs_come_in_the_order_asked() {
+        let m = Model::load("iris", IRIS).expect("loads");
+        let x = Tensor::new("X", vec![1, 4], TensorData::F32(vec![5.1, 3.5, 1.4, 0.2])).expect("x");
+        let out = m.predict(vec![x], &["probabilities".into(), "label".into()]).expect("runs");
+        let names: Vec<&str> = out.iter().map(Tensor::name).collect();
+        assert_eq!(names, ["probabilities", "label"]);
+    }
+
+    #[test]
+    fn garbage_is_a_load_error_not_a_panic() {
+        let err = Model::load("junk", b"not an onnx model").expect_err("junk");
+        assert!(matches!(err, ScoringError::Load(_)), "{err:?}");
+    }
 }

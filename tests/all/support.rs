@@ -1,0 +1,248 @@
+//! Shared helpers: building the guest, starting servers, fixtures, HTTP.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::Value;
+
+/// The workspace root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The cargo target directory.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo_root().join("target"), PathBuf::from)
+}
+
+/// The generic guest component, built once per test run with the guest profile.
+pub fn guest_wasm() -> &'static Path {
+    static GUEST: OnceLock<PathBuf> = OnceLock::new();
+    GUEST.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--profile", "guest", "--target", "wasm32-wasip2", "-p", "wafer-guest"])
+            .current_dir(repo_root())
+            .status()
+            .expect("running cargo to build the guest");
+        assert!(status.success(), "building the guest component failed");
+        target_dir().join("wasm32-wasip2/guest/wafer_guest.wasm")
+    })
+}
+
+/// Where the tests' `wafer` writes components.
+pub fn build_dir() -> PathBuf {
+    target_dir().join("wafer-test")
+}
+
+/// The `wafer` binary, pointed at the freshly built guest.
+pub fn wafer() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wafer"));
+    cmd.env("WAFER_GUEST", guest_wasm()).env("WAFER_LOG", "warn").current_dir(repo_root());
+    cmd
+}
+
+/// A model's committed test set and reference outputs.
+pub struct Fixture {
+    /// The model's input name.
+    pub input: String,
+    /// The held-back rows.
+    pub rows: Vec<Vec<f64>>,
+    /// scikit-learn's labels.
+    pub sklearn_labels: Vec<i64>,
+    /// onnxruntime's labels.
+    pub ort_labels: Vec<i64>,
+    /// onnxruntime's probabilities.
+    pub ort_probabilities: Vec<Vec<f64>>,
+}
+
+/// Reads `models/<name>/test_inputs.json` and `expected.json`.
+pub fn fixture(name: &str) -> Fixture {
+    let dir = repo_root().join("models").join(name);
+    let read = |file: &str| -> Value {
+        let text = std::fs::read_to_string(dir.join(file)).expect("fixture file");
+        serde_json::from_str(&text).expect("fixture JSON")
+    };
+    let inputs = read("test_inputs.json");
+    let expected = read("expected.json");
+    let ints = |v: &Value| -> Vec<i64> {
+        v.as_array().expect("array").iter().map(|x| x.as_i64().expect("int")).collect()
+    };
+    let matrix = |v: &Value| -> Vec<Vec<f64>> {
+        v.as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| r.as_array().expect("row").iter().map(|x| x.as_f64().expect("f64")).collect())
+            .collect()
+    };
+    Fixture {
+        input: inputs["input"].as_str().expect("input name").to_owned(),
+        rows: matrix(&inputs["data"]),
+        sklearn_labels: ints(&expected["sklearn"]["label"]),
+        ort_labels: ints(&expected["onnxruntime"]["label"]),
+        ort_probabilities: matrix(&expected["onnxruntime"]["probabilities"]),
+    }
+}
+
+/// A v2 inference request for `rows` of FP32 features.
+pub fn infer_request(input: &str, rows: &[Vec<f64>]) -> Value {
+    let width = rows.first().map_or(0, Vec::len);
+    let data: Vec<f64> = rows.iter().flatten().copied().collect();
+    serde_json::json!({
+        "inputs": [{ "name": input, "shape": [rows.len(), width], "datatype": "FP32", "data": data }]
+    })
+}
+
+/// Labels and probabilities from a v2 response.
+pub fn labels_and_probabilities(response: &Value) -> (Vec<i64>, Vec<Vec<f64>>) {
+    let outputs = response["outputs"].as_array().expect("outputs");
+    let find = |name: &str| outputs.iter().find(|o| o["name"] == name).expect("output present");
+    let label = find("label");
+    let proba = find("probabilities");
+    let labels = label["data"].as_array().expect("data").iter().map(|v| v.as_i64().expect("int")).collect();
+    let width = proba["shape"][1].as_u64().expect("width") as usize;
+    let flat: Vec<f64> =
+        proba["data"].as_array().expect("data").iter().map(|v| v.as_f64().expect("f64")).collect();
+    (labels, flat.chunks(width).map(<[f64]>::to_vec).collect())
+}
+
+/// Asserts labels equal and probabilities within `tol` absolute.
+pub fn assert_matches(model: &str, got: &(Vec<i64>, Vec<Vec<f64>>), labels: &[i64], probs: &[Vec<f64>], tol: f64) {
+    assert_eq!(got.0, labels, "{model}: labels differ");
+    assert_eq!(got.1.len(), probs.len(), "{model}: row count differs");
+    for (row, (g, e)) in got.1.iter().zip(probs).enumerate() {
+        assert_eq!(g.len(), e.len(), "{model} row {row}: class count differs");
+        for (c, (a, b)) in g.iter().zip(e).enumerate() {
+            assert!((a - b).abs() <= tol, "{model} row {row} class {c}: {a} vs {b} (tol {tol})");
+        }
+    }
+}
+
+/// An HTTP answer.
+pub struct Answer {
+    /// The status code.
+    pub status: u16,
+    /// The body parsed as JSON (`Null` if it is not JSON).
+    pub json: Value,
+    /// The body as text.
+    pub text: String,
+    /// The instance-predictions header, if present.
+    pub instance_predictions: Option<String>,
+}
+
+fn answer(result: Result<ureq::Response, ureq::Error>) -> anyhow::Result<Answer> {
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => return Err(e).context("HTTP transport error"),
+    };
+    let status = response.status();
+    let instance_predictions = response.header("x-wafer-instance-predictions").map(str::to_owned);
+    let text = response.into_string()?;
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Ok(Answer { status, json, text, instance_predictions })
+}
+
+fn agent() -> &'static ureq::Agent {
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+    AGENT.get_or_init(|| ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build())
+}
+
+/// `GET url`.
+pub fn get(url: &str) -> Answer {
+    answer(agent().get(url).call()).expect("GET")
+}
+
+/// `POST url` with a raw body.
+pub fn post(url: &str, body: &[u8]) -> Answer {
+    answer(agent().post(url).set("content-type", "application/json").send_bytes(body)).expect("POST")
+}
+
+/// A server process, killed on drop.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts `cmd` and waits until a line of its `stream` holds `http://127.0.0.1:PORT`.
+    pub fn start(mut cmd: Command, from_stderr: bool) -> anyhow::Result<Server> {
+        cmd.stdin(Stdio::piped());
+        if from_stderr {
+            cmd.stderr(Stdio::piped()).stdout(Stdio::null());
+        } else {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        }
+        let mut child = cmd.spawn().context("starting the server")?;
+        let stream: Box<dyn std::io::Read + Send> = if from_stderr {
+            Box::new(child.stderr.take().context("stderr")?)
+        } else {
+            Box::new(child.stdout.take().context("stdout")?)
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if !sent {
+                    if let Some(at) = line.find("http://127.0.0.1:") {
+                        let rest = &line[at..];
+                        let end = rest[7..].find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':')).map_or(rest.len(), |e| e + 7);
+                        let _ = tx.send(rest[..end].to_owned());
+                        sent = true;
+                    }
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let base = loop {
+            if let Ok(base) = rx.recv_timeout(Duration::from_millis(200)) {
+                break base;
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!("the server exited before listening: {status}");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("the server did not listen within 300 s");
+            }
+        };
+        Ok(Server { child, base })
+    }
+}
+
+/// One `wafer serve` on the example models for the whole test run. It exits when the test
+/// process does (its stdin closes).
+pub fn wafer_server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let mut cmd = wafer();
+        cmd.args(["serve", "models", "--addr", "127.0.0.1:0", "--exit-on-stdin-close", "--build-dir"])
+            .arg(build_dir());
+        Server::start(cmd, false).expect("wafer serve starts")
+    })
+}
+
+/// Builds `models/<name>` into a component with `wafer build` and returns its path.
+pub fn built_component(name: &str) -> PathBuf {
+    let out = build_dir().join(format!("{name}.wasm"));
+    let status = wafer()
+        .args(["build", &format!("models/{name}"), "-o"])
+        .arg(&out)
+        .status()
+        .expect("wafer build runs");
+    assert!(status.success(), "wafer build models/{name} failed");
+    out
+}
