@@ -27,7 +27,11 @@ pub(crate) fn tensor_in(t: Tensor) -> Result<scoring::Tensor, ScoringError> {
         TensorData::Fp64(v) => scoring::TensorData::F64(v),
         TensorData::Bytes(v) => scoring::TensorData::String(v),
     };
-    let shape = t.shape.iter().map(|&d| usize::try_from(d).unwrap_or(usize::MAX)).collect();
+    let shape = t
+        .shape
+        .iter()
+        .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
+        .collect();
     scoring::Tensor::new(t.name, shape, data)
 }
 
@@ -43,7 +47,11 @@ pub(crate) fn tensor_out(t: scoring::Tensor) -> Tensor {
         scoring::TensorData::F64(v) => TensorData::Fp64(v),
         scoring::TensorData::String(v) => TensorData::Bytes(v),
     };
-    Tensor { name, shape: shape.into_iter().map(|d| d as u64).collect(), data }
+    Tensor {
+        name,
+        shape: shape.into_iter().map(|d| d as u64).collect(),
+        data,
+    }
 }
 
 /// Model metadata as WIT metadata.

@@ -98,7 +98,9 @@ fn send(response_out: ResponseOutparam, status: u16, body: &[u8]) {
     );
     let response = OutgoingResponse::new(headers);
     let _ = response.set_status_code(status);
-    let Ok(out_body) = response.body() else { return };
+    let Ok(out_body) = response.body() else {
+        return;
+    };
     ResponseOutparam::set(response_out, Ok(response));
     if let Ok(stream) = out_body.write() {
         for chunk in body.chunks(4096) {

@@ -44,9 +44,16 @@ impl scorer::Guest for Component {
     }
 
     fn predict(inputs: Vec<Tensor>, outputs: Vec<String>) -> Result<Vec<Tensor>, Error> {
-        let inputs = inputs.into_iter().map(convert::tensor_in).collect::<Result<Vec<_>, _>>();
+        let inputs = inputs
+            .into_iter()
+            .map(convert::tensor_in)
+            .collect::<Result<Vec<_>, _>>();
         let outputs = state::predict(inputs.map_err(convert::error)?, &outputs);
-        Ok(outputs.map_err(convert::error)?.into_iter().map(convert::tensor_out).collect())
+        Ok(outputs
+            .map_err(convert::error)?
+            .into_iter()
+            .map(convert::tensor_out)
+            .collect())
     }
 
     fn stats() -> InstanceStats {

@@ -20,6 +20,11 @@ static PARSES: AtomicU64 = AtomicU64::new(0);
 /// Loads the model once, at build time. With `parse`, the parsed model is kept; without it,
 /// only the bytes, and each instance parses them on first use.
 pub(crate) fn initialize(name: String, onnx: Vec<u8>, parse: bool) -> Result<(), ScoringError> {
+    if MODEL.get().is_some() || SOURCE.get().is_some() {
+        return Err(ScoringError::Load(
+            "this component already holds a model".into(),
+        ));
+    }
     if parse {
         let model = Model::load(&name, &onnx)?;
         let _ = MODEL.set(Ok(model));
@@ -50,7 +55,10 @@ pub(crate) fn model() -> Result<&'static Model, ScoringError> {
 }
 
 /// Runs the model and counts the prediction.
-pub(crate) fn predict(inputs: Vec<Tensor>, outputs: &[String]) -> Result<Vec<Tensor>, ScoringError> {
+pub(crate) fn predict(
+    inputs: Vec<Tensor>,
+    outputs: &[String],
+) -> Result<Vec<Tensor>, ScoringError> {
     PREDICTIONS.fetch_add(1, Ordering::Relaxed);
     model()?.predict(inputs, outputs)
 }

@@ -16,7 +16,9 @@ use wasmtime_wizer::{WasmtimeWizerComponent, Wizer};
 
 use crate::runtime::HostState;
 
-/// The guest's build-time initializer; Wizer removes it from the snapshot.
+/// The guest's build-time initializer. It stays exported in the snapshot (Wizer 48 would drop
+/// the core export that the component still lifts, since both share this name); there it only
+/// answers that a model is already loaded.
 const INIT_FUNC: &str = "wizer-initialize-model";
 
 /// The command that builds the generic guest component.
@@ -64,8 +66,8 @@ pub async fn build_if_stale(
     options: &BuildOptions,
 ) -> anyhow::Result<bool> {
     let onnx_path = model_dir.join("model.onnx");
-    let onnx = std::fs::read(&onnx_path)
-        .with_context(|| format!("reading {}", onnx_path.display()))?;
+    let onnx =
+        std::fs::read(&onnx_path).with_context(|| format!("reading {}", onnx_path.display()))?;
     let guest = std::fs::read(&options.guest)
         .with_context(|| format!("reading the guest component {}", options.guest.display()))?;
     let key = build_key(&guest, &onnx, options.snapshot);
@@ -106,7 +108,7 @@ pub async fn build_component(
     snapshot: bool,
 ) -> anyhow::Result<Vec<u8>> {
     let mut wizer = Wizer::new();
-    wizer.init_func(INIT_FUNC);
+    wizer.init_func(INIT_FUNC).keep_init_func(true);
     let (cx, instrumented) = wizer.instrument_component(guest)?;
     let engine = Engine::new(&Config::new())?;
     let component = Component::new(&engine, &instrumented)
@@ -125,7 +127,13 @@ pub async fn build_component(
         bail!("{e}");
     }
     let wasm = wizer
-        .snapshot_component(&cx, &mut WasmtimeWizerComponent { store: &mut store, instance })
+        .snapshot_component(
+            &cx,
+            &mut WasmtimeWizerComponent {
+                store: &mut store,
+                instance,
+            },
+        )
         .await?;
     Ok(wasm)
 }

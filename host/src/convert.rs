@@ -28,7 +28,11 @@ pub fn tensor_to_wit(t: scoring::Tensor) -> Tensor {
         scoring::TensorData::F64(v) => TensorData::Fp64(v),
         scoring::TensorData::String(v) => TensorData::Bytes(v),
     };
-    Tensor { name, shape: shape.into_iter().map(|d| d as u64).collect(), data }
+    Tensor {
+        name,
+        shape: shape.into_iter().map(|d| d as u64).collect(),
+        data,
+    }
 }
 
 /// A tensor the component returned, checked.
@@ -42,7 +46,11 @@ pub fn tensor_from_wit(t: Tensor) -> Result<scoring::Tensor, ProtocolError> {
         TensorData::Fp64(v) => scoring::TensorData::F64(v),
         TensorData::Bytes(v) => scoring::TensorData::String(v),
     };
-    let shape = t.shape.iter().map(|&d| usize::try_from(d).unwrap_or(usize::MAX)).collect();
+    let shape = t
+        .shape
+        .iter()
+        .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
+        .collect();
     scoring::Tensor::new(t.name, shape, data)
         .map_err(|e| ProtocolError::Internal(format!("the component returned a bad tensor: {e}")))
 }
@@ -61,7 +69,9 @@ pub fn metadata_from_wit(m: ModelMetadata) -> scoring::ModelMetadata {
                     .enumerate()
                     .map(|(ix, &d)| match usize::try_from(d) {
                         Ok(n) => scoring::Dim::Fixed(n),
-                        Err(_) => scoring::Dim::Dynamic(if ix == 0 { "N".into() } else { "?".into() }),
+                        Err(_) => {
+                            scoring::Dim::Dynamic(if ix == 0 { "N".into() } else { "?".into() })
+                        }
                     })
                     .collect(),
             })

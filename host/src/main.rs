@@ -100,7 +100,10 @@ struct GuestArgs {
 
 impl GuestArgs {
     fn options(self) -> anyhow::Result<BuildOptions> {
-        Ok(BuildOptions { guest: build::find_guest(self.guest)?, snapshot: !self.no_snapshot })
+        Ok(BuildOptions {
+            guest: build::find_guest(self.guest)?,
+            snapshot: !self.no_snapshot,
+        })
     }
 }
 
@@ -110,7 +113,10 @@ const EXIT_BAD_INPUT: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -121,7 +127,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<ProtocolError>().is_some_and(|p| p.status() < 500) {
+            if e.downcast_ref::<ProtocolError>()
+                .is_some_and(|p| p.status() < 500)
+            {
                 ExitCode::from(EXIT_BAD_INPUT)
             } else {
                 ExitCode::FAILURE
@@ -131,9 +139,12 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WAFER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WAFER_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -142,9 +153,19 @@ fn init_logging(format: LogFormat) {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { model_repo, addr, build_dir, max_instances, exit_on_stdin_close, guest } => {
+        Command::Serve {
+            model_repo,
+            addr,
+            build_dir,
+            max_instances,
+            exit_on_stdin_close,
+            guest,
+        } => {
             let options = guest.options()?;
-            let limits = PoolLimits { max_instances, ..PoolLimits::default() };
+            let limits = PoolLimits {
+                max_instances,
+                ..PoolLimits::default()
+            };
             let runtime = Runtime::new(limits)?;
             let mut models = Vec::new();
             for source in repo::scan(&model_repo)? {
@@ -159,25 +180,46 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             server.run(listener).await
         }
-        Command::Build { model_dir, output, guest } => {
+        Command::Build {
+            model_dir,
+            output,
+            guest,
+        } => {
             let options = guest.options()?;
             let source = repo::source(&model_dir)?;
-            let output =
-                output.unwrap_or_else(|| Path::new("target/wafer").join(format!("{}.wasm", source.name)));
+            let output = output
+                .unwrap_or_else(|| Path::new("target/wafer").join(format!("{}.wasm", source.name)));
             let built = build::build_if_stale(&source.name, &source.dir, &output, &options).await?;
             let state = if built { "built" } else { "up to date" };
             println!("{}: {state} → {}", source.name, output.display());
             Ok(())
         }
-        Command::Predict { model, input, build_dir, guest } => {
+        Command::Predict {
+            model,
+            input,
+            build_dir,
+            guest,
+        } => {
             let body = read_input(&input)?;
-            let runtime = Runtime::new(PoolLimits { max_instances: 1, ..PoolLimits::default() })?;
+            let runtime = Runtime::new(PoolLimits {
+                max_instances: 1,
+                ..PoolLimits::default()
+            })?;
             let model = if model.is_dir() {
-                load(&runtime, &repo::source(&model)?, &build_dir, &guest.options()?).await?
+                load(
+                    &runtime,
+                    &repo::source(&model)?,
+                    &build_dir,
+                    &guest.options()?,
+                )
+                .await?
             } else {
                 let wasm = std::fs::read(&model)
                     .with_context(|| format!("reading the component {}", model.display()))?;
-                let name = model.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+                let name = model
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("model");
                 runtime.load(name, &wasm).await?
             };
             let response = predict(&model, &body).await?;
@@ -196,8 +238,7 @@ async fn load(
 ) -> anyhow::Result<LoadedModel> {
     let output = build_dir.join(format!("{}.wasm", source.name));
     build::build_if_stale(&source.name, &source.dir, &output, options).await?;
-    let wasm =
-        std::fs::read(&output).with_context(|| format!("reading {}", output.display()))?;
+    let wasm = std::fs::read(&output).with_context(|| format!("reading {}", output.display()))?;
     runtime.load(&source.name, &wasm).await
 }
 
@@ -205,9 +246,10 @@ async fn load(
 async fn predict(model: &LoadedModel, body: &[u8]) -> Result<Vec<u8>, ProtocolError> {
     let value = protocol::parse_json(body)?;
     let request = if value.is_array() {
-        let input = model.metadata().inputs.first().ok_or_else(|| {
-            ProtocolError::InvalidRequest("the model declares no input".into())
-        })?;
+        let input =
+            model.metadata().inputs.first().ok_or_else(|| {
+                ProtocolError::InvalidRequest("the model declares no input".into())
+            })?;
         protocol::DecodedRequest {
             id: None,
             inputs: vec![protocol::decode_rows(body, input)?],
@@ -241,7 +283,9 @@ async fn exit_when_stdin_closes() {
 fn read_input(input: &Path) -> anyhow::Result<Vec<u8>> {
     if input == Path::new("-") {
         let mut buf = Vec::new();
-        std::io::stdin().read_to_end(&mut buf).context("reading stdin")?;
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("reading stdin")?;
         Ok(buf)
     } else {
         std::fs::read(input).with_context(|| format!("reading {}", input.display()))

@@ -26,7 +26,10 @@ pub fn scan(repo: &Path) -> anyhow::Result<Vec<ModelSource>> {
         models.push(source(&dir)?);
     }
     if models.is_empty() {
-        bail!("no model found in {}: expected subfolders holding model.onnx", repo.display());
+        bail!(
+            "no model found in {}: expected subfolders holding model.onnx",
+            repo.display()
+        );
     }
     models.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(models)
@@ -34,7 +37,9 @@ pub fn scan(repo: &Path) -> anyhow::Result<Vec<ModelSource>> {
 
 /// The model a folder holds, named after it.
 pub fn source(dir: &Path) -> anyhow::Result<ModelSource> {
-    let dir = dir.canonicalize().with_context(|| format!("no model folder {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("no model folder {}", dir.display()))?;
     if !dir.join("model.onnx").is_file() {
         bail!("{} holds no model.onnx", dir.display());
     }
@@ -51,7 +56,9 @@ pub fn source(dir: &Path) -> anyhow::Result<ModelSource> {
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 #[cfg(test)]

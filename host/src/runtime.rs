@@ -38,13 +38,20 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for HostState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { hooks: &mut self.hooks, table: &mut self.table, ctx: &mut self.http }
+        WasiHttpCtxView {
+            hooks: &mut self.hooks,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
     }
 }
 
@@ -88,7 +95,10 @@ pub struct PoolLimits {
 
 impl Default for PoolLimits {
     fn default() -> Self {
-        PoolLimits { max_instances: 64, max_memory_bytes: 1 << 30 }
+        PoolLimits {
+            max_instances: 64,
+            max_memory_bytes: 1 << 30,
+        }
     }
 }
 
@@ -141,8 +151,17 @@ impl Runtime {
             .with_context(|| format!("reading the metadata of model \"{name}\""))?;
         let mut metadata = convert::metadata_from_wit(metadata);
         metadata.name = name.to_owned();
-        tracing::info!(model = name, compile_ms = compiled.as_millis() as u64, "model loaded");
-        Ok(LoadedModel { name: name.to_owned(), engine: self.engine.clone(), pre, metadata })
+        tracing::info!(
+            model = name,
+            compile_ms = compiled.as_millis() as u64,
+            "model loaded"
+        );
+        Ok(LoadedModel {
+            name: name.to_owned(),
+            engine: self.engine.clone(),
+            pre,
+            metadata,
+        })
     }
 }
 
@@ -183,19 +202,25 @@ impl LoadedModel {
         let trap = |e: wasmtime::Error| {
             ProtocolError::Internal(format!("model \"{}\" trapped: {e:#}", self.name))
         };
-        let (mut store, instance) = instantiate(&self.engine, &self.pre)
-            .await
-            .map_err(|e| ProtocolError::Internal(format!("instantiating \"{}\": {e:#}", self.name)))?;
+        let (mut store, instance) = instantiate(&self.engine, &self.pre).await.map_err(|e| {
+            ProtocolError::Internal(format!("instantiating \"{}\": {e:#}", self.name))
+        })?;
         let scorer = instance.wafer_inference_scorer();
         let inputs: Vec<_> = inputs.into_iter().map(convert::tensor_to_wit).collect();
-        let result = scorer.call_predict(&mut store, &inputs, outputs).await.map_err(trap)?;
+        let result = scorer
+            .call_predict(&mut store, &inputs, outputs)
+            .await
+            .map_err(trap)?;
         let stats = scorer.call_stats(&mut store).await.map_err(trap)?;
         let outputs = result
             .map_err(convert::guest_error)?
             .into_iter()
             .map(convert::tensor_from_wit)
             .collect::<Result<_, _>>()?;
-        Ok(Prediction { outputs, instance_predictions: stats.predictions })
+        Ok(Prediction {
+            outputs,
+            instance_predictions: stats.predictions,
+        })
     }
 }
 

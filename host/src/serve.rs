@@ -31,8 +31,14 @@ pub struct Server {
 impl Server {
     /// A server for `models`, running at most `max_instances` instances at once.
     pub fn new(models: Vec<LoadedModel>, max_instances: usize) -> Server {
-        let models = models.into_iter().map(|m| (m.name().to_owned(), m)).collect();
-        Server { models, permits: Semaphore::new(max_instances) }
+        let models = models
+            .into_iter()
+            .map(|m| (m.name().to_owned(), m))
+            .collect();
+        Server {
+            models,
+            permits: Semaphore::new(max_instances),
+        }
     }
 
     /// Serves connections on `listener` until the process ends or ctrl-c.
@@ -106,11 +112,18 @@ impl Server {
         match (route, model) {
             (Route::Live, _) => json(serde_json::json!({ "live": true })),
             (Route::Ready, _) => json(serde_json::json!({ "ready": true })),
-            (Route::ServerMetadata, _) => Ok((protocol::to_json(&protocol::server_metadata()), None)),
-            (Route::ModelList, _) => json(protocol::model_list(self.models.keys().map(String::as_str))),
+            (Route::ServerMetadata, _) => {
+                Ok((protocol::to_json(&protocol::server_metadata()), None))
+            }
+            (Route::ModelList, _) => {
+                json(protocol::model_list(self.models.keys().map(String::as_str)))
+            }
             (Route::ModelMetadata { version, .. }, Some(m)) => {
                 protocol::check_version(m.name(), version.as_deref())?;
-                Ok((protocol::to_json(&protocol::model_metadata(m.metadata())), None))
+                Ok((
+                    protocol::to_json(&protocol::model_metadata(m.metadata())),
+                    None,
+                ))
             }
             (Route::ModelReady { version, .. }, Some(m)) => {
                 protocol::check_version(m.name(), version.as_deref())?;
@@ -144,7 +157,9 @@ impl Server {
                 );
                 Ok((body, Some(prediction.instance_predictions)))
             }
-            (route, None) => Err(ProtocolError::Internal(format!("route {route:?} has no model"))),
+            (route, None) => Err(ProtocolError::Internal(format!(
+                "route {route:?} has no model"
+            ))),
         }
     }
 }

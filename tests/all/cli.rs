@@ -12,13 +12,23 @@ use crate::support::{
 
 fn predict(model: &str, input: &str, stdin: Option<&[u8]>) -> std::process::Output {
     let mut cmd = wafer();
-    cmd.args(["predict", model, "--input", input, "--build-dir"]).arg(build_dir());
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(["predict", model, "--input", input, "--build-dir"])
+        .arg(build_dir());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("wafer predict starts");
     if let Some(bytes) = stdin {
-        child.stdin.take().expect("stdin").write_all(bytes).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(bytes)
+            .expect("write stdin");
     }
     child.wait_with_output().expect("wafer predict finishes")
 }
@@ -27,14 +37,24 @@ fn predict(model: &str, input: &str, stdin: Option<&[u8]>) -> std::process::Outp
 fn predict_gives_the_same_numbers_as_the_server() {
     let fx = fixture("digits");
     let request = infer_request(&fx.input, &fx.rows[..25]).to_string();
-    let served = post(&format!("{}/v2/models/digits/infer", wafer_server().base), request.as_bytes());
+    let served = post(
+        &format!("{}/v2/models/digits/infer", wafer_server().base),
+        request.as_bytes(),
+    );
     assert_eq!(served.status, 200, "{}", served.text);
 
     // A v2 request from stdin.
     let out = predict("models/digits", "-", Some(request.as_bytes()));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed: Value = serde_json::from_slice(&out.stdout).expect("prints JSON");
-    assert_eq!(printed["outputs"], served.json["outputs"], "predict and serve disagree");
+    assert_eq!(
+        printed["outputs"], served.json["outputs"],
+        "predict and serve disagree"
+    );
     assert_matches(
         "digits predict",
         &labels_and_probabilities(&printed),
@@ -46,20 +66,41 @@ fn predict_gives_the_same_numbers_as_the_server() {
     // A plain array of rows from a file, against a component built by `wafer build`.
     let rows_file = build_dir().join("digits-rows.json");
     std::fs::create_dir_all(build_dir()).expect("build dir");
-    std::fs::write(&rows_file, serde_json::to_vec(&fx.rows[..25]).expect("json")).expect("write");
+    std::fs::write(
+        &rows_file,
+        serde_json::to_vec(&fx.rows[..25]).expect("json"),
+    )
+    .expect("write");
     let component = built_component("digits");
-    let out = predict(component.to_str().expect("utf-8 path"), rows_file.to_str().expect("utf-8"), None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = predict(
+        component.to_str().expect("utf-8 path"),
+        rows_file.to_str().expect("utf-8"),
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed: Value = serde_json::from_slice(&out.stdout).expect("prints JSON");
-    assert_eq!(printed["outputs"], served.json["outputs"], "rows and v2 request disagree");
+    assert_eq!(
+        printed["outputs"], served.json["outputs"],
+        "rows and v2 request disagree"
+    );
 }
 
 #[test]
 fn predict_rejects_bad_input_with_a_message_and_a_non_zero_exit() {
     let cases: [(&[u8], &str); 4] = [
         (b"{\"inputs\": [", "malformed JSON"),
-        (b"[[1, 2, 3]]", "row 0: expected 4 values for input \"X\", got 3"),
-        (b"[[1, 2, \"x\", 4]]", "row 0, column 2: \"x\" is not a number"),
+        (
+            b"[[1, 2, 3]]",
+            "row 0: expected 4 values for input \"X\", got 3",
+        ),
+        (
+            b"[[1, 2, \"x\", 4]]",
+            "row 0, column 2: \"x\" is not a number",
+        ),
         (
             br#"{"inputs":[{"name":"X","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}"#,
             "expected shape [N,4], got [1,3]",
@@ -68,8 +109,16 @@ fn predict_rejects_bad_input_with_a_message_and_a_non_zero_exit() {
     for (input, message) in cases {
         let out = predict("models/iris", "-", Some(input));
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{}: {stderr}", String::from_utf8_lossy(input));
-        assert!(stderr.contains(message), "stderr {stderr:?} should contain {message:?}");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}: {stderr}",
+            String::from_utf8_lossy(input)
+        );
+        assert!(
+            stderr.contains(message),
+            "stderr {stderr:?} should contain {message:?}"
+        );
         assert!(out.stdout.is_empty(), "nothing is printed on failure");
     }
     let out = predict("models/nosuchmodel", "-", Some(b"[]"));

@@ -27,8 +27,17 @@ fn every_test_row_matches_scikit_learn_and_onnxruntime() {
             labels.extend(l);
             probabilities.extend(p);
         }
-        assert_eq!(labels, fx.sklearn_labels, "{model}: labels differ from scikit-learn");
-        assert_matches(model, &(labels, probabilities), &fx.ort_labels, &fx.ort_probabilities, TOL);
+        assert_eq!(
+            labels, fx.sklearn_labels,
+            "{model}: labels differ from scikit-learn"
+        );
+        assert_matches(
+            model,
+            &(labels, probabilities),
+            &fx.ort_labels,
+            &fx.ort_probabilities,
+            TOL,
+        );
     }
 }
 
@@ -38,8 +47,13 @@ fn batches_of_up_to_1000_rows_come_back_in_order() {
     let n = 1000;
     let rows: Vec<Vec<f64>> = (0..n).map(|i| fx.rows[i % fx.rows.len()].clone()).collect();
     let labels: Vec<i64> = (0..n).map(|i| fx.ort_labels[i % fx.rows.len()]).collect();
-    let probs: Vec<Vec<f64>> = (0..n).map(|i| fx.ort_probabilities[i % fx.rows.len()].clone()).collect();
-    let answer = post(&infer_url("digits"), infer_request(&fx.input, &rows).to_string().as_bytes());
+    let probs: Vec<Vec<f64>> = (0..n)
+        .map(|i| fx.ort_probabilities[i % fx.rows.len()].clone())
+        .collect();
+    let answer = post(
+        &infer_url("digits"),
+        infer_request(&fx.input, &rows).to_string().as_bytes(),
+    );
     assert_eq!(answer.status, 200, "{}", answer.text);
     let got = labels_and_probabilities(&answer.json);
     assert_eq!(got.0.len(), n);
@@ -80,7 +94,7 @@ fn bad_requests_get_a_4xx_naming_the_problem_and_the_server_keeps_serving() {
         ("iris", "{\"inputs\": [".into(), 400, "malformed JSON"),
         ("iris", "{}".into(), 400, "missing field `inputs`"),
         ("iris", x(json!([1, 5]), "FP32", json!([1, 2, 3, 4, 5])), 400, "expected shape [N,4], got [1,5]"),
-        ("iris", x(json!([2, 5]), "FP32", json!([0; 10])), 400, "expected shape [N,4], got [2,5]"),
+        ("iris", x(json!([2, 5]), "FP32", json!(vec![0; 10])), 400, "expected shape [N,4], got [2,5]"),
         ("iris", x(json!([1, 4]), "FP64", json!([1, 2, 3, 4])), 400, "expected datatype FP32, got FP64"),
         ("iris", x(json!([1, 4]), "FP32", json!([1, 2, 3])), 400, "shape [1,4] holds 4 elements, got 3"),
         ("iris", x(json!([0, 4]), "FP32", json!([])), 400, "empty batch"),
@@ -96,9 +110,15 @@ fn bad_requests_get_a_4xx_naming_the_problem_and_the_server_keeps_serving() {
         let answer = post(&infer_url(model), body.as_bytes());
         assert_eq!(answer.status, status, "{body} -> {}", answer.text);
         let error = answer.json["error"].as_str().unwrap_or_default();
-        assert!(error.contains(message), "{body}: error {error:?} should contain {message:?}");
+        assert!(
+            error.contains(message),
+            "{body}: error {error:?} should contain {message:?}"
+        );
         let next = post(&infer_url("iris"), good.as_bytes());
-        assert_eq!(next.status, 200, "the server must keep serving after {body}");
+        assert_eq!(
+            next.status, 200,
+            "the server must keep serving after {body}"
+        );
     }
 }
 
@@ -110,19 +130,42 @@ fn health_metadata_and_model_listing() {
     let server = get(&format!("{base}/v2"));
     assert_eq!(server.json["name"], "wafer");
     let list = get(&format!("{base}/v2/models"));
-    let names: Vec<&str> =
-        list.json["models"].as_array().expect("models").iter().filter_map(|m| m["name"].as_str()).collect();
+    let names: Vec<&str> = list.json["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
     assert_eq!(names, ["digits", "iris"]);
     let meta = get(&format!("{base}/v2/models/iris"));
     assert_eq!(meta.status, 200);
     assert_eq!(meta.json["platform"], "onnx");
-    assert_eq!(meta.json["inputs"], json!([{"name":"X","datatype":"FP32","shape":[-1,4]}]));
-    assert_eq!(meta.json["outputs"][0], json!({"name":"label","datatype":"INT64","shape":[-1]}));
-    assert_eq!(get(&format!("{base}/v2/models/iris/ready")).json["ready"], true);
-    assert_eq!(get(&format!("{base}/v2/models/iris/versions/1/ready")).status, 200);
+    assert_eq!(
+        meta.json["inputs"],
+        json!([{"name":"X","datatype":"FP32","shape":[-1,4]}])
+    );
+    assert_eq!(
+        meta.json["outputs"][0],
+        json!({"name":"label","datatype":"INT64","shape":[-1]})
+    );
+    assert_eq!(
+        get(&format!("{base}/v2/models/iris/ready")).json["ready"],
+        true
+    );
+    assert_eq!(
+        get(&format!("{base}/v2/models/iris/versions/1/ready")).status,
+        200
+    );
     let missing = get(&format!("{base}/v2/models/nosuchmodel"));
     assert_eq!(missing.status, 404);
-    assert!(missing.json["error"].as_str().is_some_and(|e| e.contains("nosuchmodel")));
-    assert_eq!(get(&format!("{base}/v2/models/iris/versions/7")).status, 404);
+    assert!(
+        missing.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("nosuchmodel"))
+    );
+    assert_eq!(
+        get(&format!("{base}/v2/models/iris/versions/7")).status,
+        404
+    );
     assert_eq!(get(&format!("{base}/v2/models/iris/infer")).status, 405);
 }

@@ -25,7 +25,15 @@ pub fn guest_wasm() -> &'static Path {
     GUEST.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--profile", "guest", "--target", "wasm32-wasip2", "-p", "wafer-guest"])
+            .args([
+                "build",
+                "--profile",
+                "guest",
+                "--target",
+                "wasm32-wasip2",
+                "-p",
+                "wafer-guest",
+            ])
             .current_dir(repo_root())
             .status()
             .expect("running cargo to build the guest");
@@ -42,7 +50,9 @@ pub fn build_dir() -> PathBuf {
 /// The `wafer` binary, pointed at the freshly built guest.
 pub fn wafer() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wafer"));
-    cmd.env("WAFER_GUEST", guest_wasm()).env("WAFER_LOG", "warn").current_dir(repo_root());
+    cmd.env("WAFER_GUEST", guest_wasm())
+        .env("WAFER_LOG", "warn")
+        .current_dir(repo_root());
     cmd
 }
 
@@ -70,13 +80,23 @@ pub fn fixture(name: &str) -> Fixture {
     let inputs = read("test_inputs.json");
     let expected = read("expected.json");
     let ints = |v: &Value| -> Vec<i64> {
-        v.as_array().expect("array").iter().map(|x| x.as_i64().expect("int")).collect()
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|x| x.as_i64().expect("int"))
+            .collect()
     };
     let matrix = |v: &Value| -> Vec<Vec<f64>> {
         v.as_array()
             .expect("rows")
             .iter()
-            .map(|r| r.as_array().expect("row").iter().map(|x| x.as_f64().expect("f64")).collect())
+            .map(|r| {
+                r.as_array()
+                    .expect("row")
+                    .iter()
+                    .map(|x| x.as_f64().expect("f64"))
+                    .collect()
+            })
             .collect()
     };
     Fixture {
@@ -100,24 +120,47 @@ pub fn infer_request(input: &str, rows: &[Vec<f64>]) -> Value {
 /// Labels and probabilities from a v2 response.
 pub fn labels_and_probabilities(response: &Value) -> (Vec<i64>, Vec<Vec<f64>>) {
     let outputs = response["outputs"].as_array().expect("outputs");
-    let find = |name: &str| outputs.iter().find(|o| o["name"] == name).expect("output present");
+    let find = |name: &str| {
+        outputs
+            .iter()
+            .find(|o| o["name"] == name)
+            .expect("output present")
+    };
     let label = find("label");
     let proba = find("probabilities");
-    let labels = label["data"].as_array().expect("data").iter().map(|v| v.as_i64().expect("int")).collect();
+    let labels = label["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|v| v.as_i64().expect("int"))
+        .collect();
     let width = proba["shape"][1].as_u64().expect("width") as usize;
-    let flat: Vec<f64> =
-        proba["data"].as_array().expect("data").iter().map(|v| v.as_f64().expect("f64")).collect();
+    let flat: Vec<f64> = proba["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|v| v.as_f64().expect("f64"))
+        .collect();
     (labels, flat.chunks(width).map(<[f64]>::to_vec).collect())
 }
 
 /// Asserts labels equal and probabilities within `tol` absolute.
-pub fn assert_matches(model: &str, got: &(Vec<i64>, Vec<Vec<f64>>), labels: &[i64], probs: &[Vec<f64>], tol: f64) {
+pub fn assert_matches(
+    model: &str,
+    got: &(Vec<i64>, Vec<Vec<f64>>),
+    labels: &[i64],
+    probs: &[Vec<f64>],
+    tol: f64,
+) {
     assert_eq!(got.0, labels, "{model}: labels differ");
     assert_eq!(got.1.len(), probs.len(), "{model}: row count differs");
     for (row, (g, e)) in got.1.iter().zip(probs).enumerate() {
         assert_eq!(g.len(), e.len(), "{model} row {row}: class count differs");
         for (c, (a, b)) in g.iter().zip(e).enumerate() {
-            assert!((a - b).abs() <= tol, "{model} row {row} class {c}: {a} vs {b} (tol {tol})");
+            assert!(
+                (a - b).abs() <= tol,
+                "{model} row {row} class {c}: {a} vs {b} (tol {tol})"
+            );
         }
     }
 }
@@ -141,15 +184,26 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> anyhow::Result<Answer>
         Err(e) => return Err(e).context("HTTP transport error"),
     };
     let status = response.status();
-    let instance_predictions = response.header("x-wafer-instance-predictions").map(str::to_owned);
+    let instance_predictions = response
+        .header("x-wafer-instance-predictions")
+        .map(str::to_owned);
     let text = response.into_string()?;
     let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Ok(Answer { status, json, text, instance_predictions })
+    Ok(Answer {
+        status,
+        json,
+        text,
+        instance_predictions,
+    })
 }
 
 fn agent() -> &'static ureq::Agent {
     static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
-    AGENT.get_or_init(|| ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build())
+    AGENT.get_or_init(|| {
+        ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(60))
+            .build()
+    })
 }
 
 /// `GET url`.
@@ -159,7 +213,13 @@ pub fn get(url: &str) -> Answer {
 
 /// `POST url` with a raw body.
 pub fn post(url: &str, body: &[u8]) -> Answer {
-    answer(agent().post(url).set("content-type", "application/json").send_bytes(body)).expect("POST")
+    answer(
+        agent()
+            .post(url)
+            .set("content-type", "application/json")
+            .send_bytes(body),
+    )
+    .expect("POST")
 }
 
 /// A server process, killed on drop.
@@ -199,7 +259,9 @@ impl Server {
                 if !sent {
                     if let Some(at) = line.find("http://127.0.0.1:") {
                         let rest = &line[at..];
-                        let end = rest[7..].find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':')).map_or(rest.len(), |e| e + 7);
+                        let end = rest[7..]
+                            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
+                            .map_or(rest.len(), |e| e + 7);
                         let _ = tx.send(rest[..end].to_owned());
                         sent = true;
                     }
@@ -229,8 +291,15 @@ pub fn wafer_server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
         let mut cmd = wafer();
-        cmd.args(["serve", "models", "--addr", "127.0.0.1:0", "--exit-on-stdin-close", "--build-dir"])
-            .arg(build_dir());
+        cmd.args([
+            "serve",
+            "models",
+            "--addr",
+            "127.0.0.1:0",
+            "--exit-on-stdin-close",
+            "--build-dir",
+        ])
+        .arg(build_dir());
         Server::start(cmd, false).expect("wafer serve starts")
     })
 }

@@ -43,7 +43,9 @@ pub enum FeatureError {
         datatype: DataType,
     },
     /// The input is not a numeric matrix, so rows cannot fill it.
-    #[error("input \"{input}\" with shape {shape} and datatype {datatype} cannot be filled from rows of numbers")]
+    #[error(
+        "input \"{input}\" with shape {shape} and datatype {datatype} cannot be filled from rows of numbers"
+    )]
     NotAMatrix {
         /// The model input.
         input: String,
@@ -99,7 +101,10 @@ pub fn assemble_rows(input: &TensorInfo, rows: &[Vec<f64>]) -> Result<Tensor, Fe
                 .collect(),
         ),
         DataType::U8 => TensorData::U8(
-            integers(&values, 0.0, 255.0, bad)?.into_iter().map(|v| v as u8).collect(),
+            integers(&values, 0.0, 255.0, bad)?
+                .into_iter()
+                .map(|v| v as u8)
+                .collect(),
         ),
         DataType::Bool | DataType::String => return Err(not_a_matrix()),
     };
@@ -143,7 +148,9 @@ mod tests {
         let rows = vec![vec![1.0, 2.5], vec![f64::NAN, -1.0]];
         let t = assemble_rows(&info(DataType::F32, 2), &rows).expect("assembles");
         assert_eq!(t.shape(), &[2, 2]);
-        let TensorData::F32(v) = t.data() else { panic!("expected FP32, got {:?}", t.data()) };
+        let TensorData::F32(v) = t.data() else {
+            panic!("expected FP32, got {:?}", t.data())
+        };
         assert_eq!(v[0], 1.0);
         assert!(v[2].is_nan(), "missing values stay NaN");
     }
@@ -151,9 +158,18 @@ mod tests {
     #[test]
     fn width_and_integrality_are_checked() {
         let err = assemble_rows(&info(DataType::F32, 3), &[vec![1.0, 2.0]]).expect_err("width");
-        assert_eq!(err.to_string(), "row 0: expected 3 values for input \"X\", got 2");
+        assert_eq!(
+            err.to_string(),
+            "row 0: expected 3 values for input \"X\", got 2"
+        );
         let err = assemble_rows(&info(DataType::I64, 1), &[vec![1.0], vec![1.5]]).expect_err("int");
-        assert_eq!(err.to_string(), "row 1, column 0: 1.5 is not a valid INT64 for input \"X\"");
-        assert_eq!(assemble_rows(&info(DataType::F32, 1), &[]), Err(FeatureError::NoRows));
+        assert_eq!(
+            err.to_string(),
+            "row 1, column 0: 1.5 is not a valid INT64 for input \"X\""
+        );
+        assert_eq!(
+            assemble_rows(&info(DataType::F32, 1), &[]),
+            Err(FeatureError::NoRows)
+        );
     }
 }

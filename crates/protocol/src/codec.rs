@@ -3,7 +3,9 @@
 use serde_json::Value;
 use wafer_scoring::{DataType, Dim, ModelMetadata, Tensor, TensorData, TensorInfo};
 
-use crate::types::{InferRequest, InferResponse, MetadataTensor, ModelMetadataResponse, ResponseOutput};
+use crate::types::{
+    InferRequest, InferResponse, MetadataTensor, ModelMetadataResponse, ResponseOutput,
+};
 use crate::{ProtocolError, parse_json, to_json};
 
 /// A decoded inference request.
@@ -20,8 +22,8 @@ pub struct DecodedRequest {
 /// Decodes a v2 JSON inference request body into tensors.
 pub fn decode_infer_request(body: &[u8]) -> Result<DecodedRequest, ProtocolError> {
     let value = parse_json(body)?;
-    let request: InferRequest = serde_json::from_value(value)
-        .map_err(|e| ProtocolError::InvalidRequest(e.to_string()))?;
+    let request: InferRequest =
+        serde_json::from_value(value).map_err(|e| ProtocolError::InvalidRequest(e.to_string()))?;
     if request.inputs.is_empty() {
         return Err(ProtocolError::InvalidRequest("\"inputs\" is empty".into()));
     }
@@ -55,8 +57,17 @@ pub fn decode_infer_request(body: &[u8]) -> Result<DecodedRequest, ProtocolError
             Ok(Tensor::new(input.name, shape, data)?)
         })
         .collect::<Result<Vec<_>, ProtocolError>>()?;
-    let outputs = request.outputs.unwrap_or_default().into_iter().map(|o| o.name).collect();
-    Ok(DecodedRequest { id: request.id, inputs, outputs })
+    let outputs = request
+        .outputs
+        .unwrap_or_default()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    Ok(DecodedRequest {
+        id: request.id,
+        inputs,
+        outputs,
+    })
 }
 
 /// Decodes a plain JSON array of rows (`[[5.1, 3.5, 1.4, 0.2], ...]`, or one row `[...]`)
@@ -87,7 +98,9 @@ pub fn decode_rows(body: &[u8], input: &TensorInfo) -> Result<Tensor, ProtocolEr
             .enumerate()
             .map(|(r, row)| match row {
                 Value::Array(cells) => parse_row(r, cells),
-                other => Err(ProtocolError::InvalidInput(format!("row {r}: {other} is not an array"))),
+                other => Err(ProtocolError::InvalidInput(format!(
+                    "row {r}: {other} is not an array"
+                ))),
             })
             .collect::<Result<Vec<_>, _>>()?
     };
@@ -115,7 +128,12 @@ pub fn encode_infer_response(
                 TensorData::F64(v) => v.into_iter().map(Value::from).collect(),
                 TensorData::String(v) => v.into_iter().map(Value::from).collect(),
             };
-            ResponseOutput { name, shape, datatype, data }
+            ResponseOutput {
+                name,
+                shape,
+                datatype,
+                data,
+            }
         })
         .collect();
     to_json(&InferResponse {
@@ -208,11 +226,13 @@ fn decode_elements(
         DataType::U8 => TensorData::U8(each(input, datatype, e, int::<u8>)?),
         DataType::I32 => TensorData::I32(each(input, datatype, e, int::<i32>)?),
         DataType::I64 => TensorData::I64(each(input, datatype, e, int::<i64>)?),
-        DataType::F32 => TensorData::F32(each(input, datatype, e, |v| number(v).map(|f| f as f32))?),
+        DataType::F32 => {
+            TensorData::F32(each(input, datatype, e, |v| number(v).map(|f| f as f32))?)
+        }
         DataType::F64 => TensorData::F64(each(input, datatype, e, number)?),
-        DataType::String => TensorData::String(each(input, datatype, e, |v| {
-            v.as_str().map(str::to_owned)
-        })?),
+        DataType::String => {
+            TensorData::String(each(input, datatype, e, |v| v.as_str().map(str::to_owned))?)
+        }
     })
 }
 
@@ -227,7 +247,9 @@ mod tests {
         let req = decode_infer_request(body).expect("decodes");
         assert_eq!(req.id.as_deref(), Some("r1"));
         assert_eq!(req.outputs, vec!["label".to_owned()]);
-        let TensorData::F32(v) = req.inputs[0].data() else { panic!("FP32 expected") };
+        let TensorData::F32(v) = req.inputs[0].data() else {
+            panic!("FP32 expected")
+        };
         assert_eq!(v[0], 1.0);
         assert!(v[1].is_nan());
         assert_eq!(v[2], f32::INFINITY);
@@ -255,7 +277,10 @@ mod tests {
         ];
         for (body, expected) in cases {
             let err = decode_infer_request(body).expect_err("invalid");
-            assert!(err.to_string().contains(expected), "{err} should contain {expected}");
+            assert!(
+                err.to_string().contains(expected),
+                "{err} should contain {expected}"
+            );
             assert_eq!(err.status(), 400);
         }
     }

@@ -61,7 +61,10 @@ mod tests {
     fn bare_non_finite_tokens_become_strings() {
         let v = parse_json(br#"{"data":[NaN, Infinity,-Infinity, 1.5],"s":"NaN Infinity"}"#)
             .expect("parses");
-        assert_eq!(v["data"], serde_json::json!(["NaN", "Infinity", "-Infinity", 1.5]));
+        assert_eq!(
+            v["data"],
+            serde_json::json!(["NaN", "Infinity", "-Infinity", 1.5])
+        );
         assert_eq!(v["s"], "NaN Infinity", "strings are left alone");
     }
 

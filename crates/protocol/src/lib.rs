@@ -54,7 +54,9 @@ pub fn model_list<'a>(names: impl IntoIterator<Item = &'a str>) -> serde_json::V
 pub fn check_version(model: &str, version: Option<&str>) -> Result<(), ProtocolError> {
     match version {
         None | Some(MODEL_VERSION) => Ok(()),
-        Some(v) => Err(ProtocolError::ModelNotFound(format!("{model}\" version \"{v}"))),
+        Some(v) => Err(ProtocolError::ModelNotFound(format!(
+            "{model}\" version \"{v}"
+        ))),
     }
 }
 

@@ -76,7 +76,11 @@ pub fn route(method: &str, path: &str) -> Result<Route, ProtocolError> {
         }
         _ => return Err(not_found()),
     };
-    let allowed = if wants_post { method == "POST" } else { method == "GET" || method == "HEAD" };
+    let allowed = if wants_post {
+        method == "POST"
+    } else {
+        method == "GET" || method == "HEAD"
+    };
     if !allowed {
         return Err(ProtocolError::MethodNotAllowed {
             method: method.to_owned(),
@@ -96,14 +100,26 @@ mod tests {
         assert_eq!(route("GET", "/v2/"), Ok(Route::ServerMetadata));
         assert_eq!(
             route("POST", "/v2/models/iris/versions/1/infer"),
-            Ok(Route::Infer { model: "iris".into(), version: Some("1".into()) })
+            Ok(Route::Infer {
+                model: "iris".into(),
+                version: Some("1".into())
+            })
         );
         assert_eq!(
             route("GET", "/v2/models/iris/ready?x=1"),
-            Ok(Route::ModelReady { model: "iris".into(), version: None })
+            Ok(Route::ModelReady {
+                model: "iris".into(),
+                version: None
+            })
         );
-        assert_eq!(route("GET", "/v2/models/iris/infer").map_err(|e| e.status()), Err(405));
+        assert_eq!(
+            route("GET", "/v2/models/iris/infer").map_err(|e| e.status()),
+            Err(405)
+        );
         assert_eq!(route("GET", "/v1/models").map_err(|e| e.status()), Err(404));
-        assert_eq!(route("GET", "/v2/models/iris/nope").map_err(|e| e.status()), Err(404));
+        assert_eq!(
+            route("GET", "/v2/models/iris/nope").map_err(|e| e.status()),
+            Err(404)
+        );
     }
 }

@@ -10,7 +10,6 @@ use tract_onnx::prelude::{
 use tract_onnx::tract_hir::infer::{DimFact, Factoid, ShapeFactoid};
 use tract_onnx::tract_hir::internal::DimLike;
 
-
 use crate::ScoringError;
 use crate::tensor::{DataType, Tensor, TensorData, format_shape};
 
@@ -59,10 +58,14 @@ impl TensorInfo {
             });
         }
         let fits = tensor.shape().len() == self.shape.len()
-            && tensor.shape().iter().zip(&self.shape).all(|(&got, want)| match want {
-                Dim::Fixed(n) => got == *n,
-                Dim::Dynamic(_) => true,
-            });
+            && tensor
+                .shape()
+                .iter()
+                .zip(&self.shape)
+                .all(|(&got, want)| match want {
+                    Dim::Fixed(n) => got == *n,
+                    Dim::Dynamic(_) => true,
+                });
         if !fits {
             return Err(ScoringError::Shape {
                 input: self.name.clone(),
@@ -104,7 +107,9 @@ impl Model {
     /// Parses ONNX bytes, fixes dynamic dimensions to symbols, and optimizes the graph once.
     pub fn load(name: &str, onnx: &[u8]) -> Result<Model, ScoringError> {
         let load = |e: tract::TractError| ScoringError::Load(format!("{e:#}"));
-        let mut model = tract_onnx::onnx().model_for_read(&mut &onnx[..]).map_err(load)?;
+        let mut model = tract_onnx::onnx()
+            .model_for_read(&mut &onnx[..])
+            .map_err(load)?;
 
         // ONNX exports often leave the batch dimension unnamed; give every unknown dimension a
         // symbol so that the optimized plan accepts any batch size.
@@ -112,8 +117,12 @@ impl Model {
         for ix in 0..input_count {
             let fact = model.input_fact(ix).map_err(load)?.clone();
             if fact.shape.is_open() {
-                let name = &model.node(model.input_outlets().map_err(load)?[ix].node).name;
-                return Err(ScoringError::Load(format!("input \"{name}\" has no declared rank")));
+                let name = &model
+                    .node(model.input_outlets().map_err(load)?[ix].node)
+                    .name;
+                return Err(ScoringError::Load(format!(
+                    "input \"{name}\" has no declared rank"
+                )));
             }
             let dims: TVec<DimFact> = fact
                 .shape
@@ -121,7 +130,11 @@ impl Model {
                 .enumerate()
                 .map(|(j, d)| {
                     let dim = d.concretize().unwrap_or_else(|| {
-                        let sym = if j == 0 { "N".to_owned() } else { format!("d{ix}_{j}") };
+                        let sym = if j == 0 {
+                            "N".to_owned()
+                        } else {
+                            format!("d{ix}_{j}")
+                        };
                         model.symbols.sym(&sym).to_dim()
                     });
                     DimFact::from(dim)
@@ -168,27 +181,32 @@ impl Model {
             outputs
                 .iter()
                 .map(|wanted| {
-                    meta.outputs.iter().position(|o| &o.name == wanted).ok_or_else(|| {
-                        ScoringError::UnknownOutput {
+                    meta.outputs
+                        .iter()
+                        .position(|o| &o.name == wanted)
+                        .ok_or_else(|| ScoringError::UnknownOutput {
                             output: wanted.clone(),
                             expected: names(&meta.outputs),
-                        }
-                    })
+                        })
                 })
                 .collect::<Result<_, _>>()?
         };
 
         let mut ordered: Vec<Option<Tensor>> = vec![None; meta.inputs.len()];
         for tensor in inputs {
-            let ix = meta.inputs.iter().position(|i| i.name == tensor.name()).ok_or_else(|| {
-                ScoringError::UnknownInput {
+            let ix = meta
+                .inputs
+                .iter()
+                .position(|i| i.name == tensor.name())
+                .ok_or_else(|| ScoringError::UnknownInput {
                     input: tensor.name().to_owned(),
                     expected: names(&meta.inputs),
-                }
-            })?;
+                })?;
             meta.inputs[ix].check(&tensor)?;
             if ordered[ix].is_some() {
-                return Err(ScoringError::DuplicateInput { input: tensor.name().to_owned() });
+                return Err(ScoringError::DuplicateInput {
+                    input: tensor.name().to_owned(),
+                });
             }
             ordered[ix] = Some(tensor);
         }
@@ -196,12 +214,16 @@ impl Model {
             .into_iter()
             .zip(&meta.inputs)
             .map(|(t, info)| {
-                t.map(to_tract)
-                    .ok_or_else(|| ScoringError::MissingInput { input: info.name.clone() })
+                t.map(to_tract).ok_or_else(|| ScoringError::MissingInput {
+                    input: info.name.clone(),
+                })
             })
             .collect::<Result<_, _>>()?;
 
-        let results = self.plan.run(values).map_err(|e| ScoringError::Run(format!("{e:#}")))?;
+        let results = self
+            .plan
+            .run(values)
+            .map_err(|e| ScoringError::Run(format!("{e:#}")))?;
         selected
             .into_iter()
             .map(|ix| from_tract(&meta.outputs[ix].name, &results[ix]))
@@ -218,7 +240,12 @@ fn names(infos: &[TensorInfo]) -> String {
 fn names_of(model: &tract::InferenceModel, outlets: &[tract::OutletId]) -> Vec<String> {
     outlets
         .iter()
-        .map(|&o| model.outlet_label(o).unwrap_or(&model.node(o.node).name).to_owned())
+        .map(|&o| {
+            model
+                .outlet_label(o)
+                .unwrap_or(&model.node(o.node).name)
+                .to_owned()
+        })
         .collect()
 }
 
@@ -249,7 +276,11 @@ fn describe(
                     Err(_) => Dim::Dynamic(d.to_string()),
                 })
                 .collect();
-            Ok(TensorInfo { name, datatype, shape })
+            Ok(TensorInfo {
+                name,
+                datatype,
+                shape,
+            })
         })
         .collect()
 }
@@ -336,12 +367,19 @@ mod tests {
             .as_array()
             .expect("rows")
             .iter()
-            .flat_map(|r| r.as_array().expect("row").iter().map(|v| v.as_f64().expect("f64") as f32))
+            .flat_map(|r| {
+                r.as_array()
+                    .expect("row")
+                    .iter()
+                    .map(|v| v.as_f64().expect("f64") as f32)
+            })
             .collect();
         let n = inputs["shape"][0].as_u64().expect("n") as usize;
         let x = Tensor::new("X", vec![n, data.len() / n], TensorData::F32(data)).expect("tensor");
         let out = m.predict(vec![x], &[]).expect("runs");
-        let TensorData::I64(labels) = out[0].data() else { panic!("labels are INT64") };
+        let TensorData::I64(labels) = out[0].data() else {
+            panic!("labels are INT64")
+        };
         let want: Vec<i64> = expected["onnxruntime"]["label"]
             .as_array()
             .expect("labels")
@@ -349,16 +387,26 @@ mod tests {
             .map(|v| v.as_i64().expect("i64"))
             .collect();
         assert_eq!(labels, &want, "{model}: labels");
-        let TensorData::F32(probs) = out[1].data() else { panic!("probabilities are FP32") };
+        let TensorData::F32(probs) = out[1].data() else {
+            panic!("probabilities are FP32")
+        };
         let want: Vec<f64> = expected["onnxruntime"]["probabilities"]
             .as_array()
             .expect("rows")
             .iter()
-            .flat_map(|r| r.as_array().expect("row").iter().map(|v| v.as_f64().expect("f64")))
+            .flat_map(|r| {
+                r.as_array()
+                    .expect("row")
+                    .iter()
+                    .map(|v| v.as_f64().expect("f64"))
+            })
             .collect();
         assert_eq!(probs.len(), want.len());
         for (i, (a, b)) in probs.iter().zip(&want).enumerate() {
-            assert!((f64::from(*a) - b).abs() <= 1e-5, "{model} element {i}: {a} vs {b}");
+            assert!(
+                (f64::from(*a) - b).abs() <= 1e-5,
+                "{model} element {i}: {a} vs {b}"
+            );
         }
     }
 
@@ -380,9 +428,15 @@ mod tests {
         assert_eq!(meta.inputs[0].name, "X");
         assert_eq!(meta.inputs[0].datatype, DataType::F32);
         assert_eq!(meta.inputs[0].shape_string(), "[N,4]");
-        let outputs: Vec<(&str, DataType)> =
-            meta.outputs.iter().map(|o| (o.name.as_str(), o.datatype)).collect();
-        assert_eq!(outputs, [("label", DataType::I64), ("probabilities", DataType::F32)]);
+        let outputs: Vec<(&str, DataType)> = meta
+            .outputs
+            .iter()
+            .map(|o| (o.name.as_str(), o.datatype))
+            .collect();
+        assert_eq!(
+            outputs,
+            [("label", DataType::I64), ("probabilities", DataType::F32)]
+        );
     }
 
     #[test]
@@ -393,24 +447,43 @@ mod tests {
             let n = shape.iter().product();
             Tensor::new("X", shape, TensorData::F32(vec![0.5; n])).expect("tensor")
         };
-        assert_eq!(run(f32s(vec![2, 5])), r#"input "X": expected shape [N,4], got [2,5]"#);
-        assert_eq!(run(f32s(vec![4])), r#"input "X": expected shape [N,4], got [4]"#);
-        assert_eq!(run(f32s(vec![0, 4])), r#"input "X": empty batch (shape [0,4])"#);
+        assert_eq!(
+            run(f32s(vec![2, 5])),
+            r#"input "X": expected shape [N,4], got [2,5]"#
+        );
+        assert_eq!(
+            run(f32s(vec![4])),
+            r#"input "X": expected shape [N,4], got [4]"#
+        );
+        assert_eq!(
+            run(f32s(vec![0, 4])),
+            r#"input "X": empty batch (shape [0,4])"#
+        );
         let f64s = Tensor::new("X", vec![1, 4], TensorData::F64(vec![0.5; 4])).expect("tensor");
         assert_eq!(run(f64s), r#"input "X": expected datatype FP32, got FP64"#);
         let other = Tensor::new("Y", vec![1, 4], TensorData::F32(vec![0.5; 4])).expect("tensor");
-        assert_eq!(run(other), r#"unknown input "Y"; the model's inputs are ["X"]"#);
+        assert_eq!(
+            run(other),
+            r#"unknown input "Y"; the model's inputs are ["X"]"#
+        );
         let missing = m.predict(vec![], &[]).expect_err("missing").to_string();
         assert_eq!(missing, r#"missing input "X""#);
-        let unknown = m.predict(vec![f32s(vec![1, 4])], &["nope".into()]).expect_err("output");
-        assert!(unknown.to_string().starts_with(r#"unknown output "nope""#), "{unknown}");
+        let unknown = m
+            .predict(vec![f32s(vec![1, 4])], &["nope".into()])
+            .expect_err("output");
+        assert!(
+            unknown.to_string().starts_with(r#"unknown output "nope""#),
+            "{unknown}"
+        );
     }
 
     #[test]
     fn selected_outputs_come_in_the_order_asked() {
         let m = Model::load("iris", IRIS).expect("loads");
         let x = Tensor::new("X", vec![1, 4], TensorData::F32(vec![5.1, 3.5, 1.4, 0.2])).expect("x");
-        let out = m.predict(vec![x], &["probabilities".into(), "label".into()]).expect("runs");
+        let out = m
+            .predict(vec![x], &["probabilities".into(), "label".into()])
+            .expect("runs");
         let names: Vec<&str> = out.iter().map(Tensor::name).collect();
         assert_eq!(names, ["probabilities", "label"]);
     }

@@ -198,8 +198,8 @@ mod tests {
 
     #[test]
     fn overflowing_shape_is_an_error_not_a_panic() {
-        let err = Tensor::new("x", vec![usize::MAX, 4], TensorData::I64(vec![]))
-            .expect_err("overflow");
+        let err =
+            Tensor::new("x", vec![usize::MAX, 4], TensorData::I64(vec![])).expect_err("overflow");
         assert!(err.to_string().contains("too many"), "{err}");
     }
 }

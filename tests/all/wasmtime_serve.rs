@@ -1,0 +1,96 @@
+//! The same `.wasm` under the real `wasmtime serve` (wasmtime-cli 48.0.8).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::support::{
+    Server, assert_matches, built_component, fixture, infer_request, labels_and_probabilities,
+    post, wafer_server,
+};
+
+/// The `wasmtime` CLI: `$WASMTIME`, else on `PATH`, else in cargo's bin folder.
+fn wasmtime() -> PathBuf {
+    if let Some(path) = std::env::var_os("WASMTIME") {
+        return PathBuf::from(path);
+    }
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|home| home.join("bin/wasmtime"));
+    let on_path = Command::new("wasmtime")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    match cargo_bin {
+        Some(path) if !on_path && path.is_file() => path,
+        _ => PathBuf::from("wasmtime"),
+    }
+}
+
+#[test]
+fn the_same_component_answers_the_same_under_wasmtime_serve() {
+    let version = Command::new(wasmtime())
+        .arg("--version")
+        .output()
+        .expect("wasmtime-cli is installed (.ci/run installs 48.0.8)");
+    assert!(
+        String::from_utf8_lossy(&version.stdout).contains("48.0.8"),
+        "expected wasmtime 48.0.8, got {}",
+        String::from_utf8_lossy(&version.stdout)
+    );
+    for model in ["iris", "digits"] {
+        let component = built_component(model);
+        let mut cmd = Command::new(wasmtime());
+        cmd.args(["serve", "-Scli=y", "--addr", "127.0.0.1:0"])
+            .arg(&component);
+        let server = Server::start(cmd, true).expect("wasmtime serve starts");
+
+        let fx = fixture(model);
+        let request = infer_request(&fx.input, &fx.rows).to_string();
+        let path = format!("/v2/models/{model}/infer");
+        let theirs = post(&format!("{}{path}", server.base), request.as_bytes());
+        assert_eq!(theirs.status, 200, "wasmtime serve: {}", theirs.text);
+        let ours = post(
+            &format!("{}{path}", wafer_server().base),
+            request.as_bytes(),
+        );
+        assert_eq!(ours.status, 200, "wafer serve: {}", ours.text);
+
+        let theirs_lp = labels_and_probabilities(&theirs.json);
+        assert_eq!(
+            theirs_lp,
+            labels_and_probabilities(&ours.json),
+            "{model}: hosts disagree"
+        );
+        assert_eq!(
+            theirs_lp.0, fx.sklearn_labels,
+            "{model}: labels differ from scikit-learn"
+        );
+        assert_matches(
+            model,
+            &theirs_lp,
+            &fx.ort_labels,
+            &fx.ort_probabilities,
+            1e-5,
+        );
+        assert_eq!(theirs.instance_predictions.as_deref(), Some("1"));
+
+        // Errors come back the same way from the guest's own HTTP handler.
+        let bad = post(&format!("{}{path}", server.base), b"{\"inputs\": [");
+        assert_eq!(bad.status, 400);
+        assert!(
+            bad.json["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("malformed JSON"))
+        );
+        let other = post(
+            &format!("{}/v2/models/nosuchmodel/infer", server.base),
+            request.as_bytes(),
+        );
+        assert_eq!(other.status, 404);
+        let meta = crate::support::get(&format!("{}/v2/models/{model}", server.base));
+        assert_eq!(meta.json["inputs"][0]["name"], "X");
+        let live = crate::support::get(&format!("{}/v2/health/live", server.base));
+        assert_eq!(live.status, 200);
+    }
+}
