@@ -39,10 +39,10 @@ fn respond(method: &str, path: &str, request: &IncomingRequest) -> Result<Vec<u8
     let route = protocol::route(method, path)?;
     let model = state::model().map_err(|e| ProtocolError::Internal(e.to_string()))?;
     let name = &model.metadata().name;
-    if let Some(wanted) = route.model() {
-        if wanted != name {
-            return Err(ProtocolError::ModelNotFound(wanted.to_owned()));
-        }
+    if let Some(wanted) = route.model()
+        && wanted != name
+    {
+        return Err(ProtocolError::ModelNotFound(wanted.to_owned()));
     }
     Ok(match route {
         Route::Live => protocol::to_json(&serde_json::json!({ "live": true })),

@@ -253,20 +253,12 @@ impl Server {
         };
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stream).lines() {
-                let Ok(line) = line else { break };
-                if !sent {
-                    if let Some(at) = line.find("http://127.0.0.1:") {
-                        let rest = &line[at..];
-                        let end = rest[7..]
-                            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
-                            .map_or(rest.len(), |e| e + 7);
-                        let _ = tx.send(rest[..end].to_owned());
-                        sent = true;
-                    }
-                }
+            let mut lines = BufReader::new(stream).lines().map_while(Result::ok);
+            if let Some(base) = lines.by_ref().find_map(|line| listening_url(&line)) {
+                let _ = tx.send(base);
             }
+            // Keep draining so the server never blocks on a full pipe.
+            lines.for_each(drop);
         });
         let deadline = Instant::now() + Duration::from_secs(300);
         let base = loop {
@@ -283,6 +275,14 @@ impl Server {
         };
         Ok(Server { child, base })
     }
+}
+
+/// `http://127.0.0.1:PORT` from a server's "listening" line.
+fn listening_url(line: &str) -> Option<String> {
+    const PREFIX: &str = "http://127.0.0.1:";
+    let rest = &line[line.find(PREFIX)? + PREFIX.len()..];
+    let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    (!port.is_empty()).then(|| format!("{PREFIX}{port}"))
 }
 
 /// One `wafer serve` on the example models for the whole test run. It exits when the test
