@@ -37,6 +37,13 @@ impl incoming_handler::Guest for crate::Component {
 
 fn respond(method: &str, path: &str, request: &IncomingRequest) -> Result<Vec<u8>, ProtocolError> {
     let route = protocol::route(method, path)?;
+    // Read the whole body before answering anything, so that a client still sending it never
+    // sees the connection closed under it.
+    let body = if matches!(route, Route::Infer { .. }) {
+        read_body(request)?
+    } else {
+        Vec::new()
+    };
     let model = state::model().map_err(|e| ProtocolError::Internal(e.to_string()))?;
     let name = &model.metadata().name;
     if let Some(wanted) = route.model()
@@ -59,7 +66,6 @@ fn respond(method: &str, path: &str, request: &IncomingRequest) -> Result<Vec<u8
         }
         Route::Infer { version, .. } => {
             protocol::check_version(name, version.as_deref())?;
-            let body = read_body(request)?;
             let decoded = protocol::decode_infer_request(&body)?;
             let outputs = state::predict(decoded.inputs, &decoded.outputs)?;
             protocol::encode_infer_response(name, None, decoded.id, outputs)

@@ -40,19 +40,21 @@ impl bindings::Guest for Component {
 impl scorer::Guest for Component {
     fn metadata() -> Result<ModelMetadata, Error> {
         let model = state::model().map_err(convert::error)?;
-        Ok(convert::metadata(model.metadata()))
+        let mut metadata = ModelMetadata::from(model.metadata());
+        metadata.versions = vec![wafer_protocol::MODEL_VERSION.to_owned()];
+        Ok(metadata)
     }
 
     fn predict(inputs: Vec<Tensor>, outputs: Vec<String>) -> Result<Vec<Tensor>, Error> {
         let inputs = inputs
             .into_iter()
-            .map(convert::tensor_in)
+            .map(TryInto::try_into)
             .collect::<Result<Vec<_>, _>>();
         let outputs = state::predict(inputs.map_err(convert::error)?, &outputs);
         Ok(outputs
             .map_err(convert::error)?
             .into_iter()
-            .map(convert::tensor_out)
+            .map(Tensor::from)
             .collect())
     }
 

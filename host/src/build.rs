@@ -7,6 +7,7 @@
 //! runs under `wafer serve`, `wasmtime serve` and Spin.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use anyhow::{Context as _, bail};
 use sha2::{Digest, Sha256};
@@ -57,37 +58,105 @@ pub fn find_guest(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     })
 }
 
-/// Builds the component of the model in `model_dir` (which holds `model.onnx`) into `output`,
-/// unless `output` is already up to date. Returns whether it built.
-pub async fn build_if_stale(
-    name: &str,
-    model_dir: &Path,
-    output: &Path,
-    options: &BuildOptions,
-) -> anyhow::Result<bool> {
-    let onnx_path = model_dir.join("model.onnx");
-    let onnx =
-        std::fs::read(&onnx_path).with_context(|| format!("reading {}", onnx_path.display()))?;
-    let guest = std::fs::read(&options.guest)
-        .with_context(|| format!("reading the guest component {}", options.guest.display()))?;
-    let key = build_key(&guest, &onnx, options.snapshot);
-    let key_path = output.with_extension("wasm.key");
-    if output.is_file() && std::fs::read_to_string(&key_path).ok().as_deref() == Some(&key) {
-        return Ok(false);
+/// Builds model components from one generic guest, which it reads, instruments and compiles
+/// once however many models it builds.
+pub struct Builder {
+    guest: Vec<u8>,
+    snapshot: bool,
+    wizer: Wizer,
+    engine: Engine,
+    linker: Linker<HostState>,
+    /// The instrumented guest, compiled on first use: a repository whose components are all
+    /// up to date compiles nothing.
+    compiled: OnceLock<Component>,
+}
+
+impl Builder {
+    /// A builder for the guest and options in `options`.
+    pub fn new(options: &BuildOptions) -> anyhow::Result<Builder> {
+        let guest = std::fs::read(&options.guest)
+            .with_context(|| format!("reading the guest component {}", options.guest.display()))?;
+        let mut wizer = Wizer::new();
+        wizer.init_func(INIT_FUNC).keep_init_func(true);
+        let engine = Engine::new(&Config::new())?;
+        let mut linker = Linker::new(&engine);
+        crate::runtime::add_to_linker(&mut linker)?;
+        Ok(Builder {
+            guest,
+            snapshot: options.snapshot,
+            wizer,
+            engine,
+            linker,
+            compiled: OnceLock::new(),
+        })
     }
-    let wasm = build_component(&guest, name, &onnx, options.snapshot)
-        .await
-        .with_context(|| format!("building model \"{name}\" from {}", onnx_path.display()))?;
-    if let Some(dir) = output.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+
+    /// Builds the component of the model in `model_dir` (which holds `model.onnx`) into
+    /// `output`, unless `output` is already up to date. Returns whether it built.
+    pub async fn build_if_stale(
+        &self,
+        name: &str,
+        model_dir: &Path,
+        output: &Path,
+    ) -> anyhow::Result<bool> {
+        let onnx_path = model_dir.join("model.onnx");
+        let onnx = std::fs::read(&onnx_path)
+            .with_context(|| format!("reading {}", onnx_path.display()))?;
+        let key = build_key(&self.guest, &onnx, self.snapshot);
+        let key_path = output.with_extension("wasm.key");
+        if output.is_file() && std::fs::read_to_string(&key_path).ok().as_deref() == Some(&key) {
+            return Ok(false);
+        }
+        let wasm = self
+            .build(name, &onnx)
+            .await
+            .with_context(|| format!("building model \"{name}\" from {}", onnx_path.display()))?;
+        if let Some(dir) = output.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        // Write to a temporary file and rename, so a reader never sees half a component.
+        let tmp = output.with_extension(format!("wasm.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, &wasm).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, output).with_context(|| format!("writing {}", output.display()))?;
+        std::fs::write(&key_path, key)
+            .with_context(|| format!("writing {}", key_path.display()))?;
+        tracing::info!(model = name, bytes = wasm.len(), output = %output.display(), "component built");
+        Ok(true)
     }
-    // Write to a temporary file and rename, so a reader never sees half a component.
-    let tmp = output.with_extension(format!("wasm.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, &wasm).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, output).with_context(|| format!("writing {}", output.display()))?;
-    std::fs::write(&key_path, key).with_context(|| format!("writing {}", key_path.display()))?;
-    tracing::info!(model = name, bytes = wasm.len(), output = %output.display(), "component built");
-    Ok(true)
+
+    /// Instantiates the guest, loads the model into it, and snapshots the instance.
+    pub async fn build(&self, name: &str, onnx: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let (cx, instrumented) = self.wizer.instrument_component(&self.guest)?;
+        let component = match self.compiled.get() {
+            Some(component) => component.clone(),
+            None => {
+                let component = Component::new(&self.engine, &instrumented)
+                    .map_err(anyhow::Error::from)
+                    .context("compiling the guest")?;
+                self.compiled.get_or_init(|| component).clone()
+            }
+        };
+        let mut store = Store::new(&self.engine, HostState::new());
+        let instance = self
+            .linker
+            .instantiate_async(&mut store, &component)
+            .await?;
+        let init = instance
+            .get_typed_func::<(&str, &[u8], bool), (Result<(), String>,)>(&mut store, INIT_FUNC)
+            .map_err(anyhow::Error::from)
+            .context("the guest component has no model initializer; is it wafer_guest.wasm?")?;
+        let (loaded,) = init
+            .call_async(&mut store, (name, onnx, self.snapshot))
+            .await?;
+        if let Err(e) = loaded {
+            bail!("{e}");
+        }
+        let mut state = WasmtimeWizerComponent {
+            store: &mut store,
+            instance,
+        };
+        Ok(self.wizer.snapshot_component(&cx, &mut state).await?)
+    }
 }
 
 /// What a built component depends on: the guest, the model, the options and this version.
@@ -98,42 +167,4 @@ fn build_key(guest: &[u8], onnx: &[u8], snapshot: bool) -> String {
     h.update(Sha256::digest(onnx));
     h.update([u8::from(snapshot)]);
     format!("{:x}\n", h.finalize())
-}
-
-/// Instantiates the guest, loads the model into it, and snapshots the instance.
-pub async fn build_component(
-    guest: &[u8],
-    name: &str,
-    onnx: &[u8],
-    snapshot: bool,
-) -> anyhow::Result<Vec<u8>> {
-    let mut wizer = Wizer::new();
-    wizer.init_func(INIT_FUNC).keep_init_func(true);
-    let (cx, instrumented) = wizer.instrument_component(guest)?;
-    let engine = Engine::new(&Config::new())?;
-    let component = Component::new(&engine, &instrumented)
-        .map_err(anyhow::Error::from)
-        .context("compiling the guest")?;
-    let mut linker = Linker::new(&engine);
-    crate::runtime::add_to_linker(&mut linker)?;
-    let mut store = Store::new(&engine, HostState::new());
-    let instance = linker.instantiate_async(&mut store, &component).await?;
-    let init = instance
-        .get_typed_func::<(&str, &[u8], bool), (Result<(), String>,)>(&mut store, INIT_FUNC)
-        .map_err(anyhow::Error::from)
-        .context("the guest component has no model initializer; is it wafer_guest.wasm?")?;
-    let (loaded,) = init.call_async(&mut store, (name, onnx, snapshot)).await?;
-    if let Err(e) = loaded {
-        bail!("{e}");
-    }
-    let wasm = wizer
-        .snapshot_component(
-            &cx,
-            &mut WasmtimeWizerComponent {
-                store: &mut store,
-                instance,
-            },
-        )
-        .await?;
-    Ok(wasm)
 }

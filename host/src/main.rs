@@ -21,7 +21,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use wafer_protocol::{self as protocol, ProtocolError};
 
-use crate::build::BuildOptions;
+use crate::build::{BuildOptions, Builder};
 use crate::runtime::{LoadedModel, PoolLimits, Runtime};
 
 /// Serverless WebAssembly inference: ONNX models as per-request WASI components.
@@ -99,9 +99,10 @@ struct GuestArgs {
 }
 
 impl GuestArgs {
-    fn options(self) -> anyhow::Result<BuildOptions> {
-        Ok(BuildOptions {
-            guest: build::find_guest(self.guest)?,
+    fn builder(self) -> anyhow::Result<Builder> {
+        let guest = build::find_guest(self.guest)?;
+        Builder::new(&BuildOptions {
+            guest,
             snapshot: !self.no_snapshot,
         })
     }
@@ -161,7 +162,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             exit_on_stdin_close,
             guest,
         } => {
-            let options = guest.options()?;
+            let builder = guest.builder()?;
             let limits = PoolLimits {
                 max_instances,
                 ..PoolLimits::default()
@@ -169,7 +170,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let runtime = Runtime::new(limits)?;
             let mut models = Vec::new();
             for source in repo::scan(&model_repo)? {
-                models.push(load(&runtime, &source, &build_dir, &options).await?);
+                models.push(load(&runtime, &source, &build_dir, &builder).await?);
             }
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -185,11 +186,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             output,
             guest,
         } => {
-            let options = guest.options()?;
+            let builder = guest.builder()?;
             let source = repo::source(&model_dir)?;
             let output = output
                 .unwrap_or_else(|| Path::new("target/wafer").join(format!("{}.wasm", source.name)));
-            let built = build::build_if_stale(&source.name, &source.dir, &output, &options).await?;
+            let built = builder
+                .build_if_stale(&source.name, &source.dir, &output)
+                .await?;
             let state = if built { "built" } else { "up to date" };
             println!("{}: {state} → {}", source.name, output.display());
             Ok(())
@@ -210,7 +213,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     &runtime,
                     &repo::source(&model)?,
                     &build_dir,
-                    &guest.options()?,
+                    &guest.builder()?,
                 )
                 .await?
             } else {
@@ -234,10 +237,12 @@ async fn load(
     runtime: &Runtime,
     source: &repo::ModelSource,
     build_dir: &Path,
-    options: &BuildOptions,
+    builder: &Builder,
 ) -> anyhow::Result<LoadedModel> {
     let output = build_dir.join(format!("{}.wasm", source.name));
-    build::build_if_stale(&source.name, &source.dir, &output, options).await?;
+    builder
+        .build_if_stale(&source.name, &source.dir, &output)
+        .await?;
     let wasm = std::fs::read(&output).with_context(|| format!("reading {}", output.display()))?;
     runtime.load(&source.name, &wasm).await
 }

@@ -11,6 +11,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use crate::bindings::wafer::inference::types::Tensor;
 use crate::bindings::{Scoring, ScoringPre};
 use crate::convert;
 
@@ -149,7 +150,7 @@ impl Runtime {
             .await?
             .map_err(convert::guest_error)
             .with_context(|| format!("reading the metadata of model \"{name}\""))?;
-        let mut metadata = convert::metadata_from_wit(metadata);
+        let mut metadata = scoring::ModelMetadata::from(metadata);
         metadata.name = name.to_owned();
         tracing::info!(
             model = name,
@@ -206,7 +207,7 @@ impl LoadedModel {
             ProtocolError::Internal(format!("instantiating \"{}\": {e:#}", self.name))
         })?;
         let scorer = instance.wafer_inference_scorer();
-        let inputs: Vec<_> = inputs.into_iter().map(convert::tensor_to_wit).collect();
+        let inputs: Vec<Tensor> = inputs.into_iter().map(Tensor::from).collect();
         let result = scorer
             .call_predict(&mut store, &inputs, outputs)
             .await
@@ -215,7 +216,11 @@ impl LoadedModel {
         let outputs = result
             .map_err(convert::guest_error)?
             .into_iter()
-            .map(convert::tensor_from_wit)
+            .map(|t| {
+                scoring::Tensor::try_from(t).map_err(|e| {
+                    ProtocolError::Internal(format!("the component returned a bad tensor: {e}"))
+                })
+            })
             .collect::<Result<_, _>>()?;
         Ok(Prediction {
             outputs,

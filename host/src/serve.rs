@@ -100,6 +100,12 @@ impl Server {
         req: Request<Incoming>,
     ) -> Result<(Vec<u8>, Option<u64>), ProtocolError> {
         let route = protocol::route(req.method().as_str(), req.uri().path())?;
+        // Read the whole body before answering anything, so that a client still sending it
+        // never sees the connection closed under it.
+        let body = match route {
+            Route::Infer { .. } => read_body(req).await?,
+            _ => Bytes::new(),
+        };
         let model = match route.model() {
             Some(name) => Some(
                 self.models
@@ -131,17 +137,6 @@ impl Server {
             }
             (Route::Infer { version, .. }, Some(m)) => {
                 protocol::check_version(m.name(), version.as_deref())?;
-                let body = Limited::new(req.into_body(), MAX_BODY)
-                    .collect()
-                    .await
-                    .map_err(|e| {
-                        if e.is::<http_body_util::LengthLimitError>() {
-                            ProtocolError::PayloadTooLarge { limit: MAX_BODY }
-                        } else {
-                            ProtocolError::InvalidRequest(format!("cannot read body: {e}"))
-                        }
-                    })?
-                    .to_bytes();
                 let request = protocol::decode_infer_request(&body)?;
                 let _permit = self
                     .permits
@@ -162,4 +157,19 @@ impl Server {
             ))),
         }
     }
+}
+
+/// Reads a request body of at most [`MAX_BODY`] bytes.
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, ProtocolError> {
+    let collected = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ProtocolError::PayloadTooLarge { limit: MAX_BODY }
+            } else {
+                ProtocolError::InvalidRequest(format!("cannot read body: {e}"))
+            }
+        })?;
+    Ok(collected.to_bytes())
 }

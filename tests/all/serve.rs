@@ -103,6 +103,8 @@ fn bad_requests_get_a_4xx_naming_the_problem_and_the_server_keeps_serving() {
         ("iris", json!({"inputs":[{"name":"Y","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}).to_string(), 400, "unknown input \"Y\""),
         ("iris", json!({"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}],"outputs":[{"name":"nope"}]}).to_string(), 400, "unknown output \"nope\""),
         ("nosuchmodel", x(json!([1, 4]), "FP32", json!([1, 2, 3, 4])), 404, "model \"nosuchmodel\" not found"),
+        // A large body to an unknown model: answered once the body is read, not mid-upload.
+        ("nosuchmodel", infer_request("X", &fixture("digits").rows).to_string(), 404, "not found"),
     ];
     let fx = fixture("iris");
     let good = infer_request(&fx.input, &fx.rows[..1]).to_string();

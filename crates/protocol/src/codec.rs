@@ -152,14 +152,7 @@ pub fn model_metadata(meta: &ModelMetadata) -> ModelMetadataResponse {
             .map(|i| MetadataTensor {
                 name: i.name.clone(),
                 datatype: i.datatype.v2_name().to_owned(),
-                shape: i
-                    .shape
-                    .iter()
-                    .map(|d| match d {
-                        Dim::Fixed(n) => i64::try_from(*n).unwrap_or(-1),
-                        Dim::Dynamic(_) => -1,
-                    })
-                    .collect(),
+                shape: i.shape.iter().map(Dim::to_v2).collect(),
             })
             .collect()
     };

@@ -10,6 +10,7 @@
 mod error;
 mod model;
 mod tensor;
+mod wit;
 
 pub use error::ScoringError;
 pub use model::{Dim, Model, ModelMetadata, TensorInfo};

@@ -22,6 +22,21 @@ pub enum Dim {
     Dynamic(String),
 }
 
+impl Dim {
+    /// The KServe v2 form: the size, or `-1` for a dynamic dimension.
+    pub fn to_v2(&self) -> i64 {
+        match self {
+            Dim::Fixed(n) => i64::try_from(*n).unwrap_or(-1),
+            Dim::Dynamic(_) => -1,
+        }
+    }
+
+    /// Reads the KServe v2 form; a negative size is dynamic.
+    pub fn from_v2(d: i64) -> Dim {
+        usize::try_from(d).map_or_else(|_| Dim::Dynamic("N".into()), Dim::Fixed)
+    }
+}
+
 impl fmt::Display for Dim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
