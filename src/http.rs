@@ -56,6 +56,13 @@ fn respond(method: &str, path: &str, request: &IncomingRequest) -> Result<Vec<u8
         Route::Ready => protocol::to_json(&serde_json::json!({ "ready": true })),
         Route::ServerMetadata => protocol::to_json(&protocol::server_metadata()),
         Route::ModelList => protocol::to_json(&protocol::model_list([name.as_str()])),
+        // Counters live in the host that runs the component; a guest has only its own.
+        Route::Metrics | Route::ModelStats { .. } => {
+            return Err(ProtocolError::RouteNotFound {
+                method: method.into(),
+                path: path.into(),
+            });
+        }
         Route::ModelMetadata { version, .. } => {
             protocol::check_version(name, version.as_deref())?;
             protocol::to_json(&protocol::model_metadata(model.metadata()))
@@ -101,6 +108,10 @@ fn send(response_out: ResponseOutparam, status: u16, body: &[u8]) {
     let _ = headers.set(
         protocol::INSTANCE_PREDICTIONS_HEADER,
         &[stats.predictions.to_string().into_bytes()],
+    );
+    let _ = headers.set(
+        protocol::INSTANCE_MODEL_PARSES_HEADER,
+        &[stats.model_parses.to_string().into_bytes()],
     );
     let response = OutgoingResponse::new(headers);
     let _ = response.set_status_code(status);

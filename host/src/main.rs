@@ -6,7 +6,9 @@
 
 mod bindings;
 mod build;
+mod cache;
 mod convert;
+mod metrics;
 mod repo;
 mod runtime;
 mod serve;
@@ -16,12 +18,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use wafer_protocol::{self as protocol, ProtocolError};
 
 use crate::build::{BuildOptions, Builder};
+use crate::cache::CompiledCache;
 use crate::runtime::{LoadedModel, PoolLimits, Runtime};
 
 /// Serverless WebAssembly inference: ONNX models as per-request WASI components.
@@ -57,9 +61,31 @@ enum Command {
         /// Instances alive at once, across all models; sizes the instance pool.
         #[arg(long, default_value_t = PoolLimits::default().max_instances)]
         max_instances: u32,
+        /// Longest a model may run for one request, in milliseconds; then the request fails
+        /// with 504 and the instance is dropped.
+        #[arg(long, default_value_t = 30_000)]
+        request_timeout_ms: u64,
         /// Exit when stdin closes: lets a supervising process stop the server by exiting.
         #[arg(long)]
         exit_on_stdin_close: bool,
+        #[command(flatten)]
+        cache: CacheArgs,
+        #[command(flatten)]
+        guest: GuestArgs,
+    },
+    /// Compile components into the compiled cache ahead of time, so `serve` starts warm.
+    Compile {
+        /// Model folders (built first when stale) or built `.wasm` components.
+        #[arg(required = true)]
+        models: Vec<PathBuf>,
+        /// Where built components go.
+        #[arg(long, default_value = "target/wafer")]
+        build_dir: PathBuf,
+        /// Instances alive at once; the engine settings must match `serve`'s to share entries.
+        #[arg(long, default_value_t = PoolLimits::default().max_instances)]
+        max_instances: u32,
+        #[command(flatten)]
+        cache: CacheArgs,
         #[command(flatten)]
         guest: GuestArgs,
     },
@@ -84,8 +110,27 @@ enum Command {
         #[arg(long, default_value = "target/wafer")]
         build_dir: PathBuf,
         #[command(flatten)]
+        cache: CacheArgs,
+        #[command(flatten)]
         guest: GuestArgs,
     },
+}
+
+#[derive(clap::Args, Debug)]
+struct CacheArgs {
+    /// The compiled-component cache [default: $XDG_CACHE_HOME/wafer or ~/.cache/wafer].
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Compile every component at start instead of using the cache.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+impl CacheArgs {
+    fn cache(self) -> Option<CompiledCache> {
+        (!self.no_cache)
+            .then(|| CompiledCache::new(self.cache_dir.unwrap_or_else(CompiledCache::default_dir)))
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -99,8 +144,8 @@ struct GuestArgs {
 }
 
 impl GuestArgs {
-    fn builder(self) -> anyhow::Result<Builder> {
-        let guest = build::find_guest(self.guest)?;
+    fn builder(&self) -> anyhow::Result<Builder> {
+        let guest = build::find_guest(self.guest.clone())?;
         Builder::new(&BuildOptions {
             guest,
             snapshot: !self.no_snapshot,
@@ -159,18 +204,22 @@ async fn run(command: Command) -> anyhow::Result<()> {
             addr,
             build_dir,
             max_instances,
+            request_timeout_ms,
             exit_on_stdin_close,
+            cache,
             guest,
         } => {
             let builder = guest.builder()?;
             let limits = PoolLimits {
                 max_instances,
+                timeout: Duration::from_millis(request_timeout_ms),
                 ..PoolLimits::default()
             };
-            let runtime = Runtime::new(limits)?;
+            let runtime = Runtime::new(limits, cache.cache())?;
             let mut models = Vec::new();
             for source in repo::scan(&model_repo)? {
-                models.push(load(&runtime, &source, &build_dir, &builder).await?);
+                let wasm = build(&source, &build_dir, &builder).await?;
+                models.push(runtime.load(&source.name, &wasm).await?);
             }
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -180,6 +229,37 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 tokio::spawn(exit_when_stdin_closes());
             }
             server.run(listener).await
+        }
+        Command::Compile {
+            models,
+            build_dir,
+            max_instances,
+            cache,
+            guest,
+        } => {
+            let limits = PoolLimits {
+                max_instances,
+                ..PoolLimits::default()
+            };
+            let runtime = Runtime::new(
+                limits,
+                Some(cache.cache().context("--no-cache leaves nothing to fill")?),
+            )?;
+            let mut builder = None;
+            for model in models {
+                let wasm = if model.is_dir() {
+                    let builder = match &mut builder {
+                        Some(b) => b,
+                        None => builder.insert(guest.builder()?),
+                    };
+                    build(&repo::source(&model)?, &build_dir, builder).await?
+                } else {
+                    std::fs::read(&model).with_context(|| format!("reading {}", model.display()))?
+                };
+                let outcome = runtime.precompile(&wasm)?;
+                println!("{}: compiled cache {}", model.display(), outcome.as_str());
+            }
+            Ok(())
         }
         Command::Build {
             model_dir,
@@ -201,21 +281,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             model,
             input,
             build_dir,
+            cache,
             guest,
         } => {
             let body = read_input(&input)?;
-            let runtime = Runtime::new(PoolLimits {
-                max_instances: 1,
-                ..PoolLimits::default()
-            })?;
-            let model = if model.is_dir() {
-                load(
-                    &runtime,
-                    &repo::source(&model)?,
-                    &build_dir,
-                    &guest.builder()?,
-                )
-                .await?
+            let runtime = Runtime::new(PoolLimits::default(), cache.cache())?;
+            let (name, wasm) = if model.is_dir() {
+                let source = repo::source(&model)?;
+                let wasm = build(&source, &build_dir, &guest.builder()?).await?;
+                (source.name, wasm)
             } else {
                 let wasm = std::fs::read(&model)
                     .with_context(|| format!("reading the component {}", model.display()))?;
@@ -223,8 +297,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     .file_stem()
                     .and_then(|s| s.to_str())
                     .unwrap_or("model");
-                runtime.load(name, &wasm).await?
+                (name.to_owned(), wasm)
             };
+            let model = runtime.load(&name, &wasm).await?;
             let response = predict(&model, &body).await?;
             println!("{}", String::from_utf8_lossy(&response));
             Ok(())
@@ -232,19 +307,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// Builds a model's component if it is missing or stale, then compiles and prepares it.
-async fn load(
-    runtime: &Runtime,
+/// Builds a model's component if it is missing or stale, and returns it.
+async fn build(
     source: &repo::ModelSource,
     build_dir: &Path,
     builder: &Builder,
-) -> anyhow::Result<LoadedModel> {
+) -> anyhow::Result<Vec<u8>> {
     let output = build_dir.join(format!("{}.wasm", source.name));
     builder
         .build_if_stale(&source.name, &source.dir, &output)
         .await?;
-    let wasm = std::fs::read(&output).with_context(|| format!("reading {}", output.display()))?;
-    runtime.load(&source.name, &wasm).await
+    std::fs::read(&output).with_context(|| format!("reading {}", output.display()))
 }
 
 /// One prediction from a v2 request, or from a plain JSON array of rows for the first input.
@@ -263,12 +336,12 @@ async fn predict(model: &LoadedModel, body: &[u8]) -> Result<Vec<u8>, ProtocolEr
     } else {
         protocol::decode_infer_request(body)?
     };
-    let prediction = model.predict(request.inputs, &request.outputs).await?;
+    let (outputs, _) = model.predict(request.inputs, &request.outputs).await;
     Ok(protocol::encode_infer_response(
         model.name(),
         Some(protocol::MODEL_VERSION),
         request.id,
-        prediction.outputs,
+        outputs?,
     ))
 }
 

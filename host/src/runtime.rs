@@ -1,7 +1,8 @@
 //! The wasmtime side: one engine, one `InstancePre` per model, a fresh `Store` and instance
 //! per invocation.
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use wafer_protocol::ProtocolError;
@@ -13,6 +14,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 
 use crate::bindings::wafer::inference::types::Tensor;
 use crate::bindings::{Scoring, ScoringPre};
+use crate::cache::{CacheOutcome, CompiledCache};
 use crate::convert;
 
 /// Per-store state: the WASI context the guest's standard library needs, and the `wasi:http`
@@ -23,6 +25,34 @@ pub struct HostState {
     http: WasiHttpCtx,
     hooks: NoOutboundHttp,
     table: ResourceTable,
+    memory: MemoryWatch,
+}
+
+/// Tracks the largest linear memory an instance asks for. Limits are the pool's.
+#[derive(Default)]
+struct MemoryWatch {
+    high_water: usize,
+}
+
+impl wasmtime::ResourceLimiter for MemoryWatch {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.high_water = self.high_water.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
 }
 
 impl HostState {
@@ -33,6 +63,7 @@ impl HostState {
             http: WasiHttpCtx::new(),
             hooks: NoOutboundHttp,
             table: ResourceTable::new(),
+            memory: MemoryWatch::default(),
         }
     }
 }
@@ -92,6 +123,8 @@ pub struct PoolLimits {
     pub max_instances: u32,
     /// Largest linear memory of one instance, in bytes.
     pub max_memory_bytes: usize,
+    /// Longest a guest call may run before it is interrupted.
+    pub timeout: Duration,
 }
 
 impl Default for PoolLimits {
@@ -99,20 +132,27 @@ impl Default for PoolLimits {
         PoolLimits {
             max_instances: 64,
             max_memory_bytes: 1 << 30,
+            timeout: Duration::from_secs(30),
         }
     }
 }
+
+/// How often the engine's epoch advances; guest deadlines are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// The engine and the WASI linker shared by every model.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
+    cache: Option<CompiledCache>,
+    deadline_ticks: u64,
 }
 
 impl Runtime {
-    /// An engine with the pooling allocator sized from `limits`, and copy-on-write memory
-    /// images so that a fresh instance maps its snapshot instead of copying it.
-    pub fn new(limits: PoolLimits) -> anyhow::Result<Runtime> {
+    /// An engine with the pooling allocator sized from `limits`, copy-on-write memory images
+    /// (a fresh instance maps its snapshot instead of copying it), and epoch interruption for
+    /// the guest timeout. With a `cache`, compiled components are kept on disk.
+    pub fn new(limits: PoolLimits, cache: Option<CompiledCache>) -> anyhow::Result<Runtime> {
         let n = limits.max_instances;
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(n)
@@ -125,44 +165,80 @@ impl Runtime {
         let mut config = Config::new();
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         config.memory_init_cow(true);
+        config.epoch_interruption(true);
         let engine = Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("creating the wasmtime engine")?;
+        let ticker = engine.weak();
+        std::thread::Builder::new()
+            .name("wafer-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .context("starting the epoch thread")?;
         let mut linker = Linker::new(&engine);
         add_to_linker(&mut linker)?;
-        Ok(Runtime { engine, linker })
+        let deadline_ticks = (limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        Ok(Runtime {
+            engine,
+            linker,
+            cache,
+            deadline_ticks,
+        })
     }
 
-    /// Compiles a model component and prepares its instantiation once.
+    /// Compiles a model component (or takes it from the cache) and prepares its instantiation.
     pub async fn load(&self, name: &str, wasm: &[u8]) -> anyhow::Result<LoadedModel> {
         let started = Instant::now();
-        let component = Component::new(&self.engine, wasm)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("compiling the component of model \"{name}\""))?;
+        let (component, cache) = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, wasm),
+            None => Component::new(&self.engine, wasm)
+                .map(|c| (c, CacheOutcome::Miss))
+                .map_err(anyhow::Error::from),
+        }
+        .with_context(|| format!("compiling the component of model \"{name}\""))?;
         let compiled = started.elapsed();
         let pre = ScoringPre::new(self.linker.instantiate_pre(&component)?)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("model \"{name}\" does not export wafer:inference/scorer"))?;
-        let (mut store, instance) = instantiate(&self.engine, &pre).await?;
+        let mut model = LoadedModel {
+            name: name.to_owned(),
+            engine: self.engine.clone(),
+            pre,
+            metadata: scoring::ModelMetadata::default(),
+            cache,
+            cold: AtomicBool::new(true),
+            deadline_ticks: self.deadline_ticks,
+        };
+        let (mut store, instance) = model.instantiate().await?;
         let metadata = instance
             .wafer_inference_scorer()
             .call_metadata(&mut store)
             .await?
             .map_err(convert::guest_error)
             .with_context(|| format!("reading the metadata of model \"{name}\""))?;
-        let mut metadata = scoring::ModelMetadata::from(metadata);
-        metadata.name = name.to_owned();
+        model.metadata = scoring::ModelMetadata::from(metadata);
+        model.metadata.name = name.to_owned();
         tracing::info!(
             model = name,
             compile_ms = compiled.as_millis() as u64,
+            compiled_cache = cache.as_str(),
             "model loaded"
         );
-        Ok(LoadedModel {
-            name: name.to_owned(),
-            engine: self.engine.clone(),
-            pre,
-            metadata,
-        })
+        Ok(model)
+    }
+
+    /// Compiles `wasm` into the cache without loading it; returns what the cache held.
+    pub fn precompile(&self, wasm: &[u8]) -> anyhow::Result<CacheOutcome> {
+        let cache = self
+            .cache
+            .as_ref()
+            .context("no compiled cache configured")?;
+        Ok(cache.load_or_compile(&self.engine, wasm)?.1)
     }
 }
 
@@ -172,15 +248,29 @@ pub struct LoadedModel {
     engine: Engine,
     pre: ScoringPre<HostState>,
     metadata: scoring::ModelMetadata,
+    cache: CacheOutcome,
+    /// No request has instantiated this model yet.
+    cold: AtomicBool,
+    deadline_ticks: u64,
 }
 
-/// The answer of one invocation.
-#[derive(Debug)]
-pub struct Prediction {
-    /// The output tensors.
-    pub outputs: Vec<scoring::Tensor>,
+/// What one invocation measured, whatever its result.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Measured {
+    /// Store and instance creation, µs.
+    pub instantiate_us: u64,
+    /// Inside the guest's `predict`, µs.
+    pub guest_us: u64,
+    /// The instance's largest linear memory, bytes.
+    pub memory_bytes: u64,
+    /// The first instance since the model was loaded.
+    pub cold: bool,
     /// Predictions the answering instance has run; 1 for a fresh instance.
     pub instance_predictions: u64,
+    /// Times the answering instance parsed its model; 0 with a snapshot.
+    pub model_parses: u64,
+    /// The guest ran past its deadline.
+    pub timed_out: bool,
 }
 
 impl LoadedModel {
@@ -194,26 +284,66 @@ impl LoadedModel {
         &self.metadata
     }
 
+    /// Whether the compiled code came from the cache.
+    pub fn cache(&self) -> CacheOutcome {
+        self.cache
+    }
+
+    /// A fresh store, with the guest deadline armed, and a fresh instance in it.
+    async fn instantiate(&self) -> anyhow::Result<(Store<HostState>, Scoring)> {
+        let mut store = Store::new(&self.engine, HostState::new());
+        store.limiter(|state| &mut state.memory);
+        store.set_epoch_deadline(self.deadline_ticks);
+        store.epoch_deadline_trap();
+        let instance = self.pre.instantiate_async(&mut store).await?;
+        Ok((store, instance))
+    }
+
     /// Runs one prediction in a fresh instance, dropped afterwards.
     pub async fn predict(
         &self,
         inputs: Vec<scoring::Tensor>,
         outputs: &[String],
-    ) -> Result<Prediction, ProtocolError> {
-        let trap = |e: wasmtime::Error| {
-            ProtocolError::Internal(format!("model \"{}\" trapped: {e:#}", self.name))
+    ) -> (Result<Vec<scoring::Tensor>, ProtocolError>, Measured) {
+        let mut measured = Measured {
+            cold: self.cold.swap(false, Ordering::Relaxed),
+            ..Measured::default()
         };
-        let (mut store, instance) = instantiate(&self.engine, &self.pre).await.map_err(|e| {
+        let result = self.run(inputs, outputs, &mut measured).await;
+        (result, measured)
+    }
+
+    async fn run(
+        &self,
+        inputs: Vec<scoring::Tensor>,
+        outputs: &[String],
+        measured: &mut Measured,
+    ) -> Result<Vec<scoring::Tensor>, ProtocolError> {
+        let started = Instant::now();
+        let (mut store, instance) = self.instantiate().await.map_err(|e| {
             ProtocolError::Internal(format!("instantiating \"{}\": {e:#}", self.name))
         })?;
+        measured.instantiate_us = started.elapsed().as_micros() as u64;
         let scorer = instance.wafer_inference_scorer();
         let inputs: Vec<Tensor> = inputs.into_iter().map(Tensor::from).collect();
-        let result = scorer
-            .call_predict(&mut store, &inputs, outputs)
-            .await
-            .map_err(trap)?;
-        let stats = scorer.call_stats(&mut store).await.map_err(trap)?;
-        let outputs = result
+        let started = Instant::now();
+        let result = scorer.call_predict(&mut store, &inputs, outputs).await;
+        measured.guest_us = started.elapsed().as_micros() as u64;
+        measured.memory_bytes = store.data().memory.high_water as u64;
+        let result = result.map_err(|e| {
+            if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+                measured.timed_out = true;
+                ProtocolError::Timeout(format!("model \"{}\" ran past its deadline", self.name))
+            } else {
+                ProtocolError::Internal(format!("model \"{}\" trapped: {e:#}", self.name))
+            }
+        })?;
+        let stats = scorer.call_stats(&mut store).await.map_err(|e| {
+            ProtocolError::Internal(format!("model \"{}\" trapped: {e:#}", self.name))
+        })?;
+        measured.instance_predictions = stats.predictions;
+        measured.model_parses = stats.model_parses;
+        result
             .map_err(convert::guest_error)?
             .into_iter()
             .map(|t| {
@@ -221,20 +351,6 @@ impl LoadedModel {
                     ProtocolError::Internal(format!("the component returned a bad tensor: {e}"))
                 })
             })
-            .collect::<Result<_, _>>()?;
-        Ok(Prediction {
-            outputs,
-            instance_predictions: stats.predictions,
-        })
+            .collect()
     }
-}
-
-/// A fresh store and instance.
-async fn instantiate(
-    engine: &Engine,
-    pre: &ScoringPre<HostState>,
-) -> anyhow::Result<(Store<HostState>, Scoring)> {
-    let mut store = Store::new(engine, HostState::new());
-    let instance = pre.instantiate_async(&mut store).await?;
-    Ok((store, instance))
 }

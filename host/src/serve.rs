@@ -17,7 +17,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use wafer_protocol::{self as protocol, ProtocolError, Route};
 
-use crate::runtime::LoadedModel;
+use crate::metrics::{Invocation, Metrics, Outcome};
+use crate::runtime::{LoadedModel, Measured};
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY: usize = 64 << 20;
@@ -26,18 +27,24 @@ pub const MAX_BODY: usize = 64 << 20;
 pub struct Server {
     models: BTreeMap<String, LoadedModel>,
     permits: Semaphore,
+    metrics: Metrics,
 }
 
 impl Server {
     /// A server for `models`, running at most `max_instances` instances at once.
     pub fn new(models: Vec<LoadedModel>, max_instances: usize) -> Server {
-        let models = models
+        let models: BTreeMap<String, LoadedModel> = models
             .into_iter()
             .map(|m| (m.name().to_owned(), m))
             .collect();
+        let metrics = Metrics::new();
+        for m in models.values() {
+            metrics.record_load(m.name(), protocol::MODEL_VERSION, m.cache());
+        }
         Server {
             models,
             permits: Semaphore::new(max_instances),
+            metrics,
         }
     }
 
@@ -76,29 +83,66 @@ impl Server {
         let started = Instant::now();
         let method = req.method().as_str().to_owned();
         let path = req.uri().path().to_owned();
-        let (status, body, instance_predictions) = match self.respond(req).await {
-            Ok((body, predictions)) => (200, body, predictions),
-            Err(e) => (e.status(), e.body(), None),
+        let mut call = Call::default();
+        let result = self.respond(req, &mut call).await;
+        let (status, body, content_type) = match result {
+            Ok(Reply::Json(body)) => (200, body, "application/json"),
+            Ok(Reply::Text(body)) => (200, body.into_bytes(), "text/plain; version=0.0.4"),
+            Err(e) => (e.status(), e.body(), "application/json"),
         };
-        tracing::info!(
+        tracing::debug!(
             %peer, %method, %path, status, micros = started.elapsed().as_micros() as u64,
             "request"
         );
+        if let Some(model) = call.model {
+            let m = call.measured;
+            let outcome = match status {
+                200 => Outcome::Ok,
+                _ if m.timed_out => Outcome::Timeout,
+                400..=499 => Outcome::ClientError,
+                _ => Outcome::GuestError,
+            };
+            let reason = (status != 200)
+                .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
+                .flatten()
+                .and_then(|v| v["error"].as_str().map(str::to_owned));
+            self.metrics.record(&Invocation {
+                model: model.name().to_owned(),
+                version: protocol::MODEL_VERSION.to_owned(),
+                instantiate_us: m.instantiate_us,
+                guest_us: m.guest_us,
+                total_us: started.elapsed().as_micros() as u64,
+                memory_bytes: m.memory_bytes,
+                request_bytes: call.request_bytes,
+                response_bytes: body.len() as u64,
+                outcome,
+                reason,
+                cold: m.cold,
+                cache: model.cache(),
+            });
+        }
         let mut response = Response::builder()
             .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-            .header("content-type", "application/json");
-        if let Some(n) = instance_predictions {
-            response = response.header(protocol::INSTANCE_PREDICTIONS_HEADER, n);
+            .header("content-type", content_type);
+        if call.measured.instance_predictions > 0 {
+            let m = call.measured;
+            response = response
+                .header(
+                    protocol::INSTANCE_PREDICTIONS_HEADER,
+                    m.instance_predictions,
+                )
+                .header(protocol::INSTANCE_MODEL_PARSES_HEADER, m.model_parses);
         }
         response
             .body(Full::new(Bytes::from(body)))
             .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
     }
 
-    async fn respond(
-        &self,
+    async fn respond<'a>(
+        &'a self,
         req: Request<Incoming>,
-    ) -> Result<(Vec<u8>, Option<u64>), ProtocolError> {
+        call: &mut Call<'a>,
+    ) -> Result<Reply, ProtocolError> {
         let route = protocol::route(req.method().as_str(), req.uri().path())?;
         // Read the whole body before answering anything, so that a client still sending it
         // never sees the connection closed under it.
@@ -114,28 +158,40 @@ impl Server {
             ),
             None => None,
         };
-        let json = |v: serde_json::Value| Ok((protocol::to_json(&v), None));
+        let json = |v: serde_json::Value| Ok(Reply::Json(protocol::to_json(&v)));
         match (route, model) {
             (Route::Live, _) => json(serde_json::json!({ "live": true })),
             (Route::Ready, _) => json(serde_json::json!({ "ready": true })),
             (Route::ServerMetadata, _) => {
-                Ok((protocol::to_json(&protocol::server_metadata()), None))
+                Ok(Reply::Json(protocol::to_json(&protocol::server_metadata())))
             }
             (Route::ModelList, _) => {
                 json(protocol::model_list(self.models.keys().map(String::as_str)))
             }
+            (Route::Metrics, _) => Ok(Reply::Text(self.metrics.encode())),
             (Route::ModelMetadata { version, .. }, Some(m)) => {
                 protocol::check_version(m.name(), version.as_deref())?;
-                Ok((
-                    protocol::to_json(&protocol::model_metadata(m.metadata())),
-                    None,
-                ))
+                Ok(Reply::Json(protocol::to_json(&protocol::model_metadata(
+                    m.metadata(),
+                ))))
             }
             (Route::ModelReady { version, .. }, Some(m)) => {
                 protocol::check_version(m.name(), version.as_deref())?;
                 json(serde_json::json!({ "name": m.name(), "ready": true }))
             }
+            (Route::ModelStats { version, .. }, Some(m)) => {
+                protocol::check_version(m.name(), version.as_deref())?;
+                let stats = self.metrics.stats(m.name());
+                json(serde_json::json!({
+                    "name": m.name(),
+                    "version": protocol::MODEL_VERSION,
+                    "compiled_cache": m.cache().as_str(),
+                    "stats": stats,
+                }))
+            }
             (Route::Infer { version, .. }, Some(m)) => {
+                call.model = Some(m);
+                call.request_bytes = body.len() as u64;
                 protocol::check_version(m.name(), version.as_deref())?;
                 let request = protocol::decode_infer_request(&body)?;
                 let _permit = self
@@ -143,20 +199,34 @@ impl Server {
                     .acquire()
                     .await
                     .map_err(|_| ProtocolError::Internal("server is shutting down".into()))?;
-                let prediction = m.predict(request.inputs, &request.outputs).await?;
-                let body = protocol::encode_infer_response(
+                let (outputs, measured) = m.predict(request.inputs, &request.outputs).await;
+                call.measured = measured;
+                Ok(Reply::Json(protocol::encode_infer_response(
                     m.name(),
                     Some(protocol::MODEL_VERSION),
                     request.id,
-                    prediction.outputs,
-                );
-                Ok((body, Some(prediction.instance_predictions)))
+                    outputs?,
+                )))
             }
             (route, None) => Err(ProtocolError::Internal(format!(
                 "route {route:?} has no model"
             ))),
         }
     }
+}
+
+/// A successful answer's body.
+enum Reply {
+    Json(Vec<u8>),
+    Text(String),
+}
+
+/// What an inference request touched, for its metrics record.
+#[derive(Default)]
+struct Call<'a> {
+    model: Option<&'a LoadedModel>,
+    request_bytes: u64,
+    measured: Measured,
 }
 
 /// Reads a request body of at most [`MAX_BODY`] bytes.

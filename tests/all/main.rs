@@ -3,6 +3,8 @@
 //! scikit-learn and onnxruntime fixtures under `models/`.
 
 mod cli;
+mod cold_start;
+mod metrics;
 mod serve;
 mod spin;
 mod support;

@@ -3,7 +3,7 @@
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -52,6 +52,8 @@ pub fn wafer() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wafer"));
     cmd.env("WAFER_GUEST", guest_wasm())
         .env("WAFER_LOG", "warn")
+        // The compiled cache's default folder, away from the user's.
+        .env("XDG_CACHE_HOME", target_dir().join("wafer-test-xdg"))
         .current_dir(repo_root());
     cmd
 }
@@ -175,6 +177,8 @@ pub struct Answer {
     pub text: String,
     /// The instance-predictions header, if present.
     pub instance_predictions: Option<String>,
+    /// The instance-model-parses header, if present.
+    pub model_parses: Option<String>,
 }
 
 fn answer(result: Result<ureq::Response, ureq::Error>) -> anyhow::Result<Answer> {
@@ -184,9 +188,9 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> anyhow::Result<Answer>
         Err(e) => return Err(e).context("HTTP transport error"),
     };
     let status = response.status();
-    let instance_predictions = response
-        .header("x-wafer-instance-predictions")
-        .map(str::to_owned);
+    let header = |name: &str| response.header(name).map(str::to_owned);
+    let instance_predictions = header("x-wafer-instance-predictions");
+    let model_parses = header("x-wafer-instance-model-parses");
     let text = response.into_string()?;
     let json = serde_json::from_str(&text).unwrap_or(Value::Null);
     Ok(Answer {
@@ -194,6 +198,7 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> anyhow::Result<Answer>
         json,
         text,
         instance_predictions,
+        model_parses,
     })
 }
 
@@ -227,6 +232,7 @@ pub struct Server {
     child: Child,
     /// `http://127.0.0.1:PORT`
     pub base: String,
+    logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for Server {
@@ -243,9 +249,23 @@ impl Server {
         if from_stderr {
             cmd.stderr(Stdio::piped()).stdout(Stdio::null());
         } else {
-            cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         }
         let mut child = cmd.spawn().context("starting the server")?;
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        if !from_stderr {
+            // Keep the server's log lines for the test, and echo them for its output.
+            let stderr = child.stderr.take().context("stderr")?;
+            let logs = Arc::clone(&logs);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    eprintln!("{line}");
+                    if let Ok(mut logs) = logs.lock() {
+                        logs.push(line);
+                    }
+                }
+            });
+        }
         let stream: Box<dyn std::io::Read + Send> = if from_stderr {
             Box::new(child.stderr.take().context("stderr")?)
         } else {
@@ -273,7 +293,26 @@ impl Server {
                 bail!("the server did not listen within 300 s");
             }
         };
-        Ok(Server { child, base })
+        Ok(Server { child, base, logs })
+    }
+
+    /// The server's stderr lines, once `done` holds for them or after 10 s (empty when its
+    /// URL came from stderr). Lines arrive through a pipe, a little after the server wrote them.
+    pub fn logs_until(&self, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let logs = self.logs.lock().map(|l| l.clone()).unwrap_or_default();
+            if done(&logs) || Instant::now() > deadline {
+                return logs;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server and waits for it to exit.
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -285,23 +324,22 @@ fn listening_url(line: &str) -> Option<String> {
     (!port.is_empty()).then(|| format!("{PREFIX}{port}"))
 }
 
-/// One `wafer serve` on the example models for the whole test run. It exits when the test
-/// process does (its stdin closes).
+/// Starts `wafer serve models` on a free port, building components into `build_dir`, with
+/// `extra` arguments. It exits when dropped, or when the test process does (its stdin closes).
+pub fn start_wafer(build_dir: &Path, extra: &[&str]) -> Server {
+    let mut cmd = wafer();
+    cmd.args(["serve", "models", "--addr", "127.0.0.1:0"])
+        .arg("--exit-on-stdin-close")
+        .arg("--build-dir")
+        .arg(build_dir)
+        .args(extra);
+    Server::start(cmd, false).expect("wafer serve starts")
+}
+
+/// One `wafer serve` on the example models for the whole test run.
 pub fn wafer_server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        let mut cmd = wafer();
-        cmd.args([
-            "serve",
-            "models",
-            "--addr",
-            "127.0.0.1:0",
-            "--exit-on-stdin-close",
-            "--build-dir",
-        ])
-        .arg(build_dir());
-        Server::start(cmd, false).expect("wafer serve starts")
-    })
+    SERVER.get_or_init(|| start_wafer(&build_dir(), &[]))
 }
 
 /// Builds `models/<name>` into a component with `wafer build` and returns its path.

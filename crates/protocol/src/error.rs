@@ -41,6 +41,9 @@ pub enum ProtocolError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The model ran past the request's deadline.
+    #[error("{0}")]
+    Timeout(String),
     /// The model or its runtime failed.
     #[error("{0}")]
     Internal(String),
@@ -56,6 +59,7 @@ impl ProtocolError {
             ProtocolError::ModelNotFound(_) | ProtocolError::RouteNotFound { .. } => 404,
             ProtocolError::MethodNotAllowed { .. } => 405,
             ProtocolError::PayloadTooLarge { .. } => 413,
+            ProtocolError::Timeout(_) => 504,
             ProtocolError::Internal(_) => 500,
         }
     }

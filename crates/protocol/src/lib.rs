@@ -32,6 +32,10 @@ pub const MODEL_VERSION: &str = "1";
 /// that gives every request a fresh instance always reports 1.
 pub const INSTANCE_PREDICTIONS_HEADER: &str = "x-wafer-instance-predictions";
 
+/// Response header with the number of times the answering instance parsed its model: 0 when
+/// the parsed model came in the component's snapshot.
+pub const INSTANCE_MODEL_PARSES_HEADER: &str = "x-wafer-instance-model-parses";
+
 /// The body of `GET /v2`.
 pub fn server_metadata() -> ServerMetadata {
     ServerMetadata {

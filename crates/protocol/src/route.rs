@@ -13,6 +13,8 @@ pub enum Route {
     ServerMetadata,
     /// `GET /v2/models`
     ModelList,
+    /// `GET /metrics` (Prometheus text format)
+    Metrics,
     /// `GET /v2/models/{model}[/versions/{v}]`
     ModelMetadata {
         /// The model name.
@@ -22,6 +24,13 @@ pub enum Route {
     },
     /// `GET /v2/models/{model}[/versions/{v}]/ready`
     ModelReady {
+        /// The model name.
+        model: String,
+        /// The version, if the path names one.
+        version: Option<String>,
+    },
+    /// `GET /v2/models/{model}[/versions/{v}]/stats`
+    ModelStats {
         /// The model name.
         model: String,
         /// The version, if the path names one.
@@ -42,6 +51,7 @@ impl Route {
         match self {
             Route::ModelMetadata { model, .. }
             | Route::ModelReady { model, .. }
+            | Route::ModelStats { model, .. }
             | Route::Infer { model, .. } => Some(model),
             _ => None,
         }
@@ -57,6 +67,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, ProtocolError> {
         path: path.to_owned(),
     };
     let (route, wants_post) = match segments.as_slice() {
+        ["metrics"] => (Route::Metrics, false),
         ["v2"] => (Route::ServerMetadata, false),
         ["v2", "health", "live"] => (Route::Live, false),
         ["v2", "health", "ready"] => (Route::Ready, false),
@@ -70,6 +81,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, ProtocolError> {
             match rest {
                 [] => (Route::ModelMetadata { model, version }, false),
                 ["ready"] => (Route::ModelReady { model, version }, false),
+                ["stats"] => (Route::ModelStats { model, version }, false),
                 ["infer"] => (Route::Infer { model, version }, true),
                 _ => return Err(not_found()),
             }

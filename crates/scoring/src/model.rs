@@ -99,7 +99,7 @@ impl TensorInfo {
 }
 
 /// What a model takes and returns.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ModelMetadata {
     /// The model's name (its folder in the model repository).
     pub name: String,

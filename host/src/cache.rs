@@ -1,0 +1,130 @@
+//! The compiled-component cache: `Component::serialize` output on disk, so that a restart
+//! deserializes instead of compiling.
+//!
+//! An entry is named by the sha256 of the component and the engine's compatibility hash
+//! (wasmtime version and every setting that changes compiled code). Each file starts with the
+//! sha256 of the serialized bytes that follow; an entry whose checksum, header or settings do
+//! not match is logged, recompiled and replaced, never trusted.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Whether a load found its compiled code in the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Deserialized from the cache.
+    Hit,
+    /// Compiled and written to the cache (there was no entry).
+    Miss,
+    /// An entry existed but failed its checks; compiled and replaced.
+    Replaced,
+}
+
+impl CacheOutcome {
+    /// `hit`, `miss` or `replaced`, for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Miss => "miss",
+            CacheOutcome::Replaced => "replaced",
+        }
+    }
+}
+
+/// A folder of compiled components.
+#[derive(Clone, Debug)]
+pub struct CompiledCache {
+    dir: PathBuf,
+}
+
+impl CompiledCache {
+    /// The cache in `dir`, created on first write.
+    pub fn new(dir: PathBuf) -> CompiledCache {
+        CompiledCache { dir }
+    }
+
+    /// The default folder: `$XDG_CACHE_HOME/wafer`, else `~/.cache/wafer`, else `target/wafer-cache`.
+    pub fn default_dir() -> PathBuf {
+        std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map_or_else(|| PathBuf::from("target/wafer-cache"), |d| d.join("wafer"))
+    }
+
+    /// The entry for `wasm` under `engine`'s settings.
+    pub fn entry(&self, engine: &Engine, wasm: &[u8]) -> PathBuf {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let component = Sha256::digest(wasm);
+        self.dir
+            .join(format!("{component:x}-{:016x}.cwasm", hasher.finish()))
+    }
+
+    /// The compiled `wasm`, from the cache when a valid entry exists, else compiled and stored.
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+    ) -> anyhow::Result<(Component, CacheOutcome)> {
+        let path = self.entry(engine, wasm);
+        let existed = path.exists();
+        if existed {
+            match self.load(engine, &path) {
+                Ok(component) => return Ok((component, CacheOutcome::Hit)),
+                Err(e) => tracing::warn!(
+                    entry = %path.display(), error = %format!("{e:#}"),
+                    "compiled cache entry rejected; recompiling"
+                ),
+            }
+        }
+        let component = Component::new(engine, wasm).map_err(anyhow::Error::from)?;
+        if let Err(e) = self.store(&path, &component) {
+            tracing::warn!(entry = %path.display(), error = %format!("{e:#}"), "cannot write the compiled cache");
+        }
+        let outcome = if existed {
+            CacheOutcome::Replaced
+        } else {
+            CacheOutcome::Miss
+        };
+        Ok((component, outcome))
+    }
+
+    fn load(&self, engine: &Engine, path: &Path) -> anyhow::Result<Component> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let (checksum, serialized) = bytes.split_at_checked(32).context("truncated entry")?;
+        anyhow::ensure!(
+            Sha256::digest(serialized).as_slice() == checksum,
+            "checksum mismatch: the entry is corrupt"
+        );
+        anyhow::ensure!(
+            Engine::detect_precompiled(serialized).is_some(),
+            "not a precompiled wasmtime artifact"
+        );
+        // SAFETY: `serialized` was written by `Component::serialize` of a wasmtime engine with
+        // the same compatibility hash (the file name says so), and its checksum proves it is
+        // byte for byte what was written; wasmtime checks its version and settings again.
+        #[expect(
+            unsafe_code,
+            reason = "deserializing our own checksummed compiled artifact"
+        )]
+        let component = unsafe { Component::deserialize(engine, serialized) };
+        component.map_err(anyhow::Error::from)
+    }
+
+    fn store(&self, path: &Path, component: &Component) -> anyhow::Result<()> {
+        let serialized = component.serialize().map_err(anyhow::Error::from)?;
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating {}", self.dir.display()))?;
+        let mut bytes = Sha256::digest(&serialized).to_vec();
+        bytes.extend_from_slice(&serialized);
+        let tmp = path.with_extension(format!("cwasm.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+}

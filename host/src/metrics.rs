@@ -1,0 +1,329 @@
+//! Per-invocation metrics: one record per request, fed to Prometheus families, to the
+//! per-model JSON aggregates of `/v2/models/{m}/stats`, and to one structured log event.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+
+use crate::cache::CacheOutcome;
+
+/// How an invocation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered 200.
+    Ok,
+    /// The request was at fault (4xx).
+    ClientError,
+    /// The model or its instance failed (5xx).
+    GuestError,
+    /// The guest ran past the request timeout.
+    Timeout,
+}
+
+impl Outcome {
+    /// `ok`, `client_error`, `guest_error` or `timeout`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::ClientError => "client_error",
+            Outcome::GuestError => "guest_error",
+            Outcome::Timeout => "timeout",
+        }
+    }
+}
+
+/// What one invocation measured.
+#[derive(Clone, Debug)]
+pub struct Invocation {
+    /// The model.
+    pub model: String,
+    /// Its version.
+    pub version: String,
+    /// Creating the store and instance, µs.
+    pub instantiate_us: u64,
+    /// Inside the guest's `predict`, µs.
+    pub guest_us: u64,
+    /// The whole request, body read to response encoded, µs.
+    pub total_us: u64,
+    /// The instance's largest linear memory, bytes.
+    pub memory_bytes: u64,
+    /// Request body bytes.
+    pub request_bytes: u64,
+    /// Response body bytes.
+    pub response_bytes: u64,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Why it failed, if it did.
+    pub reason: Option<String>,
+    /// The first instance since the model was loaded.
+    pub cold: bool,
+    /// Whether the model's compiled code came from the cache.
+    pub cache: CacheOutcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    model: String,
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    model: String,
+    version: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    model: String,
+    version: String,
+    result: String,
+}
+
+type Histograms = Family<ModelLabels, Histogram, fn() -> Histogram>;
+
+fn micros() -> Histogram {
+    // 10 µs to ~84 s.
+    Histogram::new(exponential_buckets(10.0, 2.0, 24))
+}
+
+fn bytes() -> Histogram {
+    // 64 KiB to 4 GiB.
+    Histogram::new(exponential_buckets(65536.0, 2.0, 17))
+}
+
+/// Aggregates for `/v2/models/{m}/stats`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ModelStats {
+    /// Invocations answered 200.
+    pub success: u64,
+    /// Invocations that failed, by outcome.
+    pub failure: BTreeMap<&'static str, u64>,
+    /// Instances that were the first after a load.
+    pub cold_starts: u64,
+    /// Sum of instantiate µs.
+    pub instantiate_us: u64,
+    /// Sum of guest µs.
+    pub guest_us: u64,
+    /// Sum of total µs.
+    pub total_us: u64,
+    /// Largest instance memory seen, bytes.
+    pub max_memory_bytes: u64,
+    /// Request body bytes.
+    pub request_bytes: u64,
+    /// Response body bytes.
+    pub response_bytes: u64,
+}
+
+/// Every metric the server exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<OutcomeLabels, Counter>,
+    success: Family<ModelLabels, Counter>,
+    failure: Family<OutcomeLabels, Counter>,
+    compute_infer_us: Family<ModelLabels, Counter>,
+    instantiate_us: Histograms,
+    guest_us: Histograms,
+    total_us: Histograms,
+    memory_bytes: Histograms,
+    request_bytes: Family<ModelLabels, Counter>,
+    response_bytes: Family<ModelLabels, Counter>,
+    cold_starts: Family<ModelLabels, Counter>,
+    compiled_cache: Family<CacheLabels, Counter>,
+    stats: Mutex<BTreeMap<String, ModelStats>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every family under the `wafer_` prefix.
+    pub fn new() -> Metrics {
+        let histograms = |f: fn() -> Histogram| Histograms::new_with_constructor(f);
+        let mut m = Metrics {
+            registry: Registry::with_prefix("wafer"),
+            requests: Family::default(),
+            success: Family::default(),
+            failure: Family::default(),
+            compute_infer_us: Family::default(),
+            instantiate_us: histograms(micros),
+            guest_us: histograms(micros),
+            total_us: histograms(micros),
+            memory_bytes: histograms(bytes),
+            request_bytes: Family::default(),
+            response_bytes: Family::default(),
+            cold_starts: Family::default(),
+            compiled_cache: Family::default(),
+            stats: Mutex::new(BTreeMap::new()),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "requests",
+            "Inference requests by outcome",
+            m.requests.clone(),
+        );
+        r.register(
+            "inference_request_success",
+            "Successful inference requests (Triton's nv_inference_request_success)",
+            m.success.clone(),
+        );
+        r.register(
+            "inference_request_failure",
+            "Failed inference requests by outcome (Triton's nv_inference_request_failure)",
+            m.failure.clone(),
+        );
+        r.register(
+            "inference_compute_infer_duration_us",
+            "Cumulative µs inside the model (Triton's nv_inference_compute_infer_duration_us)",
+            m.compute_infer_us.clone(),
+        );
+        r.register(
+            "instantiate_us",
+            "Store and instance creation, µs",
+            m.instantiate_us.clone(),
+        );
+        r.register(
+            "guest_us",
+            "Time inside the guest's predict, µs",
+            m.guest_us.clone(),
+        );
+        r.register("request_us", "Whole request, µs", m.total_us.clone());
+        r.register(
+            "instance_memory_bytes",
+            "Instance linear-memory high-water mark, bytes",
+            m.memory_bytes.clone(),
+        );
+        r.register(
+            "request_bytes",
+            "Request body bytes",
+            m.request_bytes.clone(),
+        );
+        r.register(
+            "response_bytes",
+            "Response body bytes",
+            m.response_bytes.clone(),
+        );
+        r.register(
+            "cold_starts",
+            "First instances after a model load",
+            m.cold_starts.clone(),
+        );
+        r.register(
+            "compiled_cache",
+            "Model loads by compiled-cache result (hit, miss, replaced)",
+            m.compiled_cache.clone(),
+        );
+        m
+    }
+
+    /// Counts a model load and whether its compiled code came from the cache.
+    pub fn record_load(&self, model: &str, version: &str, cache: CacheOutcome) {
+        let labels = CacheLabels {
+            model: model.to_owned(),
+            version: version.to_owned(),
+            result: cache.as_str().to_owned(),
+        };
+        self.compiled_cache.get_or_create(&labels).inc();
+    }
+
+    /// Records one invocation everywhere: Prometheus, the JSON aggregates and the log.
+    pub fn record(&self, inv: &Invocation) {
+        let labels = ModelLabels {
+            model: inv.model.clone(),
+            version: inv.version.clone(),
+        };
+        let outcome = OutcomeLabels {
+            model: inv.model.clone(),
+            version: inv.version.clone(),
+            outcome: inv.outcome.as_str().to_owned(),
+        };
+        self.requests.get_or_create(&outcome).inc();
+        if inv.outcome == Outcome::Ok {
+            self.success.get_or_create(&labels).inc();
+        } else {
+            self.failure.get_or_create(&outcome).inc();
+        }
+        self.compute_infer_us
+            .get_or_create(&labels)
+            .inc_by(inv.guest_us);
+        self.instantiate_us
+            .get_or_create(&labels)
+            .observe(inv.instantiate_us as f64);
+        self.guest_us
+            .get_or_create(&labels)
+            .observe(inv.guest_us as f64);
+        self.total_us
+            .get_or_create(&labels)
+            .observe(inv.total_us as f64);
+        self.memory_bytes
+            .get_or_create(&labels)
+            .observe(inv.memory_bytes as f64);
+        self.request_bytes
+            .get_or_create(&labels)
+            .inc_by(inv.request_bytes);
+        self.response_bytes
+            .get_or_create(&labels)
+            .inc_by(inv.response_bytes);
+        if inv.cold {
+            self.cold_starts.get_or_create(&labels).inc();
+        }
+        if let Ok(mut stats) = self.stats.lock() {
+            let s = stats.entry(inv.model.clone()).or_default();
+            if inv.outcome == Outcome::Ok {
+                s.success += 1;
+            } else {
+                *s.failure.entry(inv.outcome.as_str()).or_default() += 1;
+            }
+            s.cold_starts += u64::from(inv.cold);
+            s.instantiate_us += inv.instantiate_us;
+            s.guest_us += inv.guest_us;
+            s.total_us += inv.total_us;
+            s.max_memory_bytes = s.max_memory_bytes.max(inv.memory_bytes);
+            s.request_bytes += inv.request_bytes;
+            s.response_bytes += inv.response_bytes;
+        }
+        tracing::info!(
+            target: "wafer::invocation",
+            model = %inv.model,
+            version = %inv.version,
+            instantiate_us = inv.instantiate_us,
+            guest_us = inv.guest_us,
+            total_us = inv.total_us,
+            memory_bytes = inv.memory_bytes,
+            request_bytes = inv.request_bytes,
+            response_bytes = inv.response_bytes,
+            outcome = inv.outcome.as_str(),
+            reason = inv.reason.as_deref().unwrap_or(""),
+            cold = inv.cold,
+            compiled_cache = inv.cache.as_str(),
+            "invocation"
+        );
+    }
+
+    /// The aggregates of one model.
+    pub fn stats(&self, model: &str) -> ModelStats {
+        self.stats
+            .lock()
+            .map(|s| s.get(model).cloned().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Everything, in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

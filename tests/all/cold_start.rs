@@ -1,0 +1,133 @@
+//! Cold start: the snapshot holds the parsed model, and the compiled cache makes a restart
+//! compile nothing and never trusts a corrupt entry.
+
+use std::path::Path;
+
+use crate::support::{
+    assert_matches, build_dir, fixture, get, infer_request, labels_and_probabilities, post,
+    start_wafer, target_dir, wafer_server,
+};
+
+#[test]
+fn a_snapshotted_component_never_parses_its_model() {
+    let fx = fixture("iris");
+    let body = infer_request(&fx.input, &fx.rows[..1]).to_string();
+    let url = |base: &str| format!("{base}/v2/models/iris/infer");
+
+    let snapshot = post(&url(&wafer_server().base), body.as_bytes());
+    assert_eq!(snapshot.status, 200, "{}", snapshot.text);
+    assert_eq!(
+        snapshot.model_parses.as_deref(),
+        Some("0"),
+        "the snapshot holds the parsed model"
+    );
+
+    // Without the snapshot, every fresh instance parses the model itself.
+    let build_dir = target_dir().join("wafer-test-no-snapshot");
+    let no_snapshot = start_wafer(&build_dir, &["--no-snapshot", "--no-cache"]);
+    for _ in 0..2 {
+        let answer = post(&url(&no_snapshot.base), body.as_bytes());
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        assert_eq!(answer.model_parses.as_deref(), Some("1"));
+        assert_eq!(answer.json["outputs"], snapshot.json["outputs"]);
+    }
+}
+
+fn cache_results(base: &str) -> Vec<(String, String)> {
+    ["digits", "iris"]
+        .iter()
+        .map(|m| {
+            let stats = get(&format!("{base}/v2/models/{m}/stats"));
+            assert_eq!(stats.status, 200, "{}", stats.text);
+            (
+                (*m).to_owned(),
+                stats.json["compiled_cache"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn expect(results: &[(&str, &str)]) -> Vec<(String, String)> {
+    results
+        .iter()
+        .map(|(m, r)| ((*m).to_owned(), (*r).to_owned()))
+        .collect()
+}
+
+fn predicts_correctly(base: &str) {
+    let fx = fixture("digits");
+    let answer = post(
+        &format!("{base}/v2/models/digits/infer"),
+        infer_request(&fx.input, &fx.rows).to_string().as_bytes(),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let got = labels_and_probabilities(&answer.json);
+    assert_matches("digits", &got, &fx.ort_labels, &fx.ort_probabilities, 1e-5);
+}
+
+#[test]
+fn a_restart_hits_the_compiled_cache_and_a_corrupt_entry_is_replaced() {
+    let cache = target_dir().join("wafer-test-cache");
+    let _ = std::fs::remove_dir_all(&cache);
+    let args = ["--cache-dir", cache.to_str().expect("utf-8 path")];
+    let start_wafer = |args: &[&str]| start_wafer(&build_dir(), args);
+
+    let first = start_wafer(&args);
+    assert_eq!(
+        cache_results(&first.base),
+        expect(&[("digits", "miss"), ("iris", "miss")])
+    );
+    first.stop();
+
+    let second = start_wafer(&args);
+    assert_eq!(
+        cache_results(&second.base),
+        expect(&[("digits", "hit"), ("iris", "hit")])
+    );
+    let metrics = get(&format!("{}/metrics", second.base)).text;
+    for model in ["digits", "iris"] {
+        let line = format!(
+            "wafer_compiled_cache_total{{model=\"{model}\",version=\"1\",result=\"hit\"}} 1"
+        );
+        assert!(metrics.contains(&line), "/metrics lacks {line}");
+    }
+    predicts_correctly(&second.base);
+    second.stop();
+
+    // Corrupt every entry in the middle of its compiled code.
+    let entries: Vec<_> = std::fs::read_dir(&cache)
+        .expect("cache dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert_eq!(entries.len(), 2, "one entry per model: {entries:?}");
+    for entry in &entries {
+        corrupt(entry);
+    }
+    let third = start_wafer(&args);
+    assert_eq!(
+        cache_results(&third.base),
+        expect(&[("digits", "replaced"), ("iris", "replaced")])
+    );
+    predicts_correctly(&third.base);
+    third.stop();
+
+    let fourth = start_wafer(&args);
+    assert_eq!(
+        cache_results(&fourth.base),
+        expect(&[("digits", "hit"), ("iris", "hit")])
+    );
+    fourth.stop();
+}
+
+fn corrupt(path: &Path) {
+    let mut bytes = std::fs::read(path).expect("entry");
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle..middle + 64] {
+        *b ^= 0xA5;
+    }
+    std::fs::write(path, bytes).expect("write entry");
+}

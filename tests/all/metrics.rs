@@ -1,0 +1,134 @@
+//! Per-invocation metrics: Prometheus counters and histograms that count exactly, the JSON
+//! stats, and one structured log event per invocation.
+
+use serde_json::Value;
+
+use crate::support::{Server, build_dir, fixture, get, infer_request, post, target_dir, wafer};
+
+#[test]
+fn metrics_count_every_invocation_and_log_it() {
+    let cache = target_dir().join("wafer-test-metrics-cache");
+    let mut cmd = wafer();
+    cmd.env("WAFER_LOG", "warn,wafer::invocation=info")
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "models",
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--exit-on-stdin-close")
+        .arg("--build-dir")
+        .arg(build_dir())
+        .arg("--cache-dir")
+        .arg(&cache);
+    let server = Server::start(cmd, false).expect("wafer serve starts");
+    let infer = format!("{}/v2/models/iris/infer", server.base);
+
+    let fx = fixture("iris");
+    let good = infer_request(&fx.input, &fx.rows[..3]).to_string();
+    let (ok, bad) = (7, 3);
+    for _ in 0..ok {
+        assert_eq!(post(&infer, good.as_bytes()).status, 200);
+    }
+    for _ in 0..bad {
+        assert_eq!(post(&infer, b"{\"inputs\": [").status, 400);
+    }
+
+    let text = get(&format!("{}/metrics", server.base)).text;
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("/metrics parses as the Prometheus text format");
+    let value = |name: &str, outcome: Option<&str>| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name && s.labels.get("model") == Some("iris"))
+            .filter(|s| outcome.is_none_or(|o| s.labels.get("outcome") == Some(o)))
+            .map(|s| match &s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => *v,
+                prometheus_parse::Value::Histogram(buckets) => {
+                    buckets.iter().map(|b| b.count).fold(0.0, f64::max)
+                }
+                other => panic!("{name}: unexpected {other:?}"),
+            })
+            .sum()
+    };
+    assert_eq!(
+        value("wafer_inference_request_success_total", None),
+        f64::from(ok)
+    );
+    assert_eq!(
+        value(
+            "wafer_inference_request_failure_total",
+            Some("client_error")
+        ),
+        f64::from(bad)
+    );
+    assert_eq!(value("wafer_requests_total", Some("ok")), f64::from(ok));
+    for histogram in ["wafer_request_us", "wafer_instantiate_us", "wafer_guest_us"] {
+        assert_eq!(
+            value(histogram, None),
+            f64::from(ok + bad),
+            "{histogram} counts every request"
+        );
+    }
+    assert_eq!(
+        value("wafer_cold_starts_total", None),
+        1.0,
+        "only the first instance is cold"
+    );
+    assert!(value("wafer_inference_compute_infer_duration_us_total", None) > 0.0);
+
+    let stats = get(&format!("{}/v2/models/iris/stats", server.base)).json;
+    assert_eq!(stats["stats"]["success"], ok);
+    assert_eq!(stats["stats"]["failure"]["client_error"], bad);
+    assert!(stats["stats"]["max_memory_bytes"].as_u64().unwrap_or(0) > 0);
+
+    // One JSON log event per invocation, carrying every field.
+    let invocations = |lines: &[String]| -> Vec<Value> {
+        lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["fields"]["message"] == "invocation")
+            .collect()
+    };
+    let events = invocations(&server.logs_until(|l| invocations(l).len() >= (ok + bad) as usize));
+    assert_eq!(events.len(), (ok + bad) as usize, "{events:#?}");
+    for e in &events {
+        let f = &e["fields"];
+        for field in [
+            "model",
+            "version",
+            "instantiate_us",
+            "guest_us",
+            "total_us",
+            "memory_bytes",
+            "request_bytes",
+            "response_bytes",
+            "outcome",
+            "cold",
+            "compiled_cache",
+        ] {
+            assert!(!f[field].is_null(), "field {field} missing in {e}");
+        }
+        assert_eq!(f["model"], "iris");
+    }
+    let failures: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["fields"]["outcome"] == "client_error")
+        .collect();
+    assert_eq!(failures.len(), bad as usize);
+    assert!(failures.iter().all(|e| {
+        e["fields"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("malformed JSON"))
+    }));
+    let successes = events.iter().filter(|e| e["fields"]["outcome"] == "ok");
+    assert!(
+        successes
+            .clone()
+            .all(|e| e["fields"]["memory_bytes"].as_u64().unwrap_or(0) > 0)
+    );
+    assert_eq!(successes.filter(|e| e["fields"]["cold"] == true).count(), 1);
+}
