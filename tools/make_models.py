@@ -130,6 +130,15 @@ def main() -> None:
         "MLPClassifier on 8x8 handwritten digits: 64 float features, 10 classes.",
         "sklearn.datasets.load_digits (ships with scikit-learn)",
     )
+    export(
+        "digits_wide",
+        MLPClassifier(hidden_layer_sizes=(1200, 1200), max_iter=40, random_state=0),
+        digits.data,
+        digits.target,
+        "A wide MLPClassifier (two hidden layers of 1200) on 8x8 digits: a model of about 6 MB, "
+        "large enough that parsing it at every cold start would show (see BENCHMARKS.md).",
+        "sklearn.datasets.load_digits (ships with scikit-learn)",
+    )
 
 
 if __name__ == "__main__":

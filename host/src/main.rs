@@ -1,17 +1,9 @@
 //! `wafer`: turns ONNX models into WebAssembly inference components and serves them.
 //!
 //! Subcommands: `serve` (the KServe v2 REST API over a model repository), `build` (one
-//! self-contained component per model) and `predict` (one prediction from a file or stdin).
+//! self-contained component per model), `compile` (fill the compiled-component cache) and
+//! `predict` (one prediction from a file or stdin).
 //! Every prediction runs in a fresh instance of the model's component on wasmtime.
-
-mod bindings;
-mod build;
-mod cache;
-mod convert;
-mod metrics;
-mod repo;
-mod runtime;
-mod serve;
 
 use std::io::Read as _;
 use std::net::SocketAddr;
@@ -24,9 +16,10 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use wafer_protocol::{self as protocol, ProtocolError};
 
-use crate::build::{BuildOptions, Builder};
-use crate::cache::CompiledCache;
-use crate::runtime::{LoadedModel, PoolLimits, Runtime};
+use wafer_host::build::{self, BuildOptions, Builder};
+use wafer_host::cache::CompiledCache;
+use wafer_host::runtime::{LoadedModel, PoolLimits, Runtime};
+use wafer_host::{repo, serve};
 
 /// Serverless WebAssembly inference: ONNX models as per-request WASI components.
 #[derive(Parser, Debug)]

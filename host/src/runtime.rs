@@ -68,6 +68,12 @@ impl HostState {
     }
 }
 
+impl Default for HostState {
+    fn default() -> Self {
+        HostState::new()
+    }
+}
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {

@@ -33,8 +33,10 @@ fn a_snapshotted_component_never_parses_its_model() {
     }
 }
 
+const MODELS: [&str; 3] = ["digits", "digits_wide", "iris"];
+
 fn cache_results(base: &str) -> Vec<(String, String)> {
-    ["digits", "iris"]
+    MODELS
         .iter()
         .map(|m| {
             let stats = get(&format!("{base}/v2/models/{m}/stats"));
@@ -50,10 +52,11 @@ fn cache_results(base: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn expect(results: &[(&str, &str)]) -> Vec<(String, String)> {
-    results
+/// Every model with the same cache result.
+fn all(result: &str) -> Vec<(String, String)> {
+    MODELS
         .iter()
-        .map(|(m, r)| ((*m).to_owned(), (*r).to_owned()))
+        .map(|m| ((*m).to_owned(), result.to_owned()))
         .collect()
 }
 
@@ -76,19 +79,13 @@ fn a_restart_hits_the_compiled_cache_and_a_corrupt_entry_is_replaced() {
     let start_wafer = |args: &[&str]| start_wafer(&build_dir(), args);
 
     let first = start_wafer(&args);
-    assert_eq!(
-        cache_results(&first.base),
-        expect(&[("digits", "miss"), ("iris", "miss")])
-    );
+    assert_eq!(cache_results(&first.base), all("miss"));
     first.stop();
 
     let second = start_wafer(&args);
-    assert_eq!(
-        cache_results(&second.base),
-        expect(&[("digits", "hit"), ("iris", "hit")])
-    );
+    assert_eq!(cache_results(&second.base), all("hit"));
     let metrics = get(&format!("{}/metrics", second.base)).text;
-    for model in ["digits", "iris"] {
+    for model in MODELS {
         let line = format!(
             "wafer_compiled_cache_total{{model=\"{model}\",version=\"1\",result=\"hit\"}} 1"
         );
@@ -103,23 +100,21 @@ fn a_restart_hits_the_compiled_cache_and_a_corrupt_entry_is_replaced() {
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
         .collect();
-    assert_eq!(entries.len(), 2, "one entry per model: {entries:?}");
+    assert_eq!(
+        entries.len(),
+        MODELS.len(),
+        "one entry per model: {entries:?}"
+    );
     for entry in &entries {
         corrupt(entry);
     }
     let third = start_wafer(&args);
-    assert_eq!(
-        cache_results(&third.base),
-        expect(&[("digits", "replaced"), ("iris", "replaced")])
-    );
+    assert_eq!(cache_results(&third.base), all("replaced"));
     predicts_correctly(&third.base);
     third.stop();
 
     let fourth = start_wafer(&args);
-    assert_eq!(
-        cache_results(&fourth.base),
-        expect(&[("digits", "hit"), ("iris", "hit")])
-    );
+    assert_eq!(cache_results(&fourth.base), all("hit"));
     fourth.stop();
 }
 

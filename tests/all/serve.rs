@@ -15,7 +15,7 @@ fn infer_url(model: &str) -> String {
 
 #[test]
 fn every_test_row_matches_scikit_learn_and_onnxruntime() {
-    for model in ["iris", "digits"] {
+    for model in ["iris", "digits", "digits_wide"] {
         let fx = fixture(model);
         let mut labels = Vec::new();
         let mut probabilities = Vec::new();
@@ -138,7 +138,7 @@ fn health_metadata_and_model_listing() {
         .iter()
         .filter_map(|m| m["name"].as_str())
         .collect();
-    assert_eq!(names, ["digits", "iris"]);
+    assert_eq!(names, ["digits", "digits_wide", "iris"]);
     let meta = get(&format!("{base}/v2/models/iris"));
     assert_eq!(meta.status, 200);
     assert_eq!(meta.json["platform"], "onnx");

@@ -367,6 +367,7 @@ mod tests {
 
     const IRIS: &[u8] = include_bytes!("../../../models/iris/model.onnx");
     const DIGITS: &[u8] = include_bytes!("../../../models/digits/model.onnx");
+    const DIGITS_WIDE: &[u8] = include_bytes!("../../../models/digits_wide/model.onnx");
 
     fn fixture(model: &str, file: &str) -> serde_json::Value {
         let path = format!("{}/../../models/{model}/{file}", env!("CARGO_MANIFEST_DIR"));
@@ -433,6 +434,11 @@ mod tests {
     #[test]
     fn digits_matches_onnxruntime() {
         matches_onnxruntime("digits", DIGITS);
+    }
+
+    #[test]
+    fn digits_wide_matches_onnxruntime() {
+        matches_onnxruntime("digits_wide", DIGITS_WIDE);
     }
 
     #[test]

@@ -1,0 +1,110 @@
+//! In-process benchmarks: a prediction natively on tract, the same in the wasm guest, and a
+//! fresh instance with and without the parsed model in its snapshot.
+//!
+//! Needs the guest component (`cargo build --profile guest --target wasm32-wasip2 -p
+//! wafer-guest`); `tools/bench.sh` builds it, runs this, and prints the ratios.
+
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_main};
+use wafer_host::build::{BuildOptions, Builder, find_guest};
+use wafer_host::runtime::{LoadedModel, PoolLimits, Runtime};
+use wafer_scoring::{Model, Tensor, TensorData};
+
+const MODELS: [&str; 3] = ["iris", "digits", "digits_wide"];
+
+fn models_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
+}
+
+/// The first test row of a model, as its input tensor.
+fn first_row(model: &str) -> Tensor {
+    let text = std::fs::read_to_string(models_dir().join(model).join("test_inputs.json"))
+        .expect("test inputs");
+    let inputs: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let row: Vec<f32> = inputs["data"][0]
+        .as_array()
+        .expect("row")
+        .iter()
+        .map(|v| v.as_f64().expect("number") as f32)
+        .collect();
+    let name = inputs["input"].as_str().expect("input name");
+    Tensor::new(name, vec![1, row.len()], TensorData::F32(row)).expect("tensor")
+}
+
+fn load(
+    rt: &tokio::runtime::Runtime,
+    runtime: &Runtime,
+    model: &str,
+    snapshot: bool,
+) -> LoadedModel {
+    let guest = find_guest(None).expect("the guest component is built");
+    let builder = Builder::new(&BuildOptions { guest, snapshot }).expect("builder");
+    let onnx = std::fs::read(models_dir().join(model).join("model.onnx")).expect("model");
+    rt.block_on(async {
+        let wasm = builder.build(model, &onnx).await.expect("build");
+        runtime.load(model, &wasm).await.expect("load")
+    })
+}
+
+fn inference(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    let runtime = Runtime::new(PoolLimits::default(), None).expect("runtime");
+    let mut group = c.benchmark_group("predict");
+    group
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    for model in MODELS {
+        let x = first_row(model);
+        let onnx = std::fs::read(models_dir().join(model).join("model.onnx")).expect("model");
+        let native = Model::load(model, &onnx).expect("native load");
+        group.bench_function(format!("{model}/native"), |b| {
+            b.iter(|| {
+                native
+                    .predict(vec![x.clone()], &[])
+                    .expect("native predict")
+            })
+        });
+        let wasm = load(&rt, &runtime, model, true);
+        // Time inside the guest's predict only, as the host measures it per invocation.
+        group.bench_function(format!("{model}/guest"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let (out, m) = rt.block_on(wasm.predict(vec![x.clone()], &[]));
+                    out.expect("wasm predict");
+                    total += Duration::from_micros(m.guest_us);
+                }
+                total
+            })
+        });
+        // What a request costs: a fresh instance from the snapshot, then predict.
+        group.bench_function(format!("{model}/instance+predict"), |b| {
+            b.iter(|| {
+                rt.block_on(wasm.predict(vec![x.clone()], &[]))
+                    .0
+                    .expect("wasm predict")
+            })
+        });
+    }
+    // The largest model without the parsed model in its snapshot: every instance parses it.
+    let model = "digits_wide";
+    let x = first_row(model);
+    let unparsed = load(&rt, &runtime, model, false);
+    group.sample_size(10);
+    group.bench_function(format!("{model}/instance+predict/no-snapshot"), |b| {
+        b.iter(|| {
+            rt.block_on(unparsed.predict(vec![x.clone()], &[]))
+                .0
+                .expect("wasm predict")
+        })
+    });
+    group.finish();
+}
+
+/// The benchmark group (in a module of its own: the macro's `pub fn` carries no docs).
+mod group {
+    criterion::criterion_group!(benches, super::inference);
+}
+
+criterion_main!(group::benches);

@@ -1,0 +1,15 @@
+//! wafer-host: the library behind the `wafer` binary.
+//!
+//! It builds model components (Wizer snapshots of the generic guest holding a model), runs
+//! them on wasmtime with a fresh instance per invocation, caches compiled components, serves
+//! the KServe v2 REST API and records per-invocation metrics. It is not the guest: scoring
+//! itself happens inside the component (`wafer-guest`, on `wafer-scoring`).
+
+pub mod bindings;
+pub mod build;
+pub mod cache;
+pub mod convert;
+pub mod metrics;
+pub mod repo;
+pub mod runtime;
+pub mod serve;

@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""wafer's benchmark suite: every figure as a ratio measured side by side in one run.
+
+Run it with `bash tools/bench.sh`, which installs what it needs and calls this. It writes
+BENCHMARKS.md. Load goes only to 127.0.0.1, bounded in time (wrk -d) and count.
+
+Sides compared, all on this machine in this run:
+  * in-process (criterion, benches/inference.rs): native tract vs the wasm guest; a fresh instance
+    with and without the parsed model in its snapshot;
+  * HTTP (wrk, the same Lua script for every side): `wafer serve` vs `wasmtime serve` on the same
+    component, vs MLServer 1.7 with its scikit-learn runtime, vs a minimal hyper server that answers
+    a fixed body (the loopback floor); 1 and 32 connections;
+  * process start to first successful prediction: wafer with a warm and a cold compiled cache,
+    and MLServer.
+"""
+
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+WAFER = TARGET / "release" / "wafer"
+FLOOR = TARGET / "release" / "examples" / "loopback_floor"
+DURATION = os.environ.get("BENCH_DURATION", "10s")
+MODEL = "iris"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url: str, body: bytes, timeout: float = 5.0) -> int:
+    req = urllib.request.Request(url, data=body, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            r.read()
+            return r.status
+    except Exception:
+        return 0
+
+
+def wait_for_prediction(url: str, body: bytes, proc: subprocess.Popen, limit: float = 600) -> float:
+    """Seconds until `url` answers 200, polling every 5 ms."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        if post(url, body, timeout=2) == 200:
+            return time.monotonic() - start
+        time.sleep(0.005)
+    raise RuntimeError(f"{url} did not answer within {limit} s")
+
+
+def start(cmd, env=None) -> subprocess.Popen:
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+    )
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def wrk(url: str, body_file: Path, connections: int) -> dict:
+    script = body_file.with_suffix(".lua")
+    script.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'local f = io.open("{body_file}", "rb"); wrk.body = f:read("*a"); f:close()\n'
+    )
+    threads = min(connections, 2)
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{DURATION}", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def latency(p: str) -> float:
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        value, unit = float(m.group(1)), m.group(2)
+        return value * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"{url}: {errors.group(1)} failed responses under load")
+    return {"rps": rps, "p50_us": latency("50"), "p99_us": latency("99")}
+
+
+def criterion_median_ns(bench: str) -> float:
+    path = TARGET / "criterion" / "predict" / bench / "new" / "estimates.json"
+    return json.loads(path.read_text())["median"]["point_estimate"]
+
+
+def mlserver_env() -> Path:
+    venv = ROOT / "tools" / ".venv-mlserver"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "-r", str(ROOT / "tools" / "requirements-mlserver.txt")],
+        check=True,
+    )
+    return venv
+
+
+def mlserver_repo(venv: Path, workdir: Path) -> Path:
+    """Trains the same iris model as tools/make_models.py and lays out an MLServer repository."""
+    repo = workdir / "mlserver-models" / MODEL
+    repo.mkdir(parents=True, exist_ok=True)
+    code = f"""
+import joblib, numpy as np
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+d = load_iris(); X = d.data.astype(np.float32)
+Xtr, _, ytr, _ = train_test_split(X, d.target, test_size=0.2, random_state=42, stratify=d.target)
+joblib.dump(LogisticRegression(max_iter=1000).fit(Xtr, ytr), "{repo / 'model.joblib'}")
+"""
+    subprocess.run([str(venv / "bin" / "python"), "-c", code], check=True)
+    (repo / "model-settings.json").write_text(json.dumps({
+        "name": MODEL, "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": "./model.joblib", "version": "1"},
+    }))
+    return repo.parent
+
+
+def main() -> None:
+    body = json.dumps({"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32",
+                                   "data": [5.1, 3.5, 1.4, 0.2]}]}).encode()
+    work = Path(tempfile.mkdtemp(prefix="wafer-bench-"))
+    body_file = work / "body.json"
+    body_file.write_bytes(body)
+    results: dict = {"http": {}, "startup": {}, "criterion": {}}
+
+    # In-process figures (criterion ran just before, from tools/bench.sh).
+    for m in ["iris", "digits", "digits_wide"]:
+        results["criterion"][m] = {
+            "native_ns": criterion_median_ns(f"{m}/native"),
+            "guest_ns": criterion_median_ns(f"{m}/guest"),
+            "instance_ns": criterion_median_ns(f"{m}/instance+predict"),
+        }
+    results["criterion"]["digits_wide"]["no_snapshot_ns"] = criterion_median_ns(
+        "digits_wide/instance+predict/no-snapshot")
+
+    # Start to first prediction, wafer: a cold compiled cache, then a warm one.
+    cache = work / "cache"
+    for label in ["cold", "warm"]:
+        port = free_port()
+        proc = start([str(WAFER), "serve", "models", "--addr", f"127.0.0.1:{port}", "--cache-dir", str(cache)],
+                     env={"WAFER_LOG": "warn"})
+        results["startup"][f"wafer_{label}_cache_s"] = wait_for_prediction(
+            f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body, proc)
+        if label == "warm":
+            for c in (1, 32):
+                results["http"][f"wafer_c{c}"] = wrk(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body_file, c)
+        stop(proc)
+
+    # wasmtime serve on the very same component.
+    component = ROOT / "target" / "wafer" / f"{MODEL}.wasm"
+    port = free_port()
+    proc = start(["wasmtime", "serve", "-Scli=y", "--addr", f"127.0.0.1:{port}", str(component)])
+    wait_for_prediction(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body, proc)
+    for c in (1, 32):
+        results["http"][f"wasmtime_c{c}"] = wrk(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body_file, c)
+    stop(proc)
+
+    # The loopback floor: a native hyper server answering a fixed body.
+    port = free_port()
+    proc = start([str(FLOOR), f"127.0.0.1:{port}"])
+    wait_for_prediction(f"http://127.0.0.1:{port}/", body, proc)
+    for c in (1, 32):
+        results["http"][f"floor_c{c}"] = wrk(f"http://127.0.0.1:{port}/", body_file, c)
+    stop(proc)
+
+    # MLServer 1.7 with its scikit-learn runtime, same model, same v2 request.
+    if os.environ.get("BENCH_SKIP_MLSERVER") != "1":
+        venv = mlserver_env()
+        repo = mlserver_repo(venv, work)
+        port, grpc, metrics = free_port(), free_port(), free_port()
+        proc = start([str(venv / "bin" / "mlserver"), "start", str(repo)], env={
+            "MLSERVER_HTTP_PORT": str(port), "MLSERVER_GRPC_PORT": str(grpc),
+            "MLSERVER_METRICS_PORT": str(metrics), "MLSERVER_HOST": "127.0.0.1",
+            "MLSERVER_PARALLEL_WORKERS": "0",
+        })
+        results["startup"]["mlserver_s"] = wait_for_prediction(
+            f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body, proc)
+        for c in (1, 32):
+            results["http"][f"mlserver_c{c}"] = wrk(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body_file, c)
+        stop(proc)
+
+    write_report(results)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def write_report(r: dict) -> None:
+    crit, http, st = r["criterion"], r["http"], r["startup"]
+    lines = ["# Benchmarks", "",
+             "Produced by `bash tools/bench.sh` in one run; every ratio compares two sides measured "
+             "side by side on the same machine. Lower times and higher throughput are better.", "",
+             f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+             f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+             f"- HTTP load: wrk, {DURATION} per run, body `{MODEL}` single-row v2 JSON request, 127.0.0.1", "",
+             "## In process (criterion medians)", "",
+             "| model | native tract | guest predict | guest / native | fresh instance + predict |",
+             "|---|---|---|---|---|"]
+    for m, v in crit.items():
+        lines.append(f"| {m} | {v['native_ns']/1e3:.1f} µs | {v['guest_ns']/1e3:.1f} µs | "
+                     f"{v['guest_ns']/v['native_ns']:.2f} | {v['instance_ns']/1e3:.1f} µs |")
+    w = crit["digits_wide"]
+    lines += ["", f"Snapshot: a fresh instance + predict of digits_wide (6 MB ONNX) takes "
+                  f"{w['instance_ns']/1e3:.1f} µs with the parsed model in the snapshot and "
+                  f"{w['no_snapshot_ns']/1e3:.1f} µs without: **{w['no_snapshot_ns']/w['instance_ns']:.1f}× faster "
+                  f"with the snapshot**.", "",
+              "## HTTP (wrk)", "",
+              "| server | connections | requests/s | p50 | p99 |", "|---|---|---|---|---|"]
+    for key, v in http.items():
+        name, c = key.rsplit("_c", 1)
+        lines.append(f"| {name} | {c} | {v['rps']:.0f} | {v['p50_us']:.0f} µs | {v['p99_us']:.0f} µs |")
+    lines += ["", "| ratio | 1 connection | 32 connections |", "|---|---|---|"]
+    for other, label in [("wasmtime", "wafer / wasmtime serve, throughput"),
+                         ("mlserver", "wafer / MLServer, throughput")]:
+        if f"{other}_c1" in http:
+            lines.append(f"| {label} | {http['wafer_c1']['rps']/http[f'{other}_c1']['rps']:.2f} | "
+                         f"{http['wafer_c32']['rps']/http[f'{other}_c32']['rps']:.2f} |")
+    for other, label in [("wasmtime", "wafer / wasmtime serve, p50"), ("wasmtime", "wafer / wasmtime serve, p99"),
+                         ("mlserver", "wafer / MLServer, p50"), ("floor", "wafer p50 / loopback floor p50")]:
+        q = "p99_us" if "p99" in label else "p50_us"
+        if f"{other}_c1" in http:
+            lines.append(f"| {label} | {http['wafer_c1'][q]/http[f'{other}_c1'][q]:.2f} | "
+                         f"{http['wafer_c32'][q]/http[f'{other}_c32'][q]:.2f} |")
+    lines += ["", "## Process start to first successful prediction", "",
+              "| server | seconds |", "|---|---|"]
+    for k, v in st.items():
+        lines.append(f"| {k.removesuffix('_s')} | {v:.2f} |")
+    if "mlserver_s" in st:
+        lines += ["", f"wafer (warm cache) / MLServer: {st['wafer_warm_cache_s']/st['mlserver_s']:.2f}"]
+    lines += ["", "Reproduce: `bash tools/bench.sh` (set `BENCH_DURATION=30s` for longer runs).", ""]
+    (ROOT / "BENCHMARKS.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
