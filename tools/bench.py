@@ -104,7 +104,8 @@ def wrk(url: str, body_file: Path, connections: int) -> dict:
 
 
 def criterion_median_ns(bench: str) -> float:
-    path = TARGET / "criterion" / "predict" / bench / "new" / "estimates.json"
+    # Criterion names its folders after the benchmark id with "/" turned into "_".
+    path = TARGET / "criterion" / "predict" / bench.replace("/", "_") / "new" / "estimates.json"
     return json.loads(path.read_text())["median"]["point_estimate"]
 
 
