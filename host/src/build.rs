@@ -62,6 +62,8 @@ pub fn find_guest(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 /// once however many models it builds.
 pub struct Builder {
     guest: Vec<u8>,
+    /// sha256 of `guest`, hashed once for every model's build key.
+    guest_digest: Vec<u8>,
     snapshot: bool,
     wizer: Wizer,
     engine: Engine,
@@ -82,6 +84,7 @@ impl Builder {
         let mut linker = Linker::new(&engine);
         crate::runtime::add_to_linker(&mut linker)?;
         Ok(Builder {
+            guest_digest: Sha256::digest(&guest).to_vec(),
             guest,
             snapshot: options.snapshot,
             wizer,
@@ -102,7 +105,7 @@ impl Builder {
         let onnx_path = model_dir.join("model.onnx");
         let onnx = std::fs::read(&onnx_path)
             .with_context(|| format!("reading {}", onnx_path.display()))?;
-        let key = build_key(&self.guest, &onnx, self.snapshot);
+        let key = build_key(&self.guest_digest, &onnx, self.snapshot);
         let key_path = output.with_extension("wasm.key");
         if output.is_file() && std::fs::read_to_string(&key_path).ok().as_deref() == Some(&key) {
             return Ok(false);
@@ -160,10 +163,10 @@ impl Builder {
 }
 
 /// What a built component depends on: the guest, the model, the options and this version.
-fn build_key(guest: &[u8], onnx: &[u8], snapshot: bool) -> String {
+fn build_key(guest_digest: &[u8], onnx: &[u8], snapshot: bool) -> String {
     let mut h = Sha256::new();
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
-    h.update(Sha256::digest(guest));
+    h.update(guest_digest);
     h.update(Sha256::digest(onnx));
     h.update([u8::from(snapshot)]);
     format!("{:x}\n", h.finalize())

@@ -305,11 +305,12 @@ impl LoadedModel {
         self.cache
     }
 
-    /// A fresh store, with the guest deadline armed, and a fresh instance in it.
+    /// A fresh store and a fresh instance in it. The request deadline is armed only around
+    /// `predict`: loading and instantiation are not the guest's time.
     async fn instantiate(&self) -> anyhow::Result<(Store<HostState>, Scoring)> {
         let mut store = Store::new(&self.engine, HostState::new());
         store.limiter(|state| &mut state.memory);
-        store.set_epoch_deadline(self.deadline_ticks);
+        store.set_epoch_deadline(u64::MAX / 2);
         store.epoch_deadline_trap();
         let instance = self.pre.instantiate_async(&mut store).await?;
         Ok((store, instance))
@@ -343,7 +344,9 @@ impl LoadedModel {
         let scorer = instance.wafer_inference_scorer();
         let inputs: Vec<Tensor> = inputs.into_iter().map(Tensor::from).collect();
         let started = Instant::now();
+        store.set_epoch_deadline(self.deadline_ticks);
         let result = scorer.call_predict(&mut store, &inputs, outputs).await;
+        store.set_epoch_deadline(u64::MAX / 2);
         measured.guest_us = started.elapsed().as_micros() as u64;
         measured.memory_bytes = store.data().memory.high_water as u64;
         let result = result.map_err(|e| {

@@ -125,3 +125,29 @@ fn predict_rejects_bad_input_with_a_message_and_a_non_zero_exit() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nosuchmodel"));
 }
+
+#[test]
+fn compile_fills_the_cache_that_serve_and_predict_use() {
+    let cache = crate::support::target_dir().join("wafer-test-compile-cache");
+    let _ = std::fs::remove_dir_all(&cache);
+    let compile = |model: &str| {
+        let out = wafer()
+            .args(["compile", model, "--build-dir"])
+            .arg(build_dir())
+            .arg("--cache-dir")
+            .arg(&cache)
+            .output()
+            .expect("wafer compile runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(compile("models/iris").contains("compiled cache miss"));
+    assert!(compile("models/iris").contains("compiled cache hit"));
+    // A built component is the same artifact, so the same entry.
+    let component = built_component("iris");
+    assert!(compile(component.to_str().expect("utf-8 path")).contains("compiled cache hit"));
+}

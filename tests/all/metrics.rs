@@ -132,3 +132,29 @@ fn metrics_count_every_invocation_and_log_it() {
     );
     assert_eq!(successes.filter(|e| e["fields"]["cold"] == true).count(), 1);
 }
+
+#[test]
+fn a_guest_past_its_deadline_is_interrupted_and_counted_as_a_timeout() {
+    let server = crate::support::start_wafer(&build_dir(), &["--request-timeout-ms", "1"]);
+    // A thousand rows through the 6 MB MLP take far longer than one epoch tick (10 ms).
+    let fx = fixture("digits_wide");
+    let rows: Vec<Vec<f64>> = (0..1000)
+        .map(|i| fx.rows[i % fx.rows.len()].clone())
+        .collect();
+    let body = infer_request(&fx.input, &rows).to_string();
+    let answer = post(
+        &format!("{}/v2/models/digits_wide/infer", server.base),
+        body.as_bytes(),
+    );
+    assert_eq!(answer.status, 504, "{}", answer.text);
+    assert!(
+        answer.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("deadline")),
+        "{}",
+        answer.text
+    );
+    let stats = get(&format!("{}/v2/models/digits_wide/stats", server.base)).json;
+    assert_eq!(stats["stats"]["failure"]["timeout"], 1);
+    assert_eq!(get(&format!("{}/v2/health/live", server.base)).status, 200);
+}
