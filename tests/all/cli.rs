@@ -33,6 +33,16 @@ fn predict(model: &str, input: &str, stdin: Option<&[u8]>) -> std::process::Outp
     child.wait_with_output().expect("wafer predict finishes")
 }
 
+/// The v2 response a successful `wafer predict` printed.
+fn printed_json(out: std::process::Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("prints JSON")
+}
+
 #[test]
 fn predict_gives_the_same_numbers_as_the_server() {
     let fx = fixture("digits");
@@ -44,13 +54,7 @@ fn predict_gives_the_same_numbers_as_the_server() {
     assert_eq!(served.status, 200, "{}", served.text);
 
     // A v2 request from stdin.
-    let out = predict("models/digits", "-", Some(request.as_bytes()));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed: Value = serde_json::from_slice(&out.stdout).expect("prints JSON");
+    let printed = printed_json(predict("models/digits", "-", Some(request.as_bytes())));
     assert_eq!(
         printed["outputs"], served.json["outputs"],
         "predict and serve disagree"
@@ -72,17 +76,11 @@ fn predict_gives_the_same_numbers_as_the_server() {
     )
     .expect("write");
     let component = built_component("digits");
-    let out = predict(
+    let printed = printed_json(predict(
         component.to_str().expect("utf-8 path"),
         rows_file.to_str().expect("utf-8"),
         None,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed: Value = serde_json::from_slice(&out.stdout).expect("prints JSON");
+    ));
     assert_eq!(
         printed["outputs"], served.json["outputs"],
         "rows and v2 request disagree"

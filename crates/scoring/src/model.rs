@@ -374,21 +374,24 @@ mod tests {
         serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json")
     }
 
+    /// A JSON matrix of numbers, flattened row by row.
+    fn flat(rows: &serde_json::Value) -> Vec<f64> {
+        let rows = rows.as_array().expect("rows");
+        let row = |r: &serde_json::Value| r.as_array().expect("row").clone();
+        rows.iter()
+            .flat_map(row)
+            .map(|v| v.as_f64().expect("f64"))
+            .collect()
+    }
+
     /// Runs the whole test set natively in one batch and compares with onnxruntime.
     fn matches_onnxruntime(model: &str, onnx: &[u8]) {
         let m = Model::load(model, onnx).expect("loads");
         let inputs = fixture(model, "test_inputs.json");
         let expected = fixture(model, "expected.json");
-        let data: Vec<f32> = inputs["data"]
-            .as_array()
-            .expect("rows")
-            .iter()
-            .flat_map(|r| {
-                r.as_array()
-                    .expect("row")
-                    .iter()
-                    .map(|v| v.as_f64().expect("f64") as f32)
-            })
+        let data: Vec<f32> = flat(&inputs["data"])
+            .into_iter()
+            .map(|v| v as f32)
             .collect();
         let n = inputs["shape"][0].as_u64().expect("n") as usize;
         let x = Tensor::new("X", vec![n, data.len() / n], TensorData::F32(data)).expect("tensor");
@@ -406,17 +409,7 @@ mod tests {
         let TensorData::F32(probs) = out[1].data() else {
             panic!("probabilities are FP32")
         };
-        let want: Vec<f64> = expected["onnxruntime"]["probabilities"]
-            .as_array()
-            .expect("rows")
-            .iter()
-            .flat_map(|r| {
-                r.as_array()
-                    .expect("row")
-                    .iter()
-                    .map(|v| v.as_f64().expect("f64"))
-            })
-            .collect();
+        let want = flat(&expected["onnxruntime"]["probabilities"]);
         assert_eq!(probs.len(), want.len());
         for (i, (a, b)) in probs.iter().zip(&want).enumerate() {
             assert!(
