@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Train the bundled example models and write their ONNX exports and test fixtures.
 
-Run from anywhere: `python3 tools/make_models.py`. The script creates `tools/.venv` with the pinned
+Run from anywhere: `python3 tools/make_models.py [examples] [zoo] [ops]` (all three by default). The script creates `tools/.venv` with the pinned
 versions of `tools/requirements.txt` and re-runs itself inside it, so the fixtures are reproducible.
 
-For every model it writes, under `models/<name>/`:
+`zoo` writes the model zoo under `models/zoo/` (see tools/zoo.py) and `ops` the single-operator
+fixtures under `crates/scoring/fixtures/ops/` (see tools/ops.py). For every example model it
+writes, under `models/<name>/`:
   model.onnx        the skl2onnx export (zipmap=False: a label tensor and a probabilities tensor)
   test_inputs.json  the held-back rows, as float32-exact decimals: {"input": name, "shape": [N, F], "data": [[...]]}
   expected.json     labels and probabilities from scikit-learn and from onnxruntime on those rows
@@ -106,8 +108,8 @@ Regenerate with `python3 tools/make_models.py` (pinned versions in `tools/requir
     print(f"{name}: {len(X_test)} test rows, sha256 {sha[:16]}")
 
 
-def main() -> None:
-    ensure_venv()
+def examples() -> None:
+    """The example models `wafer serve` serves by default."""
     from sklearn.datasets import load_digits, load_iris
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
@@ -139,6 +141,25 @@ def main() -> None:
         "large enough that parsing it at every cold start would show (see BENCHMARKS.md).",
         "sklearn.datasets.load_digits (ships with scikit-learn)",
     )
+
+
+def main() -> None:
+    ensure_venv()
+    sys.path.insert(0, str(ROOT / "tools"))
+    groups = sys.argv[1:] or ["examples", "zoo", "ops"]
+    for group in groups:
+        if group == "examples":
+            examples()
+        elif group == "zoo":
+            import zoo
+
+            zoo.build()
+        elif group == "ops":
+            import ops
+
+            ops.build()
+        else:
+            sys.exit(f"unknown group {group!r}: expected examples, zoo or ops")
 
 
 if __name__ == "__main__":
