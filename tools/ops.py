@@ -40,6 +40,15 @@ def grid(rng, shape, nan=0.0):
     return x
 
 
+# onnxruntime leaves the second score column uninitialised when PROBIT meets a classifier's single
+# binary score, so there is no reference value: wafer refuses these models at load time.
+UNDEFINED = {
+    "tree_ensemble_classifier_binary_one_id_probit",
+    "svm_classifier_binary_probit",
+    "linear_classifier_binary_probit",
+}
+
+
 def case(name, op_type, inputs, outputs, attrs, domain=ML, ml_opset=3, extra_nodes=()):
     """Writes one case. `inputs` maps names to arrays; `outputs` maps names to ONNX elem types."""
     node = helper.make_node(op_type, list(inputs), list(outputs), domain=domain, name=name, **attrs)
@@ -56,6 +65,11 @@ def case(name, op_type, inputs, outputs, attrs, domain=ML, ml_opset=3, extra_nod
     data = model.SerializeToString()
     (OUT / f"{name}.onnx").write_bytes(data)
     result = {"inputs": [tensor(k, v) for k, v in inputs.items()]}
+    if name in UNDEFINED:
+        result["undefined"] = "onnxruntime leaves the second column uninitialised (PROBIT on one binary score)"
+        (OUT / f"{name}.json").write_text(json.dumps(result, separators=(",", ":")) + "\n")
+        print(f"ops/{name}: undefined")
+        return
     try:
         sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
         values = sess.run(None, inputs)

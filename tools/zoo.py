@@ -97,11 +97,13 @@ def element(v):
     if isinstance(v, (np.integer, int)):
         return int(v)
     f = float(v)
+    if np.isinf(f):
+        return "Infinity" if f > 0 else "-Infinity"
     return None if np.isnan(f) else f
 
 
 def tensor(name, arr):
-    """A v2-style tensor: name, datatype, shape, flat data (NaN as null)."""
+    """A v2-style tensor: name, datatype, shape, flat data (NaN as null, infinities as strings)."""
     arr = np.asarray(arr)
     return {
         "name": name,

@@ -8,10 +8,12 @@
 //! It is not a protocol layer: the KServe v2 codec lives in `wafer-protocol`.
 
 mod error;
+mod ml;
 mod model;
 mod tensor;
 mod wit;
 
 pub use error::ScoringError;
 pub use model::{Dim, Model, ModelMetadata, TensorInfo};
+pub use ml::operators;
 pub use tensor::{DataType, Tensor, TensorData};

@@ -55,6 +55,8 @@ pub struct TensorInfo {
     pub datatype: DataType,
     /// The dimensions.
     pub shape: Vec<Dim>,
+    /// For a probabilities output that a ZipMap wrapped, the class of each column.
+    pub class_labels: Vec<String>,
 }
 
 impl TensorInfo {
@@ -120,11 +122,18 @@ pub struct Model {
 
 impl Model {
     /// Parses ONNX bytes, fixes dynamic dimensions to symbols, and optimizes the graph once.
+    ///
+    /// The ai.onnx.ml operators scikit-learn exports run on wafer's own kernels. A ZipMap at a
+    /// model output is dropped: that output serves the probabilities tensor ZipMap wraps, and
+    /// its metadata carries the class labels.
     pub fn load(name: &str, onnx: &[u8]) -> Result<Model, ScoringError> {
         let load = |e: tract::TractError| ScoringError::Load(format!("{e:#}"));
-        let mut model = tract_onnx::onnx()
-            .model_for_read(&mut &onnx[..])
+        let framework = crate::ml::onnx();
+        let mut proto = framework
+            .proto_model_for_read(&mut &onnx[..])
             .map_err(load)?;
+        let class_labels = crate::ml::zipmap::strip(&mut proto).map_err(load)?;
+        let mut model = framework.model_for_proto_model(&proto).map_err(load)?;
 
         // ONNX exports often leave the batch dimension unnamed; give every unknown dimension a
         // symbol so that the optimized plan accepts any batch size.
@@ -167,7 +176,12 @@ impl Model {
             .map_err(load)?;
         let typed = plan.model();
         let inputs = describe(input_names, typed.input_outlets().map_err(load)?, typed)?;
-        let outputs = describe(output_names, typed.output_outlets().map_err(load)?, typed)?;
+        let mut outputs = describe(output_names, typed.output_outlets().map_err(load)?, typed)?;
+        for output in &mut outputs {
+            if let Some(labels) = class_labels.get(&output.name) {
+                output.class_labels.clone_from(labels);
+            }
+        }
         let metadata = ModelMetadata {
             name: name.to_owned(),
             platform: "onnx".to_owned(),
@@ -295,6 +309,7 @@ fn describe(
                 name,
                 datatype,
                 shape,
+                class_labels: vec![],
             })
         })
         .collect()

@@ -93,6 +93,7 @@ macro_rules! wit_conversions {
                                 name: i.name.clone(),
                                 datatype: i.datatype.into(),
                                 shape: i.shape.iter().map(scoring::Dim::to_v2).collect(),
+                                class_labels: i.class_labels.clone(),
                             })
                             .collect()
                     };
@@ -115,6 +116,7 @@ macro_rules! wit_conversions {
                                 name: i.name,
                                 datatype: i.datatype.into(),
                                 shape: i.shape.into_iter().map(scoring::Dim::from_v2).collect(),
+                                class_labels: i.class_labels,
                             })
                             .collect()
                     };
