@@ -27,16 +27,22 @@ impl incoming_handler::Guest for crate::Component {
             Method::Other(m) => m,
         };
         let path = request.path_with_query().unwrap_or_else(|| "/".to_owned());
-        let (status, body) = match respond(&method, &path, &request) {
-            Ok(body) => (200, body),
-            Err(e) => (e.status(), e.body()),
+        let (status, body, header_length) = match respond(&method, &path, &request) {
+            Ok(r) => (200, r.body, r.header_length),
+            Err(e) => (e.status(), e.body(), None),
         };
-        send(response_out, status, &body);
+        send(response_out, status, &body, header_length);
     }
 }
 
-fn respond(method: &str, path: &str, request: &IncomingRequest) -> Result<Vec<u8>, ProtocolError> {
+fn respond(
+    method: &str,
+    path: &str,
+    request: &IncomingRequest,
+) -> Result<protocol::EncodedResponse, ProtocolError> {
     let route = protocol::route(method, path)?;
+    let header = request.headers().get(protocol::binary::HEADER_LENGTH);
+    let header_length = protocol::binary::header_length(header.first().map(Vec::as_slice))?;
     // Read the whole body before answering anything, so that a client still sending it never
     // sees the connection closed under it.
     let body = if matches!(route, Route::Infer { .. }) {
@@ -51,7 +57,11 @@ fn respond(method: &str, path: &str, request: &IncomingRequest) -> Result<Vec<u8
     {
         return Err(ProtocolError::ModelNotFound(wanted.to_owned()));
     }
-    Ok(match route {
+    let json = |body: Vec<u8>| protocol::EncodedResponse {
+        body,
+        header_length: None,
+    };
+    let body = match route {
         Route::Live => protocol::to_json(&serde_json::json!({ "live": true })),
         Route::Ready => protocol::to_json(&serde_json::json!({ "ready": true })),
         Route::ServerMetadata => protocol::to_json(&protocol::server_metadata()),
@@ -73,11 +83,18 @@ fn respond(method: &str, path: &str, request: &IncomingRequest) -> Result<Vec<u8
         }
         Route::Infer { version, .. } => {
             protocol::check_version(name, version.as_deref())?;
-            let decoded = protocol::decode_infer_request(&body)?;
+            let decoded = protocol::decode_infer_request(&body, header_length)?;
             let outputs = state::predict(decoded.inputs, &decoded.outputs)?;
-            protocol::encode_infer_response(name, None, decoded.id, outputs)
+            return Ok(protocol::encode_infer_response(
+                name,
+                None,
+                decoded.id,
+                outputs,
+                &decoded.binary,
+            ));
         }
-    })
+    };
+    Ok(json(body))
 }
 
 fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, ProtocolError> {
@@ -100,9 +117,19 @@ fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, ProtocolError> {
     Ok(buf)
 }
 
-fn send(response_out: ResponseOutparam, status: u16, body: &[u8]) {
+fn send(response_out: ResponseOutparam, status: u16, body: &[u8], header_length: Option<usize>) {
     let headers = Fields::new();
-    let _ = headers.set("content-type", &[b"application/json".to_vec()]);
+    let content_type: &[u8] = match header_length {
+        Some(n) => {
+            let _ = headers.set(
+                protocol::binary::HEADER_LENGTH,
+                &[n.to_string().into_bytes()],
+            );
+            b"application/octet-stream"
+        }
+        None => b"application/json",
+    };
+    let _ = headers.set("content-type", &[content_type.to_vec()]);
     let _ = headers.set("content-length", &[body.len().to_string().into_bytes()]);
     let stats = state::stats();
     let _ = headers.set(

@@ -322,20 +322,22 @@ async fn predict(model: &LoadedModel, body: &[u8]) -> Result<Vec<u8>, ProtocolEr
                 ProtocolError::InvalidRequest("the model declares no input".into())
             })?;
         protocol::DecodedRequest {
-            id: None,
             inputs: vec![protocol::decode_rows(body, input)?],
-            outputs: Vec::new(),
+            ..Default::default()
         }
     } else {
-        protocol::decode_infer_request(body)?
+        protocol::decode_infer_request(body, None)?
     };
     let (outputs, _) = model.predict(request.inputs, &request.outputs).await;
+    // The CLI prints JSON: binary tensor data is for HTTP clients.
     Ok(protocol::encode_infer_response(
         model.name(),
         Some(protocol::MODEL_VERSION),
         request.id,
         outputs?,
-    ))
+        &protocol::BinaryOutputs::default(),
+    )
+    .body)
 }
 
 async fn exit_when_stdin_closes() {

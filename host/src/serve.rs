@@ -85,9 +85,18 @@ impl Server {
         let path = req.uri().path().to_owned();
         let mut call = Call::default();
         let result = self.respond(req, &mut call).await;
+        let mut header_length = None;
         let (status, body, content_type) = match result {
             Ok(Reply::Json(body)) => (200, body, "application/json"),
             Ok(Reply::Text(body)) => (200, body.into_bytes(), "text/plain; version=0.0.4"),
+            Ok(Reply::Infer(r)) => {
+                header_length = r.header_length;
+                let content_type = match header_length {
+                    Some(_) => "application/octet-stream",
+                    None => "application/json",
+                };
+                (200, r.body, content_type)
+            }
             Err(e) => (e.status(), e.body(), "application/json"),
         };
         tracing::debug!(
@@ -124,6 +133,9 @@ impl Server {
         let mut response = Response::builder()
             .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
             .header("content-type", content_type);
+        if let Some(n) = header_length {
+            response = response.header(protocol::binary::HEADER_LENGTH, n);
+        }
         if call.measured.instance_predictions > 0 {
             let m = call.measured;
             response = response
@@ -146,6 +158,11 @@ impl Server {
         let route = protocol::route(req.method().as_str(), req.uri().path())?;
         // Read the whole body before answering anything, so that a client still sending it
         // never sees the connection closed under it.
+        let header_length = protocol::binary::header_length(
+            req.headers()
+                .get(protocol::binary::HEADER_LENGTH)
+                .map(|v| v.as_bytes()),
+        )?;
         let body = match route {
             Route::Infer { .. } => read_body(req).await?,
             _ => Bytes::new(),
@@ -193,7 +210,7 @@ impl Server {
                 call.model = Some(m);
                 call.request_bytes = body.len() as u64;
                 protocol::check_version(m.name(), version.as_deref())?;
-                let request = protocol::decode_infer_request(&body)?;
+                let request = protocol::decode_infer_request(&body, header_length)?;
                 let _permit = self
                     .permits
                     .acquire()
@@ -201,11 +218,12 @@ impl Server {
                     .map_err(|_| ProtocolError::Internal("server is shutting down".into()))?;
                 let (outputs, measured) = m.predict(request.inputs, &request.outputs).await;
                 call.measured = measured;
-                Ok(Reply::Json(protocol::encode_infer_response(
+                Ok(Reply::Infer(protocol::encode_infer_response(
                     m.name(),
                     Some(protocol::MODEL_VERSION),
                     request.id,
                     outputs?,
+                    &request.binary,
                 )))
             }
             (route, None) => Err(ProtocolError::Internal(format!(
@@ -219,6 +237,8 @@ impl Server {
 enum Reply {
     Json(Vec<u8>),
     Text(String),
+    /// An inference response: JSON, or JSON and binary tensor data.
+    Infer(protocol::EncodedResponse),
 }
 
 /// What an inference request touched, for its metrics record.

@@ -9,3 +9,4 @@ mod serve;
 mod spin;
 mod support;
 mod wasmtime_serve;
+mod zoo;

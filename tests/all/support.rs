@@ -327,8 +327,13 @@ fn listening_url(line: &str) -> Option<String> {
 /// Starts `wafer serve models` on a free port, building components into `build_dir`, with
 /// `extra` arguments. It exits when dropped, or when the test process does (its stdin closes).
 pub fn start_wafer(build_dir: &Path, extra: &[&str]) -> Server {
+    start_wafer_on("models", build_dir, extra)
+}
+
+/// Starts `wafer serve REPO` like [`start_wafer`].
+pub fn start_wafer_on(repo: &str, build_dir: &Path, extra: &[&str]) -> Server {
     let mut cmd = wafer();
-    cmd.args(["serve", "models", "--addr", "127.0.0.1:0"])
+    cmd.args(["serve", repo, "--addr", "127.0.0.1:0"])
         .arg("--exit-on-stdin-close")
         .arg("--build-dir")
         .arg(build_dir)

@@ -140,6 +140,7 @@ mod tests {
             name: "X".into(),
             datatype,
             shape: vec![Dim::Dynamic("N".into()), Dim::Fixed(width)],
+            class_labels: vec![],
         }
     }
 

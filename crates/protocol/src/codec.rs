@@ -1,15 +1,16 @@
 //! Converting between v2 JSON bodies and [`Tensor`]s.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use wafer_scoring::{DataType, Dim, ModelMetadata, Tensor, TensorData, TensorInfo};
 
 use crate::types::{
     InferRequest, InferResponse, MetadataTensor, ModelMetadataResponse, ResponseOutput,
+    TensorParameters,
 };
 use crate::{ProtocolError, parse_json, to_json};
 
 /// A decoded inference request.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct DecodedRequest {
     /// The request id, echoed in the response.
     pub id: Option<String>,
@@ -17,11 +18,60 @@ pub struct DecodedRequest {
     pub inputs: Vec<Tensor>,
     /// The output names asked for; empty means all.
     pub outputs: Vec<String>,
+    /// Which outputs to answer as binary tensor data.
+    pub binary: BinaryOutputs,
 }
 
-/// Decodes a v2 JSON inference request body into tensors.
-pub fn decode_infer_request(body: &[u8]) -> Result<DecodedRequest, ProtocolError> {
-    let value = parse_json(body)?;
+/// The outputs a request wants as binary tensor data.
+#[derive(Debug, Default, Clone)]
+pub struct BinaryOutputs {
+    /// Every output (the request's `binary_data_output` parameter).
+    pub all: bool,
+    /// These outputs (their `binary_data` parameter).
+    pub names: Vec<String>,
+}
+
+impl BinaryOutputs {
+    fn wants(&self, name: &str) -> bool {
+        self.all || self.names.iter().any(|n| n == name)
+    }
+}
+
+/// An encoded inference response.
+#[derive(Debug)]
+pub struct EncodedResponse {
+    /// The body: JSON, then any binary tensor data.
+    pub body: Vec<u8>,
+    /// With binary data, the JSON part's length, for the `Inference-Header-Content-Length`
+    /// header.
+    pub header_length: Option<usize>,
+}
+
+fn flag(parameters: Option<&Map<String, Value>>, name: &str) -> bool {
+    parameters
+        .and_then(|p| p.get(name))
+        .and_then(Value::as_bool)
+        == Some(true)
+}
+
+/// Decodes a v2 inference request body into tensors. `header_length` is the
+/// `Inference-Header-Content-Length` header of a body that carries binary tensor data after its
+/// JSON.
+pub fn decode_infer_request(
+    body: &[u8],
+    header_length: Option<usize>,
+) -> Result<DecodedRequest, ProtocolError> {
+    let (json, mut binary) = match header_length {
+        Some(n) if n <= body.len() => body.split_at(n),
+        Some(n) => {
+            return Err(ProtocolError::InvalidRequest(format!(
+                "Inference-Header-Content-Length is {n}, but the body has {} bytes",
+                body.len()
+            )));
+        }
+        None => (body, &[][..]),
+    };
+    let value = parse_json(json)?;
     let request: InferRequest =
         serde_json::from_value(value).map_err(|e| ProtocolError::InvalidRequest(e.to_string()))?;
     if request.inputs.is_empty() {
@@ -51,22 +101,65 @@ pub fn decode_infer_request(body: &[u8]) -> Result<DecodedRequest, ProtocolError
                         input.name, input.shape
                     ))
                 })?;
-            let mut elements = Vec::new();
-            flatten(&input.data, &mut elements);
-            let data = decode_elements(&input.name, datatype, &elements)?;
+            let binary_size = input
+                .parameters
+                .as_ref()
+                .and_then(|p| p.get("binary_data_size"))
+                .map(|v| {
+                    v.as_u64()
+                        .and_then(|n| usize::try_from(n).ok())
+                        .ok_or_else(|| {
+                            ProtocolError::InvalidInput(format!(
+                                "input \"{}\": binary_data_size {v} is not a size",
+                                input.name
+                            ))
+                        })
+                })
+                .transpose()?;
+            let data = match binary_size {
+                Some(size) => {
+                    if size > binary.len() {
+                        return Err(ProtocolError::InvalidInput(format!(
+                            "input \"{}\": binary_data_size {size} runs past the body's {} \
+                             binary bytes",
+                            input.name,
+                            binary.len()
+                        )));
+                    }
+                    let (mine, rest) = binary.split_at(size);
+                    binary = rest;
+                    let count = shape.iter().product();
+                    crate::binary::decode(&input.name, datatype, mine, count)?
+                }
+                None => {
+                    let mut elements = Vec::new();
+                    flatten(&input.data, &mut elements);
+                    decode_elements(&input.name, datatype, &elements)?
+                }
+            };
             Ok(Tensor::new(input.name, shape, data)?)
         })
         .collect::<Result<Vec<_>, ProtocolError>>()?;
-    let outputs = request
-        .outputs
-        .unwrap_or_default()
-        .into_iter()
-        .map(|o| o.name)
-        .collect();
+    if !binary.is_empty() {
+        return Err(ProtocolError::InvalidRequest(format!(
+            "{} bytes of binary data belong to no input",
+            binary.len()
+        )));
+    }
+    let requested = request.outputs.unwrap_or_default();
+    let binary = BinaryOutputs {
+        all: flag(request.parameters.as_ref(), "binary_data_output"),
+        names: requested
+            .iter()
+            .filter(|o| flag(o.parameters.as_ref(), "binary_data"))
+            .map(|o| o.name.clone())
+            .collect(),
+    };
     Ok(DecodedRequest {
         id: request.id,
         inputs,
-        outputs,
+        outputs: requested.into_iter().map(|o| o.name).collect(),
+        binary,
     })
 }
 
@@ -107,18 +200,34 @@ pub fn decode_rows(body: &[u8], input: &TensorInfo) -> Result<Tensor, ProtocolEr
     Ok(wafer_features::assemble_rows(input, &numbers)?)
 }
 
-/// Encodes output tensors as a v2 JSON inference response.
+/// Encodes output tensors as a v2 inference response: JSON, followed by the raw bytes of the
+/// outputs `binary` asks for.
 pub fn encode_infer_response(
     model_name: &str,
     model_version: Option<&str>,
     id: Option<String>,
     outputs: Vec<Tensor>,
-) -> Vec<u8> {
+    binary: &BinaryOutputs,
+) -> EncodedResponse {
+    let mut raw = Vec::new();
     let outputs = outputs
         .into_iter()
         .map(|t| {
             let datatype = t.datatype().v2_name().to_owned();
             let (name, shape, data) = t.into_parts();
+            if binary.wants(&name) {
+                let bytes = crate::binary::encode(&data);
+                let mut parameters = Map::new();
+                parameters.insert("binary_data_size".into(), Value::from(bytes.len()));
+                raw.extend(bytes);
+                return ResponseOutput {
+                    name,
+                    shape,
+                    datatype,
+                    parameters: Some(parameters),
+                    data: None,
+                };
+            }
             let data = match data {
                 TensorData::Bool(v) => v.into_iter().map(Value::from).collect(),
                 TensorData::U8(v) => v.into_iter().map(Value::from).collect(),
@@ -132,16 +241,23 @@ pub fn encode_infer_response(
                 name,
                 shape,
                 datatype,
-                data,
+                parameters: None,
+                data: Some(data),
             }
         })
         .collect();
-    to_json(&InferResponse {
+    let mut body = to_json(&InferResponse {
         model_name: model_name.to_owned(),
         model_version: model_version.map(str::to_owned),
         id,
         outputs,
-    })
+    });
+    let header_length = (!raw.is_empty()).then_some(body.len());
+    body.extend(raw);
+    EncodedResponse {
+        body,
+        header_length,
+    }
 }
 
 /// The v2 metadata of a model.
@@ -153,6 +269,9 @@ pub fn model_metadata(meta: &ModelMetadata) -> ModelMetadataResponse {
                 name: i.name.clone(),
                 datatype: i.datatype.v2_name().to_owned(),
                 shape: i.shape.iter().map(Dim::to_v2).collect(),
+                parameters: (!i.class_labels.is_empty()).then(|| TensorParameters {
+                    class_labels: i.class_labels.clone(),
+                }),
             })
             .collect()
     };
@@ -237,7 +356,7 @@ mod tests {
     fn decodes_nested_data_and_non_finite_values() {
         let body = br#"{"id":"r1","inputs":[{"name":"X","shape":[2,2],"datatype":"FP32",
             "data":[[1.0, NaN],[Infinity, -Infinity]]}],"outputs":[{"name":"label"}]}"#;
-        let req = decode_infer_request(body).expect("decodes");
+        let req = decode_infer_request(body, None).expect("decodes");
         assert_eq!(req.id.as_deref(), Some("r1"));
         assert_eq!(req.outputs, vec!["label".to_owned()]);
         let TensorData::F32(v) = req.inputs[0].data() else {
@@ -269,7 +388,7 @@ mod tests {
             ),
         ];
         for (body, expected) in cases {
-            let err = decode_infer_request(body).expect_err("invalid");
+            let err = decode_infer_request(body, None).expect_err("invalid");
             assert!(
                 err.to_string().contains(expected),
                 "{err} should contain {expected}"
@@ -284,6 +403,7 @@ mod tests {
             name: "X".into(),
             datatype: DataType::F32,
             shape: vec![Dim::Dynamic("N".into()), Dim::Fixed(2)],
+            class_labels: vec![],
         };
         let t = decode_rows(b"[[1, 2], [3, null]]", &info).expect("rows");
         assert_eq!(t.shape(), &[2, 2]);
@@ -296,12 +416,62 @@ mod tests {
     #[test]
     fn responses_are_flat_v2_json() {
         let t = Tensor::new("label", vec![2], TensorData::I64(vec![0, 2])).expect("tensor");
-        let body = encode_infer_response("iris", None, Some("r1".into()), vec![t]);
+        let body = encode_infer_response(
+            "iris",
+            None,
+            Some("r1".into()),
+            vec![t],
+            &BinaryOutputs::default(),
+        )
+        .body;
         let v: Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(
             v,
             serde_json::json!({"model_name":"iris","id":"r1","outputs":[
                 {"name":"label","shape":[2],"datatype":"INT64","data":[0,2]}]})
         );
+    }
+
+    #[test]
+    fn binary_tensor_data_in_and_out_as_tritonclient_sends_it() {
+        let json = br#"{"inputs":[
+            {"name":"x","shape":[2,2],"datatype":"FP32","parameters":{"binary_data_size":16}},
+            {"name":"sex","shape":[2,1],"datatype":"BYTES","parameters":{"binary_data_size":18}}],
+            "parameters":{"binary_data_output":true}}"#;
+        let mut body = json.to_vec();
+        for v in [1.0f32, f32::NAN, 3.0, 4.0] {
+            body.extend(v.to_le_bytes());
+        }
+        body.extend(crate::binary::encode(&TensorData::String(vec![
+            "male".into(),
+            "female".into(),
+        ])));
+        let req = decode_infer_request(&body, Some(json.len())).expect("decodes");
+        assert_eq!(req.inputs[0].shape(), &[2, 2]);
+        let TensorData::F32(x) = req.inputs[0].data() else {
+            panic!("FP32")
+        };
+        assert!(x[1].is_nan() && x[3] == 4.0);
+        assert_eq!(
+            req.inputs[1].data(),
+            &TensorData::String(vec!["male".into(), "female".into()])
+        );
+        assert!(req.binary.all);
+
+        let out = Tensor::new("label", vec![2], TensorData::I64(vec![1, 0])).expect("tensor");
+        let resp = encode_infer_response("m", None, None, vec![out], &req.binary);
+        let n = resp.header_length.expect("binary answer");
+        let head: Value = serde_json::from_slice(&resp.body[..n]).expect("json");
+        assert_eq!(head["outputs"][0]["parameters"]["binary_data_size"], 16);
+        assert!(head["outputs"][0].get("data").is_none());
+        assert_eq!(
+            &resp.body[n..],
+            crate::binary::encode(&TensorData::I64(vec![1, 0]))
+        );
+
+        let short = decode_infer_request(&body[..body.len() - 1], Some(json.len()));
+        assert!(short.expect_err("short").to_string().contains("runs past"));
+        let long = decode_infer_request(&body, Some(body.len() + 1));
+        assert_eq!(long.expect_err("long").status(), 400);
     }
 }

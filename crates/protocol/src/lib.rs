@@ -5,6 +5,7 @@
 //! [`wafer_scoring::Tensor`], and the one mapping from errors to HTTP statuses
 //! ([`ProtocolError::status`]). It does no I/O and knows nothing of HTTP servers.
 
+pub mod binary;
 mod codec;
 mod error;
 mod json;
@@ -12,14 +13,15 @@ mod route;
 mod types;
 
 pub use codec::{
-    DecodedRequest, decode_infer_request, decode_rows, encode_infer_response, model_metadata,
+    BinaryOutputs, DecodedRequest, EncodedResponse, decode_infer_request, decode_rows,
+    encode_infer_response, model_metadata,
 };
 pub use error::ProtocolError;
 pub use json::parse_json;
 pub use route::{Route, route};
 pub use types::{
     InferRequest, InferResponse, MetadataTensor, ModelMetadataResponse, RequestInput,
-    RequestOutput, ResponseOutput, ServerMetadata,
+    RequestOutput, ResponseOutput, ServerMetadata, TensorParameters,
 };
 
 /// The name this server reports in `GET /v2`.

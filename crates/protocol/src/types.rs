@@ -28,10 +28,11 @@ pub struct RequestInput {
     pub shape: Vec<i64>,
     /// The v2 datatype name, e.g. `FP32`.
     pub datatype: String,
-    /// Free-form tensor parameters.
+    /// Free-form tensor parameters (`binary_data_size` for binary tensor data).
     #[serde(default)]
     pub parameters: Option<Map<String, Value>>,
-    /// The elements, flat or nested, in row-major order.
+    /// The elements, flat or nested, in row-major order; absent for binary tensor data.
+    #[serde(default)]
     pub data: Value,
 }
 
@@ -69,8 +70,12 @@ pub struct ResponseOutput {
     pub shape: Vec<usize>,
     /// The v2 datatype name.
     pub datatype: String,
-    /// The elements, flat, in row-major order.
-    pub data: Vec<Value>,
+    /// `binary_data_size` when the elements follow the JSON as binary tensor data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Map<String, Value>>,
+    /// The elements, flat, in row-major order; absent for binary tensor data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Vec<Value>>,
 }
 
 /// A tensor in model metadata; `-1` marks a dynamic dimension.
@@ -82,6 +87,16 @@ pub struct MetadataTensor {
     pub datatype: String,
     /// The dimensions.
     pub shape: Vec<i64>,
+    /// For a probabilities output a ZipMap wrapped: the class of each column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<TensorParameters>,
+}
+
+/// Extra facts about a tensor in model metadata.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct TensorParameters {
+    /// The class of each column of a probabilities output.
+    pub class_labels: Vec<String>,
 }
 
 /// `GET /v2/models/{m}` response body.

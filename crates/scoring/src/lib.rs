@@ -14,6 +14,6 @@ mod tensor;
 mod wit;
 
 pub use error::ScoringError;
-pub use model::{Dim, Model, ModelMetadata, TensorInfo};
 pub use ml::operators;
+pub use model::{Dim, Model, ModelMetadata, TensorInfo};
 pub use tensor::{DataType, Tensor, TensorData};

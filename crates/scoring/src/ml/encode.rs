@@ -24,7 +24,11 @@ fn stride(shape: &[usize]) -> TractResult<usize> {
 
 /// A per-feature parameter: one value per column, or one for all.
 fn per_feature<T: Copy>(values: &[T], stride: usize, i: usize) -> T {
-    if values.len() == stride { values[i % stride] } else { values[0] }
+    if values.len() == stride {
+        values[i % stride]
+    } else {
+        values[0]
+    }
 }
 
 /// Scaler: `(x - offset) * scale`, per feature or broadcast.
@@ -55,7 +59,15 @@ impl Kernel for Scaler {
     }
 
     fn output_types(&self, inputs: &[DatumType]) -> TractResult<TVec<DatumType>> {
-        check_inputs(inputs, &[DatumType::F32, DatumType::F64, DatumType::I64, DatumType::I32])?;
+        check_inputs(
+            inputs,
+            &[
+                DatumType::F32,
+                DatumType::F64,
+                DatumType::I64,
+                DatumType::I32,
+            ],
+        )?;
         Ok(tvec!(f32::datum_type()))
     }
 
@@ -113,12 +125,21 @@ pub(crate) fn one_hot_encoder(_ctx: &ParsingContext, node: &NodeProto) -> Built 
     let categories = match (ints.len(), strings.len()) {
         (0, 0) => return node.bail_attr("cats_int64s", "no categories (nor cats_strings)"),
         (n, 0) | (0, n) => n,
-        _ => return node.bail_attr("cats_strings", "both cats_int64s and cats_strings are given"),
+        _ => {
+            return node.bail_attr(
+                "cats_strings",
+                "both cats_int64s and cats_strings are given",
+            );
+        }
     };
     // A repeated category keeps its last position, as in onnxruntime.
     Ok(MlOp::boxed(OneHotEncoder {
         ints: ints.into_iter().enumerate().map(|(i, c)| (c, i)).collect(),
-        strings: strings.into_iter().enumerate().map(|(i, c)| (c, i)).collect(),
+        strings: strings
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| (c, i))
+            .collect(),
         categories,
         zeros: node.get_attr_opt::<i64>("zeros")?.unwrap_or(1) != 0,
     }))
@@ -132,7 +153,13 @@ impl Kernel for OneHotEncoder {
     fn output_types(&self, inputs: &[DatumType]) -> TractResult<TVec<DatumType>> {
         check_inputs(
             inputs,
-            &[DatumType::I64, DatumType::I32, DatumType::F32, DatumType::F64, DatumType::String],
+            &[
+                DatumType::I64,
+                DatumType::I32,
+                DatumType::F32,
+                DatumType::F64,
+                DatumType::String,
+            ],
         )?;
         Ok(tvec!(f32::datum_type()))
     }
@@ -146,12 +173,21 @@ impl Kernel for OneHotEncoder {
     fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let x = &inputs[0];
         let positions: Vec<Option<usize>> = if x.datum_type() == DatumType::String {
-            x.plain::<String>()?.iter().map(|s| self.strings.get(s).copied()).collect()
+            x.plain::<String>()?
+                .iter()
+                .map(|s| self.strings.get(s).copied())
+                .collect()
         } else {
             // Numbers are truncated to integers, as in onnxruntime.
             let x = x.cast_to::<f64>()?;
-            #[expect(clippy::cast_possible_truncation, reason = "C-style truncation is the spec")]
-            let keys = x.plain::<f64>()?.iter().map(|&v| self.ints.get(&(v as i64)).copied());
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "C-style truncation is the spec"
+            )]
+            let keys = x
+                .plain::<f64>()?
+                .iter()
+                .map(|&v| self.ints.get(&(v as i64)).copied());
             keys.collect()
         };
         let mut y = vec![0.0f32; positions.len() * self.categories];
@@ -178,8 +214,12 @@ struct Imputer {
 }
 
 pub(crate) fn imputer(_ctx: &ParsingContext, node: &NodeProto) -> Built {
-    let floats: Vec<f32> = node.get_attr_opt_vec("imputed_value_floats")?.unwrap_or_default();
-    let ints: Vec<i64> = node.get_attr_opt_vec("imputed_value_int64s")?.unwrap_or_default();
+    let floats: Vec<f32> = node
+        .get_attr_opt_vec("imputed_value_floats")?
+        .unwrap_or_default();
+    let ints: Vec<i64> = node
+        .get_attr_opt_vec("imputed_value_int64s")?
+        .unwrap_or_default();
     if floats.is_empty() == ints.is_empty() {
         return node.bail_attr(
             "imputed_value_floats",
@@ -220,8 +260,13 @@ impl Kernel for Imputer {
                 .iter()
                 .enumerate()
                 .map(|(i, &v)| {
-                    let missing = (v.is_nan() && self.replaced_float.is_nan()) || v == self.replaced_float;
-                    if missing { per_feature(&self.floats, stride, i) } else { v }
+                    let missing =
+                        (v.is_nan() && self.replaced_float.is_nan()) || v == self.replaced_float;
+                    if missing {
+                        per_feature(&self.floats, stride, i)
+                    } else {
+                        v
+                    }
                 })
                 .collect();
             Tensor::from_shape(x.shape(), &y)?
@@ -233,7 +278,13 @@ impl Kernel for Imputer {
                 .plain::<i64>()?
                 .iter()
                 .enumerate()
-                .map(|(i, &v)| if v == self.replaced_int { per_feature(&self.ints, stride, i) } else { v })
+                .map(|(i, &v)| {
+                    if v == self.replaced_int {
+                        per_feature(&self.ints, stride, i)
+                    } else {
+                        v
+                    }
+                })
                 .collect();
             Tensor::from_shape(x.shape(), &y)?
         };
@@ -273,7 +324,10 @@ impl Kernel for Binarizer {
         if let Some(i) = values.iter().position(|v| v.is_nan()) {
             bail!("element {i} is NaN, which a Binarizer cannot compare");
         }
-        let y: Vec<f32> = values.iter().map(|&v| if v > self.threshold { 1.0 } else { 0.0 }).collect();
+        let y: Vec<f32> = values
+            .iter()
+            .map(|&v| if v > self.threshold { 1.0 } else { 0.0 })
+            .collect();
         Ok(tvec!(Tensor::from_shape(x.shape(), &y)?.into_tvalue()))
     }
 }
@@ -310,7 +364,12 @@ impl Column {
         let floats: Option<Vec<f32>> = node.get_attr_opt_vec(&format!("{prefix}_floats"))?;
         let tensor_attr = format!("{prefix}_tensor");
         let tensor = super::tensor_attr(ctx, node, &tensor_attr)?;
-        let given = [strings.is_some(), ints.is_some(), floats.is_some(), tensor.is_some()];
+        let given = [
+            strings.is_some(),
+            ints.is_some(),
+            floats.is_some(),
+            tensor.is_some(),
+        ];
         if given.iter().filter(|&&g| g).count() != 1 {
             return node.bail_attr(
                 &format!("{prefix}_strings"),
@@ -332,7 +391,9 @@ impl Column {
             DatumType::I64 | DatumType::I32 | DatumType::I16 => {
                 Column::Ints(t.cast_to::<i64>()?.plain::<i64>()?.to_vec())
             }
-            DatumType::F32 | DatumType::F64 => Column::Floats(t.cast_to::<f32>()?.plain::<f32>()?.to_vec()),
+            DatumType::F32 | DatumType::F64 => {
+                Column::Floats(t.cast_to::<f32>()?.plain::<f32>()?.to_vec())
+            }
             other => return node.bail_attr(&tensor_attr, &format!("unsupported type {other:?}")),
         })
     }
@@ -369,7 +430,10 @@ pub(crate) fn label_encoder(ctx: &ParsingContext, node: &NodeProto) -> Built {
         .iter()
         .find(|o| o.domain == "ai.onnx.ml")
         .map_or(1, |o| o.version);
-    let (keys, values) = if node.get_attr_opt_vec::<String>("classes_strings")?.is_some() {
+    let (keys, values) = if node
+        .get_attr_opt_vec::<String>("classes_strings")?
+        .is_some()
+    {
         // ai.onnx.ml 1: strings to their index, or back.
         let classes: Vec<String> = node.get_attr_vec("classes_strings")?;
         let index: Vec<i64> = (0..classes.len() as i64).collect();
@@ -381,7 +445,10 @@ pub(crate) fn label_encoder(ctx: &ParsingContext, node: &NodeProto) -> Built {
             (Column::Ints(index), Column::Strings(classes))
         }
     } else {
-        (Column::parse(ctx, node, "keys")?, Column::parse(ctx, node, "values")?)
+        (
+            Column::parse(ctx, node, "keys")?,
+            Column::parse(ctx, node, "values")?,
+        )
     };
     if keys.len() != values.len() {
         return node.bail_attr(
@@ -391,19 +458,22 @@ pub(crate) fn label_encoder(ctx: &ParsingContext, node: &NodeProto) -> Built {
     }
     let default = match values {
         Column::Strings(_) => Column::Strings(vec![
-            node.get_attr_opt("default_string")?.unwrap_or_else(|| "_Unused".to_owned()),
+            node.get_attr_opt("default_string")?
+                .unwrap_or_else(|| "_Unused".to_owned()),
         ]),
         Column::Ints(_) => Column::Ints(vec![node.get_attr_opt("default_int64")?.unwrap_or(-1)]),
-        Column::Floats(_) => Column::Floats(vec![node.get_attr_opt("default_float")?.unwrap_or(-0.0)]),
+        Column::Floats(_) => {
+            Column::Floats(vec![node.get_attr_opt("default_float")?.unwrap_or(-0.0)])
+        }
     };
     let default = match super::tensor_attr(ctx, node, "default_tensor")? {
-        Some(t) => {
-            match values {
-                Column::Strings(_) => Column::Strings(t.cast_to::<String>()?.plain::<String>()?.to_vec()),
-                Column::Ints(_) => Column::Ints(t.cast_to::<i64>()?.plain::<i64>()?.to_vec()),
-                Column::Floats(_) => Column::Floats(t.cast_to::<f32>()?.plain::<f32>()?.to_vec()),
+        Some(t) => match values {
+            Column::Strings(_) => {
+                Column::Strings(t.cast_to::<String>()?.plain::<String>()?.to_vec())
             }
-        }
+            Column::Ints(_) => Column::Ints(t.cast_to::<i64>()?.plain::<i64>()?.to_vec()),
+            Column::Floats(_) => Column::Floats(t.cast_to::<f32>()?.plain::<f32>()?.to_vec()),
+        },
         None => default,
     };
     if default.len() == 0 {
@@ -439,7 +509,10 @@ pub(crate) fn label_encoder(ctx: &ParsingContext, node: &NodeProto) -> Built {
 
 impl LabelEncoder {
     fn gather<T: Clone>(&self, values: &[T], default: &T, found: &[Option<usize>]) -> Vec<T> {
-        found.iter().map(|f| f.map_or_else(|| default.clone(), |i| values[i].clone())).collect()
+        found
+            .iter()
+            .map(|f| f.map_or_else(|| default.clone(), |i| values[i].clone()))
+            .collect()
     }
 }
 
@@ -466,23 +539,38 @@ impl Kernel for LabelEncoder {
     fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let x = &inputs[0];
         let found: Vec<Option<usize>> = match &self.keys {
-            Column::Strings(_) => x.plain::<String>()?.iter().map(|s| self.strings.get(s).copied()).collect(),
+            Column::Strings(_) => x
+                .plain::<String>()?
+                .iter()
+                .map(|s| self.strings.get(s).copied())
+                .collect(),
             Column::Ints(_) => {
                 let x = x.cast_to::<i64>()?;
-                x.plain::<i64>()?.iter().map(|k| self.ints.get(k).copied()).collect()
+                x.plain::<i64>()?
+                    .iter()
+                    .map(|k| self.ints.get(k).copied())
+                    .collect()
             }
             Column::Floats(_) => {
                 let x = x.cast_to::<f32>()?;
                 x.plain::<f32>()?
                     .iter()
-                    .map(|&k| float_key(k, self.nan_matches).and_then(|b| self.floats.get(&b).copied()))
+                    .map(|&k| {
+                        float_key(k, self.nan_matches).and_then(|b| self.floats.get(&b).copied())
+                    })
                     .collect()
             }
         };
         let y = match (&self.values, &self.default) {
-            (Column::Strings(v), Column::Strings(d)) => super::tensor_of(x.shape(), self.gather(v, &d[0], &found))?,
-            (Column::Ints(v), Column::Ints(d)) => super::tensor_of(x.shape(), self.gather(v, &d[0], &found))?,
-            (Column::Floats(v), Column::Floats(d)) => super::tensor_of(x.shape(), self.gather(v, &d[0], &found))?,
+            (Column::Strings(v), Column::Strings(d)) => {
+                super::tensor_of(x.shape(), self.gather(v, &d[0], &found))?
+            }
+            (Column::Ints(v), Column::Ints(d)) => {
+                super::tensor_of(x.shape(), self.gather(v, &d[0], &found))?
+            }
+            (Column::Floats(v), Column::Floats(d)) => {
+                super::tensor_of(x.shape(), self.gather(v, &d[0], &found))?
+            }
             _ => bail!("the default value's type differs from the values'"),
         };
         Ok(tvec!(y.into_tvalue()))
@@ -496,7 +584,9 @@ struct FeatureVectorizer {
 }
 
 pub(crate) fn feature_vectorizer(_ctx: &ParsingContext, node: &NodeProto) -> Built {
-    let dims: Vec<i64> = node.get_attr_opt_vec("inputdimensions")?.unwrap_or_default();
+    let dims: Vec<i64> = node
+        .get_attr_opt_vec("inputdimensions")?
+        .unwrap_or_default();
     if dims.is_empty() {
         return node.bail_attr("inputdimensions", "missing or empty");
     }
@@ -508,7 +598,10 @@ pub(crate) fn feature_vectorizer(_ctx: &ParsingContext, node: &NodeProto) -> Bui
     }
     let dimensions = dims
         .iter()
-        .map(|&d| usize::try_from(d).or_else(|_| node.bail_attr("inputdimensions", &format!("negative {d}"))))
+        .map(|&d| {
+            usize::try_from(d)
+                .or_else(|_| node.bail_attr("inputdimensions", &format!("negative {d}")))
+        })
         .collect::<TractResult<_>>()?;
     Ok(MlOp::boxed(FeatureVectorizer { dimensions }))
 }
@@ -520,14 +613,29 @@ impl Kernel for FeatureVectorizer {
 
     fn output_types(&self, inputs: &[DatumType]) -> TractResult<TVec<DatumType>> {
         for dt in inputs {
-            check_inputs(&[*dt], &[DatumType::F32, DatumType::F64, DatumType::I64, DatumType::I32])?;
+            check_inputs(
+                &[*dt],
+                &[
+                    DatumType::F32,
+                    DatumType::F64,
+                    DatumType::I64,
+                    DatumType::I32,
+                ],
+            )?;
         }
         Ok(tvec!(f32::datum_type()))
     }
 
     fn output_shapes(&self, inputs: &[TVec<TDim>]) -> TractResult<TVec<TVec<TDim>>> {
-        let n = if inputs[0].len() == 1 { 1.into() } else { inputs[0][0].clone() };
-        Ok(tvec!(tvec!(n, self.dimensions.iter().sum::<usize>().into())))
+        let n = if inputs[0].len() == 1 {
+            1.into()
+        } else {
+            inputs[0][0].clone()
+        };
+        Ok(tvec!(tvec!(
+            n,
+            self.dimensions.iter().sum::<usize>().into()
+        )))
     }
 
     fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
@@ -540,12 +648,17 @@ impl Kernel for FeatureVectorizer {
             if rows(x) != n {
                 bail!("inputs have {} and {n} rows", rows(x));
             }
-            let size = if x.rank() == 1 { x.len() } else { x.shape()[1..].iter().product() };
+            let size = if x.rank() == 1 {
+                x.len()
+            } else {
+                x.shape()[1..].iter().product()
+            };
             let x = x.cast_to::<f32>()?;
             let x = x.plain::<f32>()?;
             let take = size.min(d);
             for r in 0..n {
-                y[r * width + offset..r * width + offset + take].copy_from_slice(&x[r * size..r * size + take]);
+                y[r * width + offset..r * width + offset + take]
+                    .copy_from_slice(&x[r * size..r * size + take]);
             }
             offset += d;
         }
@@ -584,7 +697,9 @@ impl Normalizer {
         let f = |v: f64| v as f32;
         match self.norm {
             Norm::Max => {
-                let m = x.iter().fold(f32::MIN, |m, &v| if m < f(v) { f(v) } else { m });
+                let m = x
+                    .iter()
+                    .fold(f32::MIN, |m, &v| if m < f(v) { f(v) } else { m });
                 out.extend(x.iter().map(|&v| if m == 0.0 { f(v) } else { f(v) / m }));
             }
             Norm::L1 => {
@@ -612,7 +727,15 @@ impl Kernel for Normalizer {
     }
 
     fn output_types(&self, inputs: &[DatumType]) -> TractResult<TVec<DatumType>> {
-        check_inputs(inputs, &[DatumType::F32, DatumType::F64, DatumType::I64, DatumType::I32])?;
+        check_inputs(
+            inputs,
+            &[
+                DatumType::F32,
+                DatumType::F64,
+                DatumType::I64,
+                DatumType::I32,
+            ],
+        )?;
         Ok(tvec!(f32::datum_type()))
     }
 
@@ -674,20 +797,35 @@ impl Kernel for ArrayFeatureExtractor {
 
     fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let (x, idx) = (&inputs[0], &inputs[1]);
-        let last = *x.shape().last().ok_or_else(|| format_err!("the input is a scalar"))?;
+        let last = *x
+            .shape()
+            .last()
+            .ok_or_else(|| format_err!("the input is a scalar"))?;
         let indices: Vec<usize> = idx
             .cast_to::<i64>()?
             .plain::<i64>()?
             .iter()
-            .map(|&i| usize::try_from(i).ok().filter(|&i| i < last).ok_or_else(|| format_err!("index {i} is out of range [0, {last})")))
+            .map(|&i| {
+                usize::try_from(i)
+                    .ok()
+                    .filter(|&i| i < last)
+                    .ok_or_else(|| format_err!("index {i} is out of range [0, {last})"))
+            })
             .collect::<TractResult<_>>()?;
         if indices.is_empty() {
             bail!("no indices");
         }
-        let mut shape = if x.rank() == 1 { vec![1, last] } else { x.shape().to_vec() };
+        let mut shape = if x.rank() == 1 {
+            vec![1, last]
+        } else {
+            x.shape().to_vec()
+        };
         let r = shape.len();
         shape[r - 1] = indices.len();
-        let x2 = x.clone().into_tensor().into_shape(&[x.len() / last, last])?;
+        let x2 = x
+            .clone()
+            .into_tensor()
+            .into_shape(&[x.len() / last, last])?;
         let picked = x2.gather_columns(&indices)?;
         Ok(tvec!(picked.into_shape(&shape)?.into_tvalue()))
     }
@@ -701,7 +839,9 @@ trait GatherColumns {
 impl GatherColumns for Tensor {
     fn gather_columns(&self, indices: &[usize]) -> TractResult<Tensor> {
         fn gather<T: Datum>(t: &Tensor, indices: &[usize]) -> TractResult<Tensor> {
-            let [rows, cols] = *t.shape() else { bail!("expected a matrix") };
+            let [rows, cols] = *t.shape() else {
+                bail!("expected a matrix")
+            };
             let v = t.plain::<T>()?;
             let out: Vec<T> = (0..rows)
                 .flat_map(|r| indices.iter().map(move |&c| v[r * cols + c].clone()))

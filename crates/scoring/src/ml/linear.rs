@@ -8,7 +8,12 @@ use tract_onnx::tract_hir::internal::*;
 use super::tree::{check_inputs, columns, rows};
 use super::{Kernel, Labels, MlOp, PostTransform, f32_matrix, rows_and_columns};
 
-const NUMERIC: [DatumType; 4] = [DatumType::F32, DatumType::F64, DatumType::I64, DatumType::I32];
+const NUMERIC: [DatumType; 4] = [
+    DatumType::F32,
+    DatumType::F64,
+    DatumType::I64,
+    DatumType::I32,
+];
 
 /// `X·Wᵀ + b` for one row, in `f32`.
 fn affine(row: &[f32], weights: &[f32], bias: Option<&[f32]>, out: &mut Vec<f32>) {
@@ -24,7 +29,10 @@ fn features(node: &NodeProto, coefficients: &[f32], rows: usize) -> TractResult<
     if coefficients.is_empty() || !coefficients.len().is_multiple_of(rows) {
         return node.bail_attr(
             "coefficients",
-            &format!("{} values do not split into {rows} rows", coefficients.len()),
+            &format!(
+                "{} values do not split into {rows} rows",
+                coefficients.len()
+            ),
         );
     }
     Ok(coefficients.len() / rows)
@@ -77,7 +85,11 @@ pub(crate) fn linear_classifier(
 
 impl LinearClassifier {
     fn score_columns(&self) -> usize {
-        if self.intercepts.len() == 1 && self.labels.len() == 2 { 2 } else { self.intercepts.len() }
+        if self.intercepts.len() == 1 && self.labels.len() == 2 {
+            2
+        } else {
+            self.intercepts.len()
+        }
     }
 }
 
@@ -97,13 +109,19 @@ impl Kernel for LinearClassifier {
 
     fn output_shapes(&self, inputs: &[TVec<TDim>]) -> TractResult<TVec<TVec<TDim>>> {
         let (n, _) = rows_and_columns(&inputs[0])?;
-        Ok(tvec!(tvec!(n.clone()), tvec!(n, self.score_columns().into())))
+        Ok(tvec!(
+            tvec!(n.clone()),
+            tvec!(n, self.score_columns().into())
+        ))
     }
 
     fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let (n, c, x) = f32_matrix(&inputs[0])?;
         if c != self.features {
-            bail!("the model has {} features, the input {c} columns", self.features);
+            bail!(
+                "the model has {} features, the input {c} columns",
+                self.features
+            );
         }
         let classes = self.intercepts.len();
         let mut scores = Vec::with_capacity(n * classes);
@@ -117,7 +135,11 @@ impl Kernel for LinearClassifier {
             if columns == 2 {
                 // onnxruntime: [1-s, s], through the logistic function under LOGISTIC only.
                 for &s in &scores {
-                    let s = if self.post == PostTransform::Logistic { super::post::logistic(s) } else { s };
+                    let s = if self.post == PostTransform::Logistic {
+                        super::post::logistic(s)
+                    } else {
+                        s
+                    };
                     z.extend([1.0 - s, s]);
                 }
                 let chosen: Vec<usize> = positive.iter().map(|&p| usize::from(p)).collect();
@@ -125,9 +147,14 @@ impl Kernel for LinearClassifier {
             } else {
                 z.extend(scores.iter().map(|&s| self.post.apply_single(s)));
                 match self.labels {
-                    Labels::Ints(_) => tensor1(&positive.iter().map(|&p| i64::from(p)).collect::<Vec<_>>()),
+                    Labels::Ints(_) => {
+                        tensor1(&positive.iter().map(|&p| i64::from(p)).collect::<Vec<_>>())
+                    }
                     Labels::Strings(_) => tensor1(
-                        &positive.iter().map(|&p| if p { "1" } else { "0" }.to_owned()).collect::<Vec<_>>(),
+                        &positive
+                            .iter()
+                            .map(|&p| if p { "1" } else { "0" }.to_owned())
+                            .collect::<Vec<_>>(),
                     ),
                 }
             }
@@ -212,7 +239,10 @@ impl Kernel for LinearRegressor {
         let (n, c) = (rows(x), columns(x));
         let (_, _, x) = f32_matrix(x)?;
         if c != self.features {
-            bail!("the model has {} features, the input {c} columns", self.features);
+            bail!(
+                "the model has {} features, the input {c} columns",
+                self.features
+            );
         }
         let mut y = Vec::with_capacity(n * self.targets);
         for row in x.chunks(c.max(1)).take(n) {
@@ -225,7 +255,9 @@ impl Kernel for LinearRegressor {
                 self.post.apply(out);
             }
         }
-        Ok(tvec!(Tensor::from_shape(&[n, self.targets], &y)?.into_tvalue()))
+        Ok(tvec!(
+            Tensor::from_shape(&[n, self.targets], &y)?.into_tvalue()
+        ))
     }
 }
 

@@ -246,7 +246,10 @@ impl Labels {
     pub(crate) fn parse(node: &NodeProto, ints_attr: &str) -> TractResult<Labels> {
         let ints: Option<Vec<i64>> = node.get_attr_opt_vec(ints_attr)?;
         let strings: Option<Vec<String>> = node.get_attr_opt_vec("classlabels_strings")?;
-        match (ints.filter(|v| !v.is_empty()), strings.filter(|v| !v.is_empty())) {
+        match (
+            ints.filter(|v| !v.is_empty()),
+            strings.filter(|v| !v.is_empty()),
+        ) {
             (Some(ints), None) => Ok(Labels::Ints(ints)),
             (None, Some(strings)) => Ok(Labels::Strings(strings)),
             (Some(_), Some(_)) => node.bail_attr(
@@ -277,7 +280,9 @@ impl Labels {
     pub(crate) fn tensor(&self, chosen: &[usize]) -> TractResult<Tensor> {
         Ok(match self {
             Labels::Ints(v) => tensor1(&chosen.iter().map(|&i| v[i]).collect::<Vec<_>>()),
-            Labels::Strings(v) => tensor1(&chosen.iter().map(|&i| v[i].clone()).collect::<Vec<_>>()),
+            Labels::Strings(v) => {
+                tensor1(&chosen.iter().map(|&i| v[i].clone()).collect::<Vec<_>>())
+            }
         })
     }
 }
@@ -297,7 +302,10 @@ pub(crate) fn one_of<T: Copy>(
         Some((_, v)) => Ok(*v),
         None => {
             let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
-            node.bail_attr(attr, &format!("unknown value \"{value}\", expected one of {names:?}"))
+            node.bail_attr(
+                attr,
+                &format!("unknown value \"{value}\", expected one of {names:?}"),
+            )
         }
     }
 }

@@ -10,7 +10,12 @@ use super::post::logistic;
 use super::tree::check_inputs;
 use super::{Kernel, Labels, MlOp, PostTransform, f32_matrix, one_of, rows_and_columns};
 
-const NUMERIC: [DatumType; 4] = [DatumType::F32, DatumType::F64, DatumType::I64, DatumType::I32];
+const NUMERIC: [DatumType; 4] = [
+    DatumType::F32,
+    DatumType::F64,
+    DatumType::I64,
+    DatumType::I32,
+];
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum KernelType {
@@ -49,7 +54,10 @@ impl SvmKernel {
             _ => {
                 return node.bail_attr(
                     "kernel_params",
-                    &format!("expected [gamma, coef0, degree], got {} values", params.len()),
+                    &format!(
+                        "expected [gamma, coef0, degree], got {} values",
+                        params.len()
+                    ),
                 );
             }
         };
@@ -75,7 +83,10 @@ impl SvmKernel {
             }
             KernelType::Sigmoid => (self.gamma * dot() + self.coef0).tanh(),
             KernelType::Rbf => {
-                let sum = x.iter().zip(sv).fold(0.0f32, |s, (a, b)| s + (a - b) * (a - b));
+                let sum = x
+                    .iter()
+                    .zip(sv)
+                    .fold(0.0f32, |s, (a, b)| s + (a - b) * (a - b));
                 (-self.gamma * sum).exp()
             }
         }
@@ -108,15 +119,22 @@ pub(crate) fn svm_classifier(
     let labels = Labels::parse(node, "classlabels_ints")?;
     let classes = labels.len();
     let pairs = classes * (classes - 1) / 2;
-    let per_class: Vec<i64> = node.get_attr_opt_vec("vectors_per_class")?.unwrap_or_default();
-    let support: Vec<f32> = node.get_attr_opt_vec("support_vectors")?.unwrap_or_default();
+    let per_class: Vec<i64> = node
+        .get_attr_opt_vec("vectors_per_class")?
+        .unwrap_or_default();
+    let support: Vec<f32> = node
+        .get_attr_opt_vec("support_vectors")?
+        .unwrap_or_default();
     let coefficients: Vec<f32> = node.get_attr_vec("coefficients")?;
     let rho: Vec<f32> = node.get_attr_vec("rho")?;
     let prob_a: Vec<f32> = node.get_attr_opt_vec("prob_a")?.unwrap_or_default();
     let prob_b: Vec<f32> = node.get_attr_opt_vec("prob_b")?.unwrap_or_default();
     let post = PostTransform::parse(node)?;
     if classes < 2 {
-        return node.bail_attr("classlabels_ints", "a classifier needs at least two classes");
+        return node.bail_attr(
+            "classlabels_ints",
+            "a classifier needs at least two classes",
+        );
     }
     if coefficients.is_empty() {
         return node.bail_attr("coefficients", "empty");
@@ -145,7 +163,10 @@ pub(crate) fn svm_classifier(
         if support.is_empty() || !support.len().is_multiple_of(vectors) {
             return node.bail_attr(
                 "support_vectors",
-                &format!("{} values do not split into {vectors} vectors", support.len()),
+                &format!(
+                    "{} values do not split into {vectors} vectors",
+                    support.len()
+                ),
             );
         }
         if coefficients.len() != (classes - 1) * vectors {
@@ -159,10 +180,16 @@ pub(crate) fn svm_classifier(
             );
         }
         if rho.len() < pairs {
-            return node.bail_attr("rho", &format!("expected {pairs} values, got {}", rho.len()));
+            return node.bail_attr(
+                "rho",
+                &format!("expected {pairs} values, got {}", rho.len()),
+            );
         }
         if !prob_a.is_empty() && prob_a.len() < pairs {
-            return node.bail_attr("prob_a", &format!("expected {pairs} values, got {}", prob_a.len()));
+            return node.bail_attr(
+                "prob_a",
+                &format!("expected {pairs} values, got {}", prob_a.len()),
+            );
         }
         if classes == 2 && prob_a.is_empty() && post == PostTransform::Probit {
             return node.bail_attr(
@@ -178,7 +205,10 @@ pub(crate) fn svm_classifier(
         if !coefficients.len().is_multiple_of(classes) {
             return node.bail_attr(
                 "coefficients",
-                &format!("{} values do not split into {classes} classes", coefficients.len()),
+                &format!(
+                    "{} values do not split into {classes} classes",
+                    coefficients.len()
+                ),
             );
         }
         if rho.is_empty() {
@@ -255,7 +285,10 @@ impl SvmClassifier {
                     sum += f64::from(self.coefficients[i * vectors + m] * kernels[m]);
                 }
                 sum += f64::from(self.rho[k]);
-                #[expect(clippy::cast_possible_truncation, reason = "scores are f32, as in onnxruntime")]
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    reason = "scores are f32, as in onnxruntime"
+                )]
                 pair_scores.push(sum as f32);
                 votes[if sum > 0.0 { i } else { j }] += 1;
             }
@@ -363,16 +396,26 @@ impl Kernel for SvmClassifier {
 
     fn output_shapes(&self, inputs: &[TVec<TDim>]) -> TractResult<TVec<TVec<TDim>>> {
         let (n, _) = rows_and_columns(&inputs[0])?;
-        Ok(tvec!(tvec!(n.clone()), tvec!(n, self.score_columns().into())))
+        Ok(tvec!(
+            tvec!(n.clone()),
+            tvec!(n, self.score_columns().into())
+        ))
     }
 
     fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let (n, c, x) = f32_matrix(&inputs[0])?;
         if c != self.features {
-            bail!("the model has {} features, the input {c} columns", self.features);
+            bail!(
+                "the model has {} features, the input {c} columns",
+                self.features
+            );
         }
         let mut z = Vec::with_capacity(n * self.score_columns());
-        let chosen: Vec<usize> = x.chunks(c.max(1)).take(n).map(|row| self.row(row, &mut z)).collect();
+        let chosen: Vec<usize> = x
+            .chunks(c.max(1))
+            .take(n)
+            .map(|row| self.row(row, &mut z))
+            .collect();
         Ok(tvec!(
             self.labels.tensor(&chosen)?.into_tvalue(),
             Tensor::from_shape(&[n, self.score_columns()], &z)?.into_tvalue()
@@ -400,7 +443,9 @@ pub(crate) fn svm_regressor(
     let Ok(supports) = usize::try_from(supports) else {
         return node.bail_attr("n_supports", &format!("negative count {supports}"));
     };
-    let support: Vec<f32> = node.get_attr_opt_vec("support_vectors")?.unwrap_or_default();
+    let support: Vec<f32> = node
+        .get_attr_opt_vec("support_vectors")?
+        .unwrap_or_default();
     let coefficients: Vec<f32> = node.get_attr_vec("coefficients")?;
     let rho: Vec<f32> = node.get_attr_vec("rho")?;
     let one_class = node.get_attr_opt::<i64>("one_class")?.unwrap_or(0) != 0;
@@ -416,13 +461,19 @@ pub(crate) fn svm_regressor(
         if support.is_empty() || !support.len().is_multiple_of(supports) {
             return node.bail_attr(
                 "support_vectors",
-                &format!("{} values do not split into {supports} vectors", support.len()),
+                &format!(
+                    "{} values do not split into {supports} vectors",
+                    support.len()
+                ),
             );
         }
         if coefficients.len() != supports {
             return node.bail_attr(
                 "coefficients",
-                &format!("{} values for {supports} support vectors", coefficients.len()),
+                &format!(
+                    "{} values for {supports} support vectors",
+                    coefficients.len()
+                ),
             );
         }
         support.len() / supports
@@ -457,14 +508,19 @@ impl Kernel for SvmRegressor {
     fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let (n, c, x) = f32_matrix(&inputs[0])?;
         if c != self.features {
-            bail!("the model has {} features, the input {c} columns", self.features);
+            bail!(
+                "the model has {} features, the input {c} columns",
+                self.features
+            );
         }
         let y: Vec<f32> = x
             .chunks(c.max(1))
             .take(n)
             .map(|row| {
                 let y = if self.support.is_empty() {
-                    row.iter().zip(&self.coefficients).fold(0.0f32, |s, (a, b)| s + a * b)
+                    row.iter()
+                        .zip(&self.coefficients)
+                        .fold(0.0f32, |s, (a, b)| s + a * b)
                 } else {
                     self.support
                         .chunks(self.features)

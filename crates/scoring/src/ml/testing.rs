@@ -9,10 +9,16 @@ const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/ops");
 
 /// The attribute a malformed case's load error must name.
 const MALFORMED: &[(&str, &str)] = &[
-    ("tree_ensemble_regressor_bad_aggregate", "aggregate_function"),
+    (
+        "tree_ensemble_regressor_bad_aggregate",
+        "aggregate_function",
+    ),
     ("tree_ensemble_regressor_bad_node_id", "nodes_truenodeids"),
     ("tree_ensemble_classifier_bad_mode", "nodes_modes"),
-    ("tree_ensemble_classifier_binary_one_id_probit", "post_transform"),
+    (
+        "tree_ensemble_classifier_binary_one_id_probit",
+        "post_transform",
+    ),
     ("svm_classifier_bad_vectors_per_class", "vectors_per_class"),
     ("svm_classifier_binary_probit", "post_transform"),
     ("linear_classifier_bad_coefficients", "coefficients"),
@@ -49,7 +55,11 @@ pub(crate) fn tensor(t: &Value) -> Tensor {
                 .map(|v| i32::try_from(v.as_i64().expect("i64")).expect("i32"))
                 .collect(),
         ),
-        "BYTES" => TensorData::String(data.iter().map(|v| v.as_str().expect("str").to_owned()).collect()),
+        "BYTES" => TensorData::String(
+            data.iter()
+                .map(|v| v.as_str().expect("str").to_owned())
+                .collect(),
+        ),
         other => panic!("fixture datatype {other}"),
     };
     Tensor::new(t["name"].as_str().expect("name"), shape, data).expect("fixture tensor")
@@ -58,7 +68,12 @@ pub(crate) fn tensor(t: &Value) -> Tensor {
 /// Whether `got` equals onnxruntime's `want`: labels exactly, floats within 1e-5 absolute or
 /// relative (NaN equals NaN).
 pub(crate) fn assert_close(context: &str, got: &Tensor, want: &Tensor, tolerance: f64) {
-    assert_eq!(got.shape(), want.shape(), "{context}: shape of {}", want.name());
+    assert_eq!(
+        got.shape(),
+        want.shape(),
+        "{context}: shape of {}",
+        want.name()
+    );
     let floats = |d: &TensorData| -> Option<Vec<f64>> {
         match d {
             TensorData::F32(v) => Some(v.iter().map(|&x| f64::from(x)).collect()),
@@ -73,7 +88,11 @@ pub(crate) fn assert_close(context: &str, got: &Tensor, want: &Tensor, tolerance
                     || a == b
                     || (a - b).abs() <= tolerance
                     || (a - b).abs() <= tolerance * b.abs();
-                assert!(close, "{context}: {}[{i}] = {a}, onnxruntime {b}", want.name());
+                assert!(
+                    close,
+                    "{context}: {}[{i}] = {a}, onnxruntime {b}",
+                    want.name()
+                );
             }
         }
         _ => assert_eq!(got.data(), want.data(), "{context}: {}", want.name()),
@@ -104,16 +123,27 @@ fn check_case(name: &str) {
     )
     .expect("case");
     let onnx = std::fs::read(format!("{DIR}/{name}.onnx")).expect("case onnx");
-    let inputs: Vec<Tensor> = case["inputs"].as_array().expect("inputs").iter().map(tensor).collect();
+    let inputs: Vec<Tensor> = case["inputs"]
+        .as_array()
+        .expect("inputs")
+        .iter()
+        .map(tensor)
+        .collect();
     let expects_error = case.get("error").is_some() || case.get("undefined").is_some();
     let model = match Model::load(name, &onnx) {
         Ok(m) => m,
         Err(e) => {
             assert!(expects_error, "{name}: onnxruntime runs it, but: {e}");
             let msg = e.to_string();
-            assert!(msg.contains(&format!("Node {name}")), "{name}: the error names no node: {msg}");
+            assert!(
+                msg.contains(&format!("Node {name}")),
+                "{name}: the error names no node: {msg}"
+            );
             if let Some((_, attr)) = MALFORMED.iter().find(|(n, _)| *n == name) {
-                assert!(msg.contains(&format!("'{attr}'")), "{name}: the error names no {attr}: {msg}");
+                assert!(
+                    msg.contains(&format!("'{attr}'")),
+                    "{name}: the error names no {attr}: {msg}"
+                );
             }
             return;
         }
@@ -124,7 +154,10 @@ fn check_case(name: &str) {
     );
     let result = model.predict(inputs, &[]);
     if expects_error {
-        assert!(result.is_err(), "{name}: onnxruntime refuses it, wafer gave {result:?}");
+        assert!(
+            result.is_err(),
+            "{name}: onnxruntime refuses it, wafer gave {result:?}"
+        );
         return;
     }
     let outputs = result.unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -87,7 +87,10 @@ impl Real for f64 {
     fn is_nan(self) -> bool {
         f64::is_nan(self)
     }
-    #[expect(clippy::cast_possible_truncation, reason = "outputs are f32, as in onnxruntime")]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "outputs are f32, as in onnxruntime"
+    )]
     fn to_f32(self) -> f32 {
         self as f32
     }
@@ -157,7 +160,10 @@ impl Forest {
             if index.insert((tree_ids[i], node_ids[i]), i).is_some() {
                 return node.bail_attr(
                     "nodes_nodeids",
-                    &format!("node {} of tree {} is listed twice", node_ids[i], tree_ids[i]),
+                    &format!(
+                        "node {} of tree {} is listed twice",
+                        node_ids[i], tree_ids[i]
+                    ),
                 );
             }
             if i == 0 || tree_ids[i] != tree_ids[i - 1] {
@@ -389,7 +395,10 @@ fn float_list(ctx: &ParsingContext, node: &NodeProto, name: &str) -> TractResult
     let tensor_attr = format!("{name}_as_tensor");
     let tensor = super::tensor_attr(ctx, node, &tensor_attr)?;
     match (floats, tensor) {
-        (Some(_), Some(_)) => node.bail_attr(&tensor_attr, &format!("both {name} and {tensor_attr} are given")),
+        (Some(_), Some(_)) => node.bail_attr(
+            &tensor_attr,
+            &format!("both {name} and {tensor_attr} are given"),
+        ),
         (Some(f), None) => Ok(Some(f.into_iter().map(f64::from).collect())),
         (None, Some(t)) => {
             let t = t
@@ -433,7 +442,10 @@ pub(crate) fn tree_ensemble_regressor(
     let targets = usize::try_from(targets)
         .ok()
         .filter(|&t| t > 0)
-        .map_or_else(|| node.bail_attr("n_targets", &format!("must be positive, got {targets}")), Ok)?;
+        .map_or_else(
+            || node.bail_attr("n_targets", &format!("must be positive, got {targets}")),
+            Ok,
+        )?;
     let forest = Forest::parse(ctx, node, "target", targets)?;
     let base = float_list(ctx, node, "base_values")?.unwrap_or_default();
     if !base.is_empty() && base.len() != targets {
@@ -519,7 +531,9 @@ impl Kernel for Regressor {
         } else {
             self.run(n, c, x.cast_to::<f32>()?.plain::<f32>()?)?
         };
-        Ok(tvec!(Tensor::from_shape(&[n, self.targets], &out)?.into_tvalue()))
+        Ok(tvec!(
+            Tensor::from_shape(&[n, self.targets], &out)?.into_tvalue()
+        ))
     }
 }
 
@@ -541,11 +555,18 @@ pub(crate) fn tree_ensemble_classifier(
     let labels = Labels::parse(node, "classlabels_int64s")?;
     let classes = labels.len();
     if classes < 2 {
-        return node.bail_attr("classlabels_int64s", "a classifier needs at least two classes");
+        return node.bail_attr(
+            "classlabels_int64s",
+            "a classifier needs at least two classes",
+        );
     }
     let forest = Forest::parse(ctx, node, "class", classes)?;
     let base = float_list(ctx, node, "base_values")?.unwrap_or_default();
-    let base_ok = if classes == 2 { base.len() <= 2 } else { base.is_empty() || base.len() == classes };
+    let base_ok = if classes == 2 {
+        base.len() <= 2
+    } else {
+        base.is_empty() || base.len() == classes
+    };
     if !base_ok {
         return node.bail_attr(
             "base_values",
@@ -566,7 +587,10 @@ pub(crate) fn tree_ensemble_classifier(
              second column unwritten); export with another post_transform",
         );
     }
-    let all_positive = forest.nodes.iter().all(|n| n.weights.iter().all(|&(_, w)| w >= 0.0));
+    let all_positive = forest
+        .nodes
+        .iter()
+        .all(|n| n.weights.iter().all(|&(_, w)| w >= 0.0));
     Ok(MlOp::boxed(Classifier {
         forest,
         labels,
@@ -674,7 +698,9 @@ impl Classifier {
                     bail!("onnxruntime leaves this row's second score undefined")
                 }
                 (0 | 1, _) => [1.0 - s, s],
-                (_, PostTransform::Logistic) => [super::post::logistic(-s), super::post::logistic(s)],
+                (_, PostTransform::Logistic) => {
+                    [super::post::logistic(-s), super::post::logistic(s)]
+                }
                 _ => [-s, s],
             };
             z.extend(pair);
@@ -719,7 +745,12 @@ impl Kernel for Classifier {
     fn output_types(&self, inputs: &[DatumType]) -> TractResult<TVec<DatumType>> {
         check_inputs(
             inputs,
-            &[DatumType::F32, DatumType::F64, DatumType::I64, DatumType::I32],
+            &[
+                DatumType::F32,
+                DatumType::F64,
+                DatumType::I64,
+                DatumType::I32,
+            ],
         )?;
         Ok(tvec!(self.labels.datum_type(), f32::datum_type()))
     }
@@ -738,7 +769,10 @@ impl Kernel for Classifier {
             self.run(n, c, x.cast_to::<f32>()?.plain::<f32>()?)?
         };
         let z = Tensor::from_shape(&[n, self.labels.len()], &z)?;
-        Ok(tvec!(self.label_tensor(&choices)?.into_tvalue(), z.into_tvalue()))
+        Ok(tvec!(
+            self.label_tensor(&choices)?.into_tvalue(),
+            z.into_tvalue()
+        ))
     }
 }
 

@@ -18,7 +18,11 @@ pub(crate) fn strip(model: &mut ModelProto) -> TractResult<HashMap<String, Vec<S
     let Some(graph) = model.graph.as_mut() else {
         return Ok(labels);
     };
-    let consumed: Vec<String> = graph.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
+    let consumed: Vec<String> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter().cloned())
+        .collect();
     for node in graph.node.iter_mut().filter(|n| n.op_type == "ZipMap") {
         let (Some(input), Some(output)) = (node.input.first(), node.output.first()) else {
             return node.bail("expected one input and one output");

@@ -1,0 +1,255 @@
+//! The model zoo (`models/zoo/`, from `tools/zoo.py`): every model runs twice, natively through
+//! `wafer-scoring` and in the wasm guest under `wafer serve`, and must give onnxruntime's outputs.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use serde_json::{Value, json};
+use wafer_scoring::{Model, Tensor, TensorData};
+
+use crate::support::{Server, post, repo_root, start_wafer_on, target_dir};
+
+/// Float outputs must agree with onnxruntime within this, absolutely or relatively, unless the
+/// case names another tolerance with its reason.
+const TOL: f64 = 1e-5;
+
+/// One zoo model and its fixture.
+struct Case {
+    name: String,
+    onnx: PathBuf,
+    json: Value,
+}
+
+impl Case {
+    fn tolerance(&self) -> f64 {
+        self.json["tolerance"]["value"].as_f64().unwrap_or(TOL)
+    }
+
+    fn inputs(&self) -> &[Value] {
+        self.json["inputs"].as_array().expect("inputs")
+    }
+
+    fn expected(&self) -> &[Value] {
+        self.json["onnxruntime"]
+            .as_array()
+            .expect("onnxruntime outputs")
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let dir = repo_root().join("models/zoo");
+    let mut cases: Vec<Case> = std::fs::read_dir(&dir)
+        .expect("models/zoo")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.join("case.json").is_file())
+        .map(|p| Case {
+            name: p.file_name().expect("name").to_string_lossy().into_owned(),
+            onnx: p.join("model.onnx"),
+            json: serde_json::from_str(
+                &std::fs::read_to_string(p.join("case.json")).expect("read"),
+            )
+            .expect("case.json"),
+        })
+        .collect();
+    cases.sort_by(|a, b| a.name.cmp(&b.name));
+    assert!(cases.len() >= 30, "the zoo has {} models", cases.len());
+    cases
+}
+
+/// A fixture element as a float: NaN is `null`, infinities are strings.
+fn float(v: &Value) -> f64 {
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(f64::NAN)
+}
+
+/// Checks one output (as v2 JSON: name, datatype, shape, flat data) against onnxruntime's.
+fn assert_output(context: &str, got: &Value, want: &Value, tol: f64) {
+    let name = want["name"].as_str().expect("name");
+    assert_eq!(got["name"], want["name"], "{context}: output order");
+    assert_eq!(
+        got["datatype"], want["datatype"],
+        "{context}: {name} datatype"
+    );
+    assert_eq!(got["shape"], want["shape"], "{context}: {name} shape");
+    let (g, w) = (
+        got["data"].as_array().expect("data"),
+        want["data"].as_array().expect("data"),
+    );
+    assert_eq!(g.len(), w.len(), "{context}: {name} length");
+    if want["datatype"] == "FP32" || want["datatype"] == "FP64" {
+        for (i, (a, b)) in g.iter().zip(w).enumerate() {
+            let (a, b) = (float(a), float(b));
+            let close = (a.is_nan() && b.is_nan())
+                || a == b
+                || (a - b).abs() <= tol
+                || (a - b).abs() <= tol * b.abs();
+            assert!(
+                close,
+                "{context}: {name}[{i}] = {a}, onnxruntime {b} (tolerance {tol})"
+            );
+        }
+    } else {
+        assert_eq!(g, w, "{context}: {name}");
+    }
+}
+
+/// A fixture tensor as a [`Tensor`].
+fn tensor(t: &Value) -> Tensor {
+    let shape = t["shape"]
+        .as_array()
+        .expect("shape")
+        .iter()
+        .map(|d| d.as_u64().expect("dim") as usize)
+        .collect();
+    let data = t["data"].as_array().expect("data");
+    let data = match t["datatype"].as_str().expect("datatype") {
+        "FP32" => TensorData::F32(data.iter().map(|v| float(v) as f32).collect()),
+        "FP64" => TensorData::F64(data.iter().map(float).collect()),
+        "INT64" => TensorData::I64(data.iter().map(|v| v.as_i64().expect("i64")).collect()),
+        "BYTES" => TensorData::String(
+            data.iter()
+                .map(|v| v.as_str().expect("str").to_owned())
+                .collect(),
+        ),
+        other => panic!("fixture datatype {other}"),
+    };
+    Tensor::new(t["name"].as_str().expect("name"), shape, data).expect("tensor")
+}
+
+/// A [`Tensor`] as v2 JSON.
+fn to_json(t: &Tensor) -> Value {
+    let data: Vec<Value> = match t.data() {
+        TensorData::F32(v) => v
+            .iter()
+            .map(|&x| if x.is_nan() { Value::Null } else { json!(x) })
+            .collect(),
+        TensorData::F64(v) => v
+            .iter()
+            .map(|&x| if x.is_nan() { Value::Null } else { json!(x) })
+            .collect(),
+        TensorData::I64(v) => v.iter().map(|&x| json!(x)).collect(),
+        TensorData::String(v) => v.iter().map(|x| json!(x)).collect(),
+        other => panic!("output {other:?}"),
+    };
+    json!({"name": t.name(), "datatype": t.datatype().v2_name(), "shape": t.shape(), "data": data})
+}
+
+#[test]
+fn every_zoo_model_matches_onnxruntime_natively() {
+    for case in cases() {
+        let onnx = std::fs::read(&case.onnx).expect("model.onnx");
+        let model = Model::load(&case.name, &onnx).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let inputs = case.inputs().iter().map(tensor).collect();
+        let outputs = model
+            .predict(inputs, &[])
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        assert_eq!(
+            outputs.len(),
+            case.expected().len(),
+            "{}: outputs",
+            case.name
+        );
+        for (got, want) in outputs.iter().zip(case.expected()) {
+            assert_output(
+                &format!("{} (native)", case.name),
+                &to_json(got),
+                want,
+                case.tolerance(),
+            );
+        }
+    }
+}
+
+/// `wafer serve models/zoo`, for the whole test run.
+fn zoo_server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| start_wafer_on("models/zoo", &target_dir().join("wafer-test-zoo"), &[]))
+}
+
+/// A v2 JSON request body for the case's inputs, with missing values sent as tritonclient sends
+/// them: the bare token `NaN`.
+fn json_request(case: &Case) -> String {
+    let inputs: Vec<String> = case
+        .inputs()
+        .iter()
+        .map(|t| {
+            let data: Vec<String> = t["data"]
+                .as_array()
+                .expect("data")
+                .iter()
+                .map(|v| {
+                    if v.is_null() {
+                        "NaN".to_owned()
+                    } else {
+                        v.to_string()
+                    }
+                })
+                .collect();
+            format!(
+                r#"{{"name":{},"datatype":{},"shape":{},"data":[{}]}}"#,
+                t["name"],
+                t["datatype"],
+                t["shape"],
+                data.join(",")
+            )
+        })
+        .collect();
+    format!(r#"{{"inputs":[{}]}}"#, inputs.join(","))
+}
+
+#[test]
+fn every_zoo_model_matches_onnxruntime_in_wasm_over_http() {
+    let server = zoo_server();
+    for case in cases() {
+        let url = format!("{}/v2/models/{}/infer", server.base, case.name);
+        let answer = post(&url, json_request(&case).as_bytes());
+        assert_eq!(answer.status, 200, "{}: {}", case.name, answer.text);
+        let outputs = answer.json["outputs"].as_array().expect("outputs");
+        assert_eq!(
+            outputs.len(),
+            case.expected().len(),
+            "{}: outputs",
+            case.name
+        );
+        for (got, want) in outputs.iter().zip(case.expected()) {
+            assert_output(
+                &format!("{} (wasm)", case.name),
+                got,
+                want,
+                case.tolerance(),
+            );
+        }
+    }
+}
+
+#[test]
+fn string_columns_reach_the_one_hot_encoder_and_match_scikit_learn() {
+    let case = cases()
+        .into_iter()
+        .find(|c| c.name == "column_transformer_rf")
+        .expect("case");
+    assert!(
+        case.inputs().iter().any(|t| t["datatype"] == "BYTES"),
+        "string inputs"
+    );
+    let url = format!("{}/v2/models/{}/infer", zoo_server().base, case.name);
+    let answer = post(&url, json_request(&case).as_bytes());
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let labels = &answer.json["outputs"][0]["data"];
+    let sklearn = &case.json["sklearn"]["predict"];
+    assert_eq!(labels, sklearn, "labels differ from scikit-learn");
+}
+
+#[test]
+fn a_zipmap_model_serves_its_probabilities_with_class_labels_in_the_metadata() {
+    let server = zoo_server();
+    let meta = crate::support::get(&format!("{}/v2/models/zipmap_logreg", server.base));
+    assert_eq!(meta.status, 200, "{}", meta.text);
+    let probabilities = &meta.json["outputs"][1];
+    assert_eq!(probabilities["datatype"], "FP32");
+    assert_eq!(
+        probabilities["parameters"]["class_labels"],
+        json!(["0", "1", "2"])
+    );
+}
