@@ -8,5 +8,6 @@ mod metrics;
 mod serve;
 mod spin;
 mod support;
+mod supported;
 mod wasmtime_serve;
 mod zoo;
