@@ -277,13 +277,17 @@ impl SvmClassifier {
         for i in 0..classes {
             for j in i + 1..classes {
                 let k = pair_scores.len();
+                // Each product in f32, summed in f64, as onnxruntime does.
                 let mut sum = 0.0f64;
-                for m in self.starts[i]..self.starts[i + 1] {
-                    sum += f64::from(self.coefficients[(j - 1) * vectors + m] * kernels[m]);
-                }
-                for m in self.starts[j]..self.starts[j + 1] {
-                    sum += f64::from(self.coefficients[i * vectors + m] * kernels[m]);
-                }
+                let mut add = |row: usize, class: usize| {
+                    let (from, to) = (self.starts[class], self.starts[class + 1]);
+                    let coefficients = &self.coefficients[row * vectors + from..row * vectors + to];
+                    for (c, k) in coefficients.iter().zip(&kernels[from..to]) {
+                        sum += f64::from(c * k);
+                    }
+                };
+                add(j - 1, i);
+                add(i, j);
                 sum += f64::from(self.rho[k]);
                 #[expect(
                     clippy::cast_possible_truncation,
