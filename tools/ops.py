@@ -255,6 +255,9 @@ def svm(rng):
         attrs = {"kernel_type": kernel, "kernel_params": params, "support_vectors": sv.reshape(-1).tolist(),
                  "n_supports": 6, "coefficients": coef, "rho": [0.3]}
         case(f"svm_regressor_{kernel.lower()}", "SVMRegressor", {"X": X}, {"Y": TensorProto.FLOAT}, attrs)
+    attrs = {"kernel_params": [0.5, 0.0, 0.0], "support_vectors": sv.reshape(-1).tolist(),
+             "n_supports": 6, "coefficients": coef, "rho": [0.3]}
+    case("svm_regressor_default_kernel", "SVMRegressor", {"X": X}, {"Y": TensorProto.FLOAT}, attrs)
     attrs = {"kernel_type": "RBF", "kernel_params": [0.5, 0.0, 0.0], "support_vectors": sv.reshape(-1).tolist(),
              "n_supports": 6, "coefficients": coef, "rho": [0.3], "one_class": 1}
     case("svm_regressor_one_class", "SVMRegressor", {"X": X}, {"Y": TensorProto.FLOAT}, attrs)

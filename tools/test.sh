@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: adds the wasm targets, installs the pinned
-# wasmtime-cli when missing (the `wasmtime serve` compatibility test runs it), then tests.
+# wasmtime-cli when missing (the `wasmtime serve` compatibility test runs it) and the pinned
+# tritonclient in tools/.venv-client, then tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,5 +11,11 @@ if ! command -v wasmtime >/dev/null 2>&1 || ! wasmtime --version | grep -q " $WA
   # Only the features the tests use; about 5 minutes on 2 cores.
   cargo install --locked wasmtime-cli --version "$WASMTIME_VERSION" --no-default-features \
     --features run,serve,wizer,cranelift,parallel-compilation,pooling-allocator,cache,config,component-model,component-model-async,logging
+fi
+# The real Python tritonclient[http] that tests/all/tritonclient.rs drives (pinned, from PyPI).
+if ! cmp -s tools/requirements-client.txt tools/.venv-client/requirements.txt 2>/dev/null; then
+  python3 -m venv tools/.venv-client
+  tools/.venv-client/bin/pip install --quiet -r tools/requirements-client.txt
+  cp tools/requirements-client.txt tools/.venv-client/requirements.txt
 fi
 cargo test --workspace --release "$@"

@@ -122,6 +122,11 @@ def ort_outputs(onx, feeds):
 def write(name, estimator, onx, feeds, sk, description, source, tolerance=None, classes=None):
     out_dir = Path(__file__).resolve().parent.parent / "models" / "zoo" / name
     out_dir.mkdir(parents=True, exist_ok=True)
+    # skl2onnx lists the opsets in set order, which varies between runs; sort them so that the
+    # same model always gives the same bytes.
+    opsets = sorted(onx.opset_import, key=lambda o: o.domain)
+    del onx.opset_import[:]
+    onx.opset_import.extend(opsets)
     model_bytes = onx.SerializeToString()
     (out_dir / "model.onnx").write_bytes(model_bytes)
     names, values = ort_outputs(onx, feeds)
@@ -172,17 +177,17 @@ def split(X, y, stratify=True):
 
 
 def export_single(name, estimator, X, y, description, source, *, classifier, zipmap=False,
-                  stratify=True, tolerance=None):
-    """An estimator over one float32 input `X`."""
+                  stratify=True, tolerance=None, opsets=OPSETS):
+    """An estimator over one float32 input `X`; `opsets=None` keeps skl2onnx's defaults."""
     X = X.astype(np.float32)
     X_train, X_test, y_train = split(X, y, stratify)
     estimator.fit(X_train, y_train)
     options = {id(estimator): {"zipmap": False}} if classifier and not zipmap else {}
     try:
-        onx = to_onnx(estimator, X_train[:1], options=options, target_opset=OPSETS)
+        onx = to_onnx(estimator, X_train[:1], options=options, target_opset=opsets)
     except NameError:
         # Some classifiers (LinearSVC) have no ZipMap to turn off.
-        onx = to_onnx(estimator, X_train[:1], target_opset=OPSETS)
+        onx = to_onnx(estimator, X_train[:1], target_opset=opsets)
     sk = {"predict": estimator.predict(X_test)}
     if classifier and hasattr(estimator, "predict_proba"):
         sk["predict_proba"] = estimator.predict_proba(X_test)
@@ -291,6 +296,15 @@ def build():
     export_single("zipmap_logreg", LogisticRegression(max_iter=1000), iris.data, iris.target,
                   "LogisticRegression exported with skl2onnx's default ZipMap: wafer serves the "
                   "probabilities tensor ZipMap wraps.", src["iris"], classifier=True, zipmap=True)
+    # Exported the way most people do, with every skl2onnx default (latest opsets, ZipMap).
+    export_single("default_export_random_forest", RandomForestClassifier(n_estimators=10, max_depth=5, random_state=0),
+                  iris.data, iris.target, "RandomForestClassifier exported with `to_onnx(model, X[:1])` and "
+                  "nothing else: skl2onnx's default opsets and its ZipMap.", src["iris"], classifier=True,
+                  zipmap=True, opsets=None)
+    export_single("default_export_gradient_boosting", GradientBoostingRegressor(n_estimators=20, random_state=0),
+                  diabetes.data, diabetes.target, "GradientBoostingRegressor exported with "
+                  "`to_onnx(model, X[:1])` and nothing else: skl2onnx's default opsets.", src["diabetes"],
+                  classifier=False, stratify=False, opsets=None)
     string_labels(iris, src["iris"])
     column_transformer(diabetes, src["diabetes"])
     ordinal_encoder(diabetes, src["diabetes"])

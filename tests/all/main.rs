@@ -9,5 +9,6 @@ mod serve;
 mod spin;
 mod support;
 mod supported;
+mod tritonclient;
 mod wasmtime_serve;
 mod zoo;

@@ -14,29 +14,44 @@ use crate::support::{Server, post, repo_root, start_wafer_on, target_dir};
 const TOL: f64 = 1e-5;
 
 /// One zoo model and its fixture.
-struct Case {
-    name: String,
+pub struct Case {
+    /// The model's folder name.
+    pub name: String,
     onnx: PathBuf,
-    json: Value,
+    /// `case.json`.
+    pub json: Value,
 }
 
 impl Case {
-    fn tolerance(&self) -> f64 {
-        self.json["tolerance"]["value"].as_f64().unwrap_or(TOL)
+    /// The float tolerance: 1e-5, or the case's own, which must say why.
+    pub fn tolerance(&self) -> f64 {
+        let own = &self.json["tolerance"];
+        if own.is_null() {
+            return TOL;
+        }
+        let reason = own["reason"].as_str().unwrap_or_default();
+        assert!(
+            !reason.is_empty(),
+            "{}: a tolerance override needs a reason",
+            self.name
+        );
+        own["value"].as_f64().expect("tolerance value")
     }
 
     fn inputs(&self) -> &[Value] {
         self.json["inputs"].as_array().expect("inputs")
     }
 
-    fn expected(&self) -> &[Value] {
+    /// onnxruntime's outputs.
+    pub fn expected(&self) -> &[Value] {
         self.json["onnxruntime"]
             .as_array()
             .expect("onnxruntime outputs")
     }
 }
 
-fn cases() -> Vec<Case> {
+/// Every zoo model, by name.
+pub fn cases() -> Vec<Case> {
     let dir = repo_root().join("models/zoo");
     let mut cases: Vec<Case> = std::fs::read_dir(&dir)
         .expect("models/zoo")
@@ -64,7 +79,7 @@ fn float(v: &Value) -> f64 {
 }
 
 /// Checks one output (as v2 JSON: name, datatype, shape, flat data) against onnxruntime's.
-fn assert_output(context: &str, got: &Value, want: &Value, tol: f64) {
+pub fn assert_output(context: &str, got: &Value, want: &Value, tol: f64) {
     let name = want["name"].as_str().expect("name");
     assert_eq!(got["name"], want["name"], "{context}: output order");
     assert_eq!(
@@ -162,7 +177,7 @@ fn every_zoo_model_matches_onnxruntime_natively() {
 }
 
 /// `wafer serve models/zoo`, for the whole test run.
-fn zoo_server() -> &'static Server {
+pub fn zoo_server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| start_wafer_on("models/zoo", &target_dir().join("wafer-test-zoo"), &[]))
 }
