@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Train the bundled example models and write their ONNX exports and test fixtures.
 
-Run from anywhere: `python3 tools/make_models.py [examples] [zoo] [ops]` (all three by default). The script creates `tools/.venv` with the pinned
+Run from anywhere: `python3 tools/make_models.py [examples] [zoo] [ops] [features]` (all by default). The script creates `tools/.venv` with the pinned
 versions of `tools/requirements.txt` and re-runs itself inside it, so the fixtures are reproducible.
 
 `zoo` writes the model zoo under `models/zoo/` (see tools/zoo.py) and `ops` the single-operator
-fixtures under `crates/scoring/fixtures/ops/` (see tools/ops.py). For every example model it
+fixtures under `crates/scoring/fixtures/ops/` (see tools/ops.py); `features` what scikit-learn's
+preprocessing gives, for crates/features (see tools/features.py). For every example model it
 writes, under `models/<name>/`:
   model.onnx        the skl2onnx export (zipmap=False: a label tensor and a probabilities tensor)
   test_inputs.json  the held-back rows, as float32-exact decimals: {"input": name, "shape": [N, F], "data": [[...]]}
@@ -146,7 +147,7 @@ def examples() -> None:
 def main() -> None:
     ensure_venv()
     sys.path.insert(0, str(ROOT / "tools"))
-    groups = sys.argv[1:] or ["examples", "zoo", "ops"]
+    groups = sys.argv[1:] or ["examples", "zoo", "ops", "features"]
     for group in groups:
         if group == "examples":
             examples()
@@ -158,8 +159,12 @@ def main() -> None:
             import ops
 
             ops.build()
+        elif group == "features":
+            import features
+
+            features.build()
         else:
-            sys.exit(f"unknown group {group!r}: expected examples, zoo or ops")
+            sys.exit(f"unknown group {group!r}: expected examples, zoo, ops or features")
 
 
 if __name__ == "__main__":

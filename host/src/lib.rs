@@ -10,6 +10,7 @@ pub mod build;
 pub mod cache;
 pub mod convert;
 pub mod metrics;
+pub mod offline;
 pub mod repo;
 pub mod runtime;
 pub mod serve;

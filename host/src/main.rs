@@ -19,7 +19,7 @@ use wafer_protocol::{self as protocol, ProtocolError};
 use wafer_host::build::{self, BuildOptions, Builder};
 use wafer_host::cache::CompiledCache;
 use wafer_host::runtime::{LoadedModel, PoolLimits, Runtime};
-use wafer_host::{repo, serve};
+use wafer_host::{offline, repo, serve};
 
 /// Serverless WebAssembly inference: ONNX models as per-request WASI components.
 #[derive(Parser, Debug)]
@@ -92,6 +92,11 @@ enum Command {
         #[command(flatten)]
         guest: GuestArgs,
     },
+    /// The feature pipeline (`features.toml`) over files: the code the server runs.
+    Features {
+        #[command(subcommand)]
+        command: FeaturesCommand,
+    },
     /// Run one prediction and print the v2 response.
     Predict {
         /// A model folder, or a component built by `wafer build`.
@@ -106,6 +111,33 @@ enum Command {
         cache: CacheArgs,
         #[command(flatten)]
         guest: GuestArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum FeaturesCommand {
+    /// Learn the spec's statistics (means, ranges, quantiles, vocabularies, imputation values)
+    /// from a CSV file and write them into the spec.
+    Fit {
+        /// The features.toml to fit.
+        spec: PathBuf,
+        /// Training data: CSV with a header row naming the fields.
+        #[arg(long)]
+        data: PathBuf,
+        /// Where the fitted spec goes [default: over SPEC].
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Write the model-ready columns of a CSV file, for training in Python.
+    Transform {
+        /// A fitted features.toml.
+        spec: PathBuf,
+        /// Raw records: CSV with a header row naming the fields.
+        #[arg(long)]
+        data: PathBuf,
+        /// The CSV file to write.
+        #[arg(short, long)]
+        output: PathBuf,
     },
 }
 
@@ -166,9 +198,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<ProtocolError>()
+            let bad_input = e
+                .downcast_ref::<ProtocolError>()
                 .is_some_and(|p| p.status() < 500)
-            {
+                || e.downcast_ref::<wafer_features::FeatureError>().is_some();
+            if bad_input {
                 ExitCode::from(EXIT_BAD_INPUT)
             } else {
                 ExitCode::FAILURE
@@ -192,6 +226,14 @@ fn init_logging(format: LogFormat) {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Features { command } => match command {
+            FeaturesCommand::Fit { spec, data, output } => {
+                offline::fit(&spec, &data, output.as_deref())
+            }
+            FeaturesCommand::Transform { spec, data, output } => {
+                offline::transform(&spec, &data, &output)
+            }
+        },
         Command::Serve {
             model_repo,
             addr,

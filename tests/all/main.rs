@@ -4,6 +4,7 @@
 
 mod cli;
 mod cold_start;
+mod features;
 mod metrics;
 mod serve;
 mod spin;

@@ -1,11 +1,27 @@
 //! wafer-features: turning raw records into a model's input tensors.
 //!
-//! The same code assembles features offline (batch files), in the server and in the browser,
-//! so serving never drifts from training. Today it assembles rows of numbers into the model's
-//! `[N, F]` input tensor with the model's datatype; the declarative `features.toml` pipeline
-//! builds on this.
+//! The same code turns records into features offline (batch files), in the server and in the
+//! browser, so serving never drifts from training. A [`Spec`] (`features.toml`) declares the raw
+//! fields, the transforms with their statistics (learned by [`Spec::fit`]), and how the features
+//! fill the model's inputs ([`Spec::transform`]). [`assemble_rows`] fills a model input from rows
+//! of numbers directly.
 //!
-//! It is pure Rust and does no I/O; it is not a file reader or a protocol codec.
+//! It is pure Rust and does no I/O; it is not a file reader, a store or a protocol codec.
+
+mod fit;
+pub mod hash;
+mod record;
+mod spec;
+pub mod time;
+mod transform;
+
+#[cfg(test)]
+mod sklearn_tests;
+
+pub use record::{Record, Typed, Value};
+pub use spec::{
+    Encode, Feature, Field, FieldType, Impute, Lookup, Output, Part, Spec, Transform, Unknown,
+};
 
 use thiserror::Error;
 use wafer_scoring::{DataType, Dim, Tensor, TensorData, TensorInfo};
@@ -16,6 +32,49 @@ pub enum FeatureError {
     /// There are no rows.
     #[error("no rows to score")]
     NoRows,
+    /// `features.toml` is malformed; the message names the field and transform.
+    #[error("features.toml: {0}")]
+    Spec(String),
+    /// A required field is absent or null.
+    #[error("row {row}: field \"{field}\" is required")]
+    MissingField {
+        /// Zero-based row index.
+        row: usize,
+        /// The field.
+        field: String,
+    },
+    /// A field's value has the wrong type.
+    #[error("row {row}: field \"{field}\": {why}")]
+    WrongType {
+        /// Zero-based row index.
+        row: usize,
+        /// The field.
+        field: String,
+        /// What was expected and found.
+        why: String,
+    },
+    /// A category outside the vocabulary, under the `error` policy.
+    #[error("row {row}: field \"{field}\": unknown category \"{value}\" for feature \"{feature}\"")]
+    UnknownCategory {
+        /// Zero-based row index.
+        row: usize,
+        /// The field.
+        field: String,
+        /// The feature whose vocabulary lacks it.
+        feature: String,
+        /// The category.
+        value: String,
+    },
+    /// An INT64 output got a fractional value.
+    #[error("row {row}: output \"{output}\" is INT64, but a feature gave {value}")]
+    NotWhole {
+        /// The output.
+        output: String,
+        /// Zero-based row index.
+        row: usize,
+        /// The value.
+        value: f64,
+    },
     /// A row has the wrong number of values.
     #[error("row {row}: expected {expected} values for input \"{input}\", got {got}")]
     RowWidth {

@@ -1,0 +1,174 @@
+//! `wafer features fit` and `wafer features transform`: the feature spec over CSV files, with the
+//! same `wafer-features` code the server and the browser run. Outputs are written to a temporary
+//! file and renamed into place, so an error never leaves a half-written file or touches the input.
+
+use std::fs::File;
+use std::io::{BufReader, Write as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use wafer_features::{Record, Spec, Value};
+use wafer_scoring::TensorData;
+
+/// Reads a spec file.
+pub fn read_spec(path: &Path) -> anyhow::Result<Spec> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Spec::parse(&text).with_context(|| format!("in {}", path.display()))
+}
+
+/// Reads a CSV file with a header row into records, with a progress bar on large files.
+pub fn read_csv(path: &Path) -> anyhow::Result<Vec<Record>> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = progress(len, "reading");
+    let mut reader = csv::Reader::from_reader(bar.wrap_read(BufReader::new(file)));
+    let headers: Vec<String> = reader
+        .headers()
+        .with_context(|| format!("reading the header of {}", path.display()))?
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let mut records = Vec::new();
+    for (row, result) in reader.records().enumerate() {
+        let cells = result.with_context(|| format!("{}: row {row}", path.display()))?;
+        records.push(
+            headers
+                .iter()
+                .cloned()
+                .zip(cells.iter().map(Value::from_csv))
+                .collect(),
+        );
+    }
+    bar.finish_and_clear();
+    Ok(records)
+}
+
+fn progress(len: u64, what: &str) -> ProgressBar {
+    // Small files finish before a bar would mean anything.
+    if len < (8 << 20) {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} {bar:40} {bytes}/{total_bytes} ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// Writes `contents` to `path` through a temporary file in the same folder and a rename.
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .context("the output path has no file name")?;
+    let tmp: PathBuf = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = File::create(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))
+        .and_then(|mut f| {
+            write(&mut f)?;
+            f.sync_all()?;
+            Ok(())
+        })
+        .and_then(|()| {
+            std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
+        });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// `wafer features fit`: learns the spec's statistics from `data` and writes the spec back.
+pub fn fit(spec_path: &Path, data: &Path, output: Option<&Path>) -> anyhow::Result<()> {
+    let mut spec = read_spec(spec_path)?;
+    let records = read_csv(data)?;
+    spec.fit(&records)
+        .with_context(|| format!("fitting {} on {}", spec_path.display(), data.display()))?;
+    let text = spec.to_toml()?;
+    write_atomically(output.unwrap_or(spec_path), |f| {
+        Ok(f.write_all(text.as_bytes())?)
+    })?;
+    eprintln!(
+        "fitted {} on {} rows of {}",
+        spec_path.display(),
+        records.len(),
+        data.display()
+    );
+    Ok(())
+}
+
+/// `wafer features transform`: writes the model-ready columns of `data` as CSV.
+pub fn transform(spec_path: &Path, data: &Path, output: &Path) -> anyhow::Result<()> {
+    let spec = read_spec(spec_path)?;
+    if output.extension().is_some_and(|e| e == "parquet") {
+        bail!("Parquet output is not supported yet; write .csv");
+    }
+    let records = read_csv(data)?;
+    let tensors = spec
+        .transform(&records)
+        .with_context(|| format!("transforming {}", data.display()))?;
+    let columns = spec.columns();
+    let mut header = Vec::new();
+    for t in &tensors {
+        header.extend(columns.get(t.name()).cloned().unwrap_or_default());
+    }
+    let bar = progress(u64::try_from(records.len()).unwrap_or(0) * 64, "writing");
+    write_atomically(output, |f| {
+        let mut w = csv::Writer::from_writer(f);
+        w.write_record(&header)?;
+        for row in 0..records.len() {
+            let mut cells: Vec<String> = Vec::with_capacity(header.len());
+            for t in &tensors {
+                let width = t.shape()[1];
+                let range = row * width..(row + 1) * width;
+                match t.data() {
+                    TensorData::F32(v) => cells.extend(v[range].iter().map(|x| {
+                        if x.is_nan() {
+                            String::new()
+                        } else {
+                            x.to_string()
+                        }
+                    })),
+                    TensorData::F64(v) => cells.extend(v[range].iter().map(|x| cell(*x))),
+                    TensorData::I64(v) => cells.extend(v[range].iter().map(ToString::to_string)),
+                    other => bail!("output {} has datatype {}", t.name(), other.datatype()),
+                }
+            }
+            w.write_record(&cells)?;
+            bar.inc(64);
+        }
+        w.flush()?;
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    eprintln!(
+        "wrote {} rows of {} columns to {}",
+        records.len(),
+        header.len(),
+        output.display()
+    );
+    Ok(())
+}
+
+/// A number as a CSV cell: shortest round-trip text, empty for missing.
+fn cell(v: f64) -> String {
+    if v.is_nan() {
+        String::new()
+    } else {
+        v.to_string()
+    }
+}

@@ -1,0 +1,241 @@
+//! `wafer features fit` and `wafer features transform` on CSV files, against what scikit-learn
+//! gives on the same data (`crates/features/fixtures/sklearn.json`).
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::support::{repo_root, target_dir, wafer};
+
+const SPEC: &str = r#"
+[[field]]
+name = "age"
+type = "float"
+required = true
+
+[[field]]
+name = "income"
+type = "float"
+impute = "median"
+
+[[field]]
+name = "country"
+type = "string"
+
+[[feature]]
+name = "age_z"
+field = "age"
+transform = "standardize"
+
+[[feature]]
+name = "income"
+field = "income"
+transform = "identity"
+
+[[feature]]
+name = "country"
+field = "country"
+transform = "one_hot"
+unknown = "ignore"
+
+[[output]]
+name = "X"
+datatype = "FP64"
+"#;
+
+/// An empty folder of its own for one test.
+fn scratch(test: &str) -> PathBuf {
+    let dir = target_dir().join("wafer-test-features").join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn fixture() -> Value {
+    let path = repo_root().join("crates/features/fixtures/sklearn.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json")
+}
+
+/// Writes the fixture's `part` columns as a CSV file (missing values as empty cells).
+fn write_csv(fx: &Value, part: &str, path: &Path) {
+    let cols = ["age", "income", "country"];
+    let n = fx[part]["age"].as_array().expect("age").len();
+    let mut text = cols.join(",") + "\n";
+    for i in 0..n {
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|c| match &fx[part][c][i] {
+                Value::Null => String::new(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect();
+        text += &(cells.join(",") + "\n");
+    }
+    std::fs::write(path, text).expect("write csv");
+}
+
+#[test]
+fn fit_then_transform_gives_scikit_learns_columns() {
+    let dir = scratch("fit_transform");
+    let fx = fixture();
+    let spec = dir.join("features.toml");
+    std::fs::write(&spec, SPEC).expect("spec");
+    write_csv(&fx, "train", &dir.join("train.csv"));
+    write_csv(&fx, "test", &dir.join("test.csv"));
+
+    let status = wafer()
+        .args(["features", "fit"])
+        .arg(&spec)
+        .arg("--data")
+        .arg(dir.join("train.csv"))
+        .status()
+        .expect("runs");
+    assert!(status.success(), "fit failed");
+    let fitted = std::fs::read_to_string(&spec).expect("fitted spec");
+    assert!(fitted.contains("mean = "), "{fitted}");
+    assert!(fitted.contains("vocabulary = "), "{fitted}");
+
+    let out = dir.join("out.csv");
+    let status = wafer()
+        .args(["features", "transform"])
+        .arg(&spec)
+        .arg("--data")
+        .arg(dir.join("test.csv"))
+        .arg("--output")
+        .arg(&out)
+        .status()
+        .expect("runs");
+    assert!(status.success(), "transform failed");
+    let text = std::fs::read_to_string(&out).expect("output");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let vocabulary = fx["one_hot"]["vocabulary"].as_array().expect("vocabulary");
+    assert_eq!(header.len(), 2 + vocabulary.len(), "{header:?}");
+    assert_eq!(&header[..3], ["age_z", "income", "country[0]"]);
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+    for (i, line) in lines.enumerate() {
+        let cells: Vec<f64> = line
+            .split(',')
+            .map(|c| c.parse().expect("number"))
+            .collect();
+        let z = fx["standard"]["out"][i].as_f64().expect("z");
+        let income = fx["impute_median"]["out"][i].as_f64().expect("income");
+        assert!(
+            close(cells[0], z),
+            "row {i}: standardized age {} vs {z}",
+            cells[0]
+        );
+        assert!(
+            close(cells[1], income),
+            "row {i}: imputed income {} vs {income}",
+            cells[1]
+        );
+        let onehot: Vec<f64> = fx["one_hot"]["out"][i]
+            .as_array()
+            .expect("row")
+            .iter()
+            .map(|v| v.as_f64().expect("f64"))
+            .collect();
+        assert_eq!(cells[2..], onehot[..], "row {i}: one-hot country");
+    }
+}
+
+#[test]
+fn bad_data_fails_with_a_clear_message_and_touches_nothing() {
+    let dir = scratch("bad_data");
+    let spec = dir.join("features.toml");
+    let strict = SPEC
+        .replace(
+            "unknown = \"ignore\"",
+            "unknown = \"error\"\nvocabulary = [\"FR\", \"DE\"]",
+        )
+        .replace(
+            "transform = \"standardize\"",
+            "transform = \"standardize\"\nmean = 40.0\nstd = 10.0",
+        )
+        .replace("impute = \"median\"", "default = 0.0");
+    std::fs::write(&spec, &strict).expect("spec");
+    let data = dir.join("in.csv");
+    let input = "age,income,country\n41,100,FR\n52,,JP\n";
+    std::fs::write(&data, input).expect("csv");
+    let out = dir.join("out.csv");
+    let result = wafer()
+        .args(["features", "transform"])
+        .arg(&spec)
+        .arg("--data")
+        .arg(&data)
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .expect("runs");
+    assert_eq!(result.status.code(), Some(2), "bad input exits 2");
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("row 1: field \"country\": unknown category \"JP\""),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "no output on error");
+    assert_eq!(
+        std::fs::read_to_string(&data).expect("input"),
+        input,
+        "input untouched"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&spec).expect("spec"),
+        strict,
+        "spec untouched"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .filter_map(Result::ok)
+        .collect();
+    assert_eq!(leftovers.len(), 2, "no temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn the_readme_example_is_a_valid_spec_that_fits_and_transforms() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README");
+    let section = readme
+        .split("## Feature pipelines")
+        .nth(1)
+        .expect("the section");
+    let example = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("a toml block");
+    let mut spec = wafer_features::Spec::parse(example).expect("the README example parses");
+    let rec =
+        |age: f64, income: Option<f64>, country: &str, hour: &str| -> wafer_features::Record {
+            use wafer_features::Value;
+            [
+                ("age", Value::Number(age)),
+                ("income", income.map_or(Value::Missing, Value::Number)),
+                ("country", Value::Text(country.into())),
+                ("signup", Value::Text(format!("2026-03-02T{hour}:00:00Z"))),
+                ("merchant", Value::Text(format!("m{age}"))),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
+        };
+    let train: Vec<_> = (0..20)
+        .map(|i| {
+            rec(
+                20.0 + f64::from(i) * 3.0,
+                (i % 4 != 0).then_some(1000.0 * f64::from(i)),
+                ["FR", "DE"][i as usize % 2],
+                "10",
+            )
+        })
+        .collect();
+    spec.fit(&train).expect("fits");
+    assert!(spec.is_fitted());
+    let out = spec
+        .transform(&[rec(41.0, None, "JP", "23")])
+        .expect("transforms");
+    // age_z, income_log, income_missing, income_per_year, 4 age bands, 2 countries + bucket,
+    // 32 hashed merchant columns, hour sin and cos.
+    assert_eq!(out[0].shape(), &[1, 1 + 1 + 1 + 1 + 4 + 3 + 32 + 2]);
+}
