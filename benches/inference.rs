@@ -42,7 +42,7 @@ fn load(
     let builder = Builder::new(&BuildOptions { guest, snapshot }).expect("builder");
     let onnx = std::fs::read(models_dir().join(model).join("model.onnx")).expect("model");
     rt.block_on(async {
-        let wasm = builder.build(model, &onnx).await.expect("build");
+        let wasm = builder.build(model, &onnx, None).await.expect("build");
         runtime.load(model, &wasm).await.expect("load")
     })
 }

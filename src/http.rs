@@ -45,7 +45,7 @@ fn respond(
     let header_length = protocol::binary::header_length(header.first().map(Vec::as_slice))?;
     // Read the whole body before answering anything, so that a client still sending it never
     // sees the connection closed under it.
-    let body = if matches!(route, Route::Infer { .. }) {
+    let body = if matches!(route, Route::Infer { .. } | Route::V1Predict { .. }) {
         read_body(request)?
     } else {
         Vec::new()
@@ -80,6 +80,11 @@ fn respond(
         Route::ModelReady { version, .. } => {
             protocol::check_version(name, version.as_deref())?;
             protocol::to_json(&serde_json::json!({ "name": name, "ready": true }))
+        }
+        Route::V1Predict { .. } => {
+            let instances = protocol::v1_instances(&body)?;
+            let outputs = state::predict_records(&instances, &[])?;
+            protocol::encode_v1_response(&outputs)
         }
         Route::Infer { version, .. } => {
             protocol::check_version(name, version.as_deref())?;

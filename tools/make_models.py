@@ -6,7 +6,8 @@ versions of `tools/requirements.txt` and re-runs itself inside it, so the fixtur
 
 `zoo` writes the model zoo under `models/zoo/` (see tools/zoo.py) and `ops` the single-operator
 fixtures under `crates/scoring/fixtures/ops/` (see tools/ops.py); `features` what scikit-learn's
-preprocessing gives, for crates/features (see tools/features.py). For every example model it
+preprocessing gives, for crates/features (see tools/features.py); `credit` the model served from raw
+records through features.toml (see tools/credit.py; it runs `wafer features` through cargo). For every example model it
 writes, under `models/<name>/`:
   model.onnx        the skl2onnx export (zipmap=False: a label tensor and a probabilities tensor)
   test_inputs.json  the held-back rows, as float32-exact decimals: {"input": name, "shape": [N, F], "data": [[...]]}
@@ -147,7 +148,7 @@ def examples() -> None:
 def main() -> None:
     ensure_venv()
     sys.path.insert(0, str(ROOT / "tools"))
-    groups = sys.argv[1:] or ["examples", "zoo", "ops", "features"]
+    groups = sys.argv[1:] or ["examples", "zoo", "ops", "features", "credit"]
     for group in groups:
         if group == "examples":
             examples()
@@ -163,8 +164,12 @@ def main() -> None:
             import features
 
             features.build()
+        elif group == "credit":
+            import credit
+
+            credit.build()
         else:
-            sys.exit(f"unknown group {group!r}: expected examples, zoo, ops or features")
+            sys.exit(f"unknown group {group!r}: expected examples, zoo, ops, features or credit")
 
 
 if __name__ == "__main__":

@@ -102,16 +102,34 @@ impl Builder {
         model_dir: &Path,
         output: &Path,
     ) -> anyhow::Result<bool> {
+        // A feature spec beside the model must be valid before anything is built from it; the
+        // component carries it.
+        let spec_path = model_dir.join("features.toml");
+        let features = if spec_path.is_file() {
+            crate::offline::read_spec(&spec_path)
+                .with_context(|| format!("building model \"{name}\""))?;
+            Some(
+                std::fs::read_to_string(&spec_path)
+                    .with_context(|| format!("reading {}", spec_path.display()))?,
+            )
+        } else {
+            None
+        };
         let onnx_path = model_dir.join("model.onnx");
         let onnx = std::fs::read(&onnx_path)
             .with_context(|| format!("reading {}", onnx_path.display()))?;
-        let key = build_key(&self.guest_digest, &onnx, self.snapshot);
+        let key = build_key(
+            &self.guest_digest,
+            &onnx,
+            features.as_deref(),
+            self.snapshot,
+        );
         let key_path = output.with_extension("wasm.key");
         if output.is_file() && std::fs::read_to_string(&key_path).ok().as_deref() == Some(&key) {
             return Ok(false);
         }
         let wasm = self
-            .build(name, &onnx)
+            .build(name, &onnx, features.as_deref())
             .await
             .with_context(|| format!("building model \"{name}\" from {}", onnx_path.display()))?;
         if let Some(dir) = output.parent() {
@@ -127,8 +145,14 @@ impl Builder {
         Ok(true)
     }
 
-    /// Instantiates the guest, loads the model into it, and snapshots the instance.
-    pub async fn build(&self, name: &str, onnx: &[u8]) -> anyhow::Result<Vec<u8>> {
+    /// Instantiates the guest, loads the model (and its feature spec, `features.toml` text)
+    /// into it, and snapshots the instance.
+    pub async fn build(
+        &self,
+        name: &str,
+        onnx: &[u8],
+        features: Option<&str>,
+    ) -> anyhow::Result<Vec<u8>> {
         let (cx, instrumented) = self.wizer.instrument_component(&self.guest)?;
         let component = match self.compiled.get() {
             Some(component) => component.clone(),
@@ -145,11 +169,13 @@ impl Builder {
             .instantiate_async(&mut store, &component)
             .await?;
         let init = instance
-            .get_typed_func::<(&str, &[u8], bool), (Result<(), String>,)>(&mut store, INIT_FUNC)
+            .get_typed_func::<(&str, &[u8], Option<&str>, bool), (Result<(), String>,)>(
+                &mut store, INIT_FUNC,
+            )
             .map_err(anyhow::Error::from)
             .context("the guest component has no model initializer; is it wafer_guest.wasm?")?;
         let (loaded,) = init
-            .call_async(&mut store, (name, onnx, self.snapshot))
+            .call_async(&mut store, (name, onnx, features, self.snapshot))
             .await?;
         if let Err(e) = loaded {
             bail!("{e}");
@@ -163,11 +189,12 @@ impl Builder {
 }
 
 /// What a built component depends on: the guest, the model, the options and this version.
-fn build_key(guest_digest: &[u8], onnx: &[u8], snapshot: bool) -> String {
+fn build_key(guest_digest: &[u8], onnx: &[u8], features: Option<&str>, snapshot: bool) -> String {
     let mut h = Sha256::new();
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
     h.update(guest_digest);
     h.update(Sha256::digest(onnx));
-    h.update([u8::from(snapshot)]);
+    h.update(Sha256::digest(features.unwrap_or_default()));
+    h.update([u8::from(features.is_some()), u8::from(snapshot)]);
     format!("{:x}\n", h.finalize())
 }

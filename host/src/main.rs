@@ -355,27 +355,22 @@ async fn build(
     std::fs::read(&output).with_context(|| format!("reading {}", output.display()))
 }
 
-/// One prediction from a v2 request, or from a plain JSON array of rows for the first input.
+/// One prediction from a v2 request, or from a JSON array of raw records (through the model's
+/// features.toml) or of rows of numbers for its first input.
 async fn predict(model: &LoadedModel, body: &[u8]) -> Result<Vec<u8>, ProtocolError> {
     let value = protocol::parse_json(body)?;
-    let request = if value.is_array() {
-        let input =
-            model.metadata().inputs.first().ok_or_else(|| {
-                ProtocolError::InvalidRequest("the model declares no input".into())
-            })?;
-        protocol::DecodedRequest {
-            inputs: vec![protocol::decode_rows(body, input)?],
-            ..Default::default()
-        }
+    let (outputs, id) = if value.is_array() {
+        (model.predict_records(value.to_string(), &[]).await.0, None)
     } else {
-        protocol::decode_infer_request(body, None)?
+        let request = protocol::decode_infer_request(body, None)?;
+        let outputs = model.predict(request.inputs, &request.outputs).await.0;
+        (outputs, request.id)
     };
-    let (outputs, _) = model.predict(request.inputs, &request.outputs).await;
     // The CLI prints JSON: binary tensor data is for HTTP clients.
     Ok(protocol::encode_infer_response(
         model.name(),
         Some(protocol::MODEL_VERSION),
-        request.id,
+        id,
         outputs?,
         &protocol::BinaryOutputs::default(),
     )

@@ -322,17 +322,35 @@ impl LoadedModel {
         inputs: Vec<scoring::Tensor>,
         outputs: &[String],
     ) -> (Result<Vec<scoring::Tensor>, ProtocolError>, Measured) {
+        self.call(Call::Tensors(inputs), outputs).await
+    }
+
+    /// Runs the model on raw records (a JSON array of objects, through its feature spec, or of
+    /// rows of numbers) in a fresh instance.
+    pub async fn predict_records(
+        &self,
+        records: String,
+        outputs: &[String],
+    ) -> (Result<Vec<scoring::Tensor>, ProtocolError>, Measured) {
+        self.call(Call::Records(records), outputs).await
+    }
+
+    async fn call(
+        &self,
+        call: Call,
+        outputs: &[String],
+    ) -> (Result<Vec<scoring::Tensor>, ProtocolError>, Measured) {
         let mut measured = Measured {
             cold: self.cold.swap(false, Ordering::Relaxed),
             ..Measured::default()
         };
-        let result = self.run(inputs, outputs, &mut measured).await;
+        let result = self.run(call, outputs, &mut measured).await;
         (result, measured)
     }
 
     async fn run(
         &self,
-        inputs: Vec<scoring::Tensor>,
+        call: Call,
         outputs: &[String],
         measured: &mut Measured,
     ) -> Result<Vec<scoring::Tensor>, ProtocolError> {
@@ -342,10 +360,19 @@ impl LoadedModel {
         })?;
         measured.instantiate_us = started.elapsed().as_micros() as u64;
         let scorer = instance.wafer_inference_scorer();
-        let inputs: Vec<Tensor> = inputs.into_iter().map(Tensor::from).collect();
         let started = Instant::now();
         store.set_epoch_deadline(self.deadline_ticks);
-        let result = scorer.call_predict(&mut store, &inputs, outputs).await;
+        let result = match call {
+            Call::Tensors(inputs) => {
+                let inputs: Vec<Tensor> = inputs.into_iter().map(Tensor::from).collect();
+                scorer.call_predict(&mut store, &inputs, outputs).await
+            }
+            Call::Records(records) => {
+                scorer
+                    .call_predict_records(&mut store, &records, outputs)
+                    .await
+            }
+        };
         store.set_epoch_deadline(u64::MAX / 2);
         measured.guest_us = started.elapsed().as_micros() as u64;
         measured.memory_bytes = store.data().memory.high_water as u64;
@@ -372,4 +399,12 @@ impl LoadedModel {
             })
             .collect()
     }
+}
+
+/// What one invocation hands the guest.
+enum Call {
+    /// Model-ready tensors, or one tensor per raw field.
+    Tensors(Vec<scoring::Tensor>),
+    /// A JSON array of records or rows.
+    Records(String),
 }

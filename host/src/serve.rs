@@ -164,7 +164,7 @@ impl Server {
                 .map(|v| v.as_bytes()),
         )?;
         let body = match route {
-            Route::Infer { .. } => read_body(req).await?,
+            Route::Infer { .. } | Route::V1Predict { .. } => read_body(req).await?,
             _ => Bytes::new(),
         };
         let model = match route.model() {
@@ -205,6 +205,19 @@ impl Server {
                     "compiled_cache": m.cache().as_str(),
                     "stats": stats,
                 }))
+            }
+            (Route::V1Predict { .. }, Some(m)) => {
+                call.model = Some(m);
+                call.request_bytes = body.len() as u64;
+                let instances = protocol::v1_instances(&body)?;
+                let _permit = self
+                    .permits
+                    .acquire()
+                    .await
+                    .map_err(|_| ProtocolError::Internal("server is shutting down".into()))?;
+                let (outputs, measured) = m.predict_records(instances, &[]).await;
+                call.measured = measured;
+                Ok(Reply::Json(protocol::encode_v1_response(&outputs?)))
             }
             (Route::Infer { version, .. }, Some(m)) => {
                 call.model = Some(m);

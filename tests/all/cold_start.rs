@@ -33,7 +33,7 @@ fn a_snapshotted_component_never_parses_its_model() {
     }
 }
 
-const MODELS: [&str; 3] = ["digits", "digits_wide", "iris"];
+const MODELS: [&str; 4] = ["credit", "digits", "digits_wide", "iris"];
 
 fn cache_results(base: &str) -> Vec<(String, String)> {
     MODELS

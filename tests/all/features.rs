@@ -239,3 +239,34 @@ fn the_readme_example_is_a_valid_spec_that_fits_and_transforms() {
     // 32 hashed merchant columns, hour sin and cos.
     assert_eq!(out[0].shape(), &[1, 1 + 1 + 1 + 1 + 4 + 3 + 32 + 2]);
 }
+
+#[test]
+fn wafer_build_refuses_an_invalid_spec_naming_the_feature_and_field() {
+    let dir = scratch("build");
+    let model = dir.join("iris_with_features");
+    std::fs::create_dir_all(&model).expect("model dir");
+    std::fs::copy(
+        repo_root().join("models/iris/model.onnx"),
+        model.join("model.onnx"),
+    )
+    .expect("copy");
+    let bad = SPEC.replace(
+        "field = \"age\"\ntransform = \"standardize\"",
+        "field = \"agee\"\ntransform = \"standardize\"",
+    );
+    std::fs::write(model.join("features.toml"), bad).expect("spec");
+    let result = wafer()
+        .arg("build")
+        .arg(&model)
+        .arg("-o")
+        .arg(dir.join("out.wasm"))
+        .output()
+        .expect("runs");
+    assert!(!result.status.success(), "the build must fail");
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("feature \"age_z\" (standardize): field \"agee\" is not declared"),
+        "{stderr}"
+    );
+    assert!(!dir.join("out.wasm").exists(), "nothing built");
+}

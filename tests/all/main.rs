@@ -4,6 +4,7 @@
 
 mod cli;
 mod cold_start;
+mod credit;
 mod features;
 mod metrics;
 mod serve;

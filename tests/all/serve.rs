@@ -138,7 +138,7 @@ fn health_metadata_and_model_listing() {
         .iter()
         .filter_map(|m| m["name"].as_str())
         .collect();
-    assert_eq!(names, ["digits", "digits_wide", "iris"]);
+    assert_eq!(names, ["credit", "digits", "digits_wide", "iris"]);
     let meta = get(&format!("{base}/v2/models/iris"));
     assert_eq!(meta.status, 200);
     assert_eq!(meta.json["platform"], "onnx");

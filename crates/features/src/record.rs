@@ -108,10 +108,13 @@ impl Value {
             (Value::Bool(b), FieldType::Bool) => Typed::Number(f64::from(u8::from(*b))),
             (Value::Number(n), FieldType::Bool) if *n == 0.0 || *n == 1.0 => Typed::Number(*n),
             (Value::Text(s), FieldType::String) => Typed::Category(s.clone()),
-            (Value::Text(s), FieldType::Timestamp) => match parse_rfc3339(s) {
-                Some(t) => Typed::Number(t),
-                None => return wrong(),
-            },
+            // Epoch seconds may come as text too (a BYTES tensor, a CSV cell).
+            (Value::Text(s), FieldType::Timestamp) => {
+                match parse_rfc3339(s).or_else(|| s.trim().parse().ok()) {
+                    Some(t) => Typed::Number(t),
+                    None => return wrong(),
+                }
+            }
             _ => return wrong(),
         })
     }

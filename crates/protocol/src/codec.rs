@@ -260,6 +260,67 @@ pub fn encode_infer_response(
     }
 }
 
+/// The `instances` of a KServe v1 predict body, as JSON text for the guest.
+pub fn v1_instances(body: &[u8]) -> Result<String, ProtocolError> {
+    let value = parse_json(body)?;
+    match value.get("instances") {
+        Some(Value::Array(items)) if !items.is_empty() => {
+            Ok(Value::Array(items.clone()).to_string())
+        }
+        Some(Value::Array(_)) => Err(ProtocolError::InvalidRequest(
+            "\"instances\" is empty".into(),
+        )),
+        _ => Err(ProtocolError::InvalidRequest(
+            "expected {\"instances\": [...]}, a KServe v1 predict body".into(),
+        )),
+    }
+}
+
+/// A KServe v1 predict response: `{"predictions": [...]}`, one entry per row. With one output,
+/// an entry is that output's row (a value when it has one column); with several, an object by
+/// output name.
+pub fn encode_v1_response(outputs: &[Tensor]) -> Vec<u8> {
+    let row = |t: &Tensor, i: usize| -> Value {
+        let width: usize = t.shape().iter().skip(1).product();
+        let values: Vec<Value> = (i * width..(i + 1) * width)
+            .map(|j| element(t.data(), j))
+            .collect();
+        if width == 1 {
+            values.into_iter().next().unwrap_or(Value::Null)
+        } else {
+            Value::Array(values)
+        }
+    };
+    let rows = outputs
+        .first()
+        .and_then(|t| t.shape().first().copied())
+        .unwrap_or(0);
+    let predictions: Vec<Value> = (0..rows)
+        .map(|i| match outputs {
+            [one] => row(one, i),
+            many => Value::Object(
+                many.iter()
+                    .map(|t| (t.name().to_owned(), row(t, i)))
+                    .collect(),
+            ),
+        })
+        .collect();
+    to_json(&serde_json::json!({ "predictions": predictions }))
+}
+
+/// One element as JSON; NaN and infinities as null.
+fn element(data: &TensorData, j: usize) -> Value {
+    match data {
+        TensorData::Bool(v) => Value::from(v[j]),
+        TensorData::U8(v) => Value::from(v[j]),
+        TensorData::I32(v) => Value::from(v[j]),
+        TensorData::I64(v) => Value::from(v[j]),
+        TensorData::F32(v) => Value::from(v[j]),
+        TensorData::F64(v) => Value::from(v[j]),
+        TensorData::String(v) => Value::from(v[j].clone()),
+    }
+}
+
 /// The v2 metadata of a model.
 pub fn model_metadata(meta: &ModelMetadata) -> ModelMetadataResponse {
     let tensors = |infos: &[TensorInfo]| {

@@ -14,7 +14,7 @@ mod types;
 
 pub use codec::{
     BinaryOutputs, DecodedRequest, EncodedResponse, decode_infer_request, decode_rows,
-    encode_infer_response, model_metadata,
+    encode_infer_response, encode_v1_response, model_metadata, v1_instances,
 };
 pub use error::ProtocolError;
 pub use json::parse_json;

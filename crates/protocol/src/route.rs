@@ -1,4 +1,4 @@
-//! The v2 REST routes.
+//! The v2 REST routes, and KServe v1's predict.
 
 use crate::ProtocolError;
 
@@ -43,6 +43,11 @@ pub enum Route {
         /// The version, if the path names one.
         version: Option<String>,
     },
+    /// `POST /v1/models/{model}:predict` (KServe v1: `{"instances": [...]}`)
+    V1Predict {
+        /// The model name.
+        model: String,
+    },
 }
 
 impl Route {
@@ -52,7 +57,8 @@ impl Route {
             Route::ModelMetadata { model, .. }
             | Route::ModelReady { model, .. }
             | Route::ModelStats { model, .. }
-            | Route::Infer { model, .. } => Some(model),
+            | Route::Infer { model, .. }
+            | Route::V1Predict { model } => Some(model),
             _ => None,
         }
     }
@@ -86,6 +92,15 @@ pub fn route(method: &str, path: &str) -> Result<Route, ProtocolError> {
                 _ => return Err(not_found()),
             }
         }
+        ["v1", "models", call] => match call.strip_suffix(":predict") {
+            Some(model) if !model.is_empty() => (
+                Route::V1Predict {
+                    model: model.to_owned(),
+                },
+                true,
+            ),
+            _ => return Err(not_found()),
+        },
         _ => return Err(not_found()),
     };
     let allowed = if wants_post {
@@ -129,6 +144,16 @@ mod tests {
             Err(405)
         );
         assert_eq!(route("GET", "/v1/models").map_err(|e| e.status()), Err(404));
+        assert_eq!(
+            route("POST", "/v1/models/credit:predict"),
+            Ok(Route::V1Predict {
+                model: "credit".into()
+            })
+        );
+        assert_eq!(
+            route("GET", "/v1/models/credit:predict").map_err(|e| e.status()),
+            Err(405)
+        );
         assert_eq!(
             route("GET", "/v2/models/iris/nope").map_err(|e| e.status()),
             Err(404)

@@ -76,6 +76,9 @@ pub enum ScoringError {
         /// The model's output names.
         expected: String,
     },
+    /// A raw record does not fit the model's feature spec; the message names row and field.
+    #[error("{0}")]
+    Record(String),
     /// The model failed while running.
     #[error("model failed: {0}")]
     Run(String),

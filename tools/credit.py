@@ -1,0 +1,231 @@
+"""models/credit: a synthetic credit-default dataset served from raw records through features.toml.
+
+Imported by tools/make_models.py inside the pinned venv (`python3 tools/make_models.py credit`).
+The features are made by wafer itself, not re-implemented here: the script runs
+`wafer features fit` and `wafer features transform` (built with cargo) on the raw CSV, trains
+scikit-learn on exactly the columns wafer wrote, and exports the model to ONNX. It writes, under
+`models/credit/`:
+  features.toml        the fitted spec
+  model.onnx           GradientBoostingClassifier on the spec's columns (input "X", FP32)
+  test_records.json    the held-back raw records (JSON objects, missing values as null)
+  expected.json        labels and probabilities from scikit-learn and onnxruntime on the offline
+                       path: `wafer features transform` of those records, then the model
+  README.md            how it is made
+"""
+
+import csv
+import hashlib
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import skl2onnx
+import sklearn
+from skl2onnx import to_onnx
+from sklearn.ensemble import GradientBoostingClassifier
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "models" / "credit"
+
+SPEC = """# The credit model's feature pipeline. `wafer features fit` filled in the statistics.
+[[field]]
+name = "age"
+type = "float"
+required = true
+
+[[field]]
+name = "income"
+type = "float"
+impute = "median"
+
+[[field]]
+name = "debt"
+type = "float"
+default = 0.0
+
+[[field]]
+name = "country"
+type = "string"
+default = "unknown"
+
+[[field]]
+name = "merchant"
+type = "string"
+
+[[field]]
+name = "signup"
+type = "timestamp"
+required = true
+
+[[field]]
+name = "user_id"
+type = "string"
+
+[[feature]]
+name = "age_z"
+field = "age"
+transform = "standardize"
+
+[[feature]]
+name = "income_log"
+field = "income"
+transform = "log1p"
+
+[[feature]]
+name = "income_missing"
+field = "income"
+transform = "missing_indicator"
+
+[[feature]]
+name = "debt_to_income"
+fields = ["debt", "income"]
+transform = "ratio"
+
+[[feature]]
+name = "age_band"
+field = "age"
+transform = "bucketize"
+bins = 4
+encode = "one_hot"
+
+[[feature]]
+name = "country"
+field = "country"
+transform = "one_hot"
+unknown = "bucket"
+min_frequency = 20
+
+[[feature]]
+name = "merchant"
+field = "merchant"
+transform = "hash"
+n_features = 8
+
+[[feature]]
+name = "signup_weekday"
+field = "signup"
+transform = "timestamp"
+part = "weekday"
+cyclic = true
+
+[[feature]]
+name = "signup_month"
+field = "signup"
+transform = "timestamp"
+part = "month"
+
+[[output]]
+name = "X"
+datatype = "FP32"
+"""
+
+FIELDS = ["user_id", "age", "income", "debt", "country", "merchant", "signup"]
+
+
+def dataset(n, rng):
+    countries = ["FR", "DE", "ES", "IT", "PL", "NL", "PT", "LU"]
+    p = [0.3, 0.25, 0.15, 0.12, 0.08, 0.06, 0.03, 0.01]
+    rows = []
+    for i in range(n):
+        age = float(rng.randint(18, 80))
+        income = float(np.round(rng.lognormal(10.2, 0.6), 2))
+        debt = float(np.round(rng.lognormal(8.5, 1.0), 2)) if rng.rand() > 0.1 else None
+        country = countries[rng.choice(len(countries), p=p)] if rng.rand() > 0.03 else None
+        merchant = f"mcc{rng.randint(0, 40)}"
+        signup = int(rng.randint(1_704_067_200, 1_767_225_600))  # 2024-01-01 .. 2026-01-01
+        risk = -2.0 + 3.0 * (debt or 0) / income - 0.02 * (age - 45) + (0.8 if country in ("PL", "PT") else 0)
+        risk += 0.5 * np.sin(signup / 86400 / 7 * 2 * np.pi) + rng.normal(0, 0.7)
+        label = int(risk > 0)
+        if rng.rand() < 0.15:
+            income = None
+        rows.append({
+            "user_id": f"u{i}",
+            "age": age,
+            "income": income,
+            "debt": debt,
+            "country": country,
+            "merchant": merchant,
+            # Half as RFC 3339 text, half as epoch seconds: both are timestamps.
+            "signup": (np.datetime_as_string(np.datetime64(signup, "s")) + "Z") if i % 2 else signup,
+            "default": label,
+        })
+    return rows
+
+
+def write_csv(rows, path):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(FIELDS)
+        for r in rows:
+            w.writerow(["" if r[k] is None else r[k] for k in FIELDS])
+
+
+def wafer(*args):
+    subprocess.run(["cargo", "run", "--quiet", "--release", "-p", "wafer", "--", *args], check=True, cwd=ROOT)
+
+
+def read_features(path):
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    return rows[0], np.array([[float(c) if c else np.nan for c in r] for r in rows[1:]], dtype=np.float32)
+
+
+def build():
+    rng = np.random.RandomState(11)
+    rows = dataset(1000, rng)
+    train, test = rows[:900], rows[900:950]
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        spec = OUT / "features.toml"
+        spec.write_text(SPEC)
+        write_csv(train, tmp / "train.csv")
+        write_csv(test, tmp / "test.csv")
+        wafer("features", "fit", str(spec), "--data", str(tmp / "train.csv"))
+        wafer("features", "transform", str(spec), "--data", str(tmp / "train.csv"), "-o", str(tmp / "train_x.csv"))
+        wafer("features", "transform", str(spec), "--data", str(tmp / "test.csv"), "-o", str(tmp / "test_x.csv"))
+        columns, X_train = read_features(tmp / "train_x.csv")
+        _, X_test = read_features(tmp / "test_x.csv")
+    y_train = np.array([r["default"] for r in train])
+    model = GradientBoostingClassifier(n_estimators=60, max_depth=3, random_state=0).fit(X_train, y_train)
+    onx = to_onnx(model, X_train[:1], options={id(model): {"zipmap": False}},
+                  target_opset={"": 17, "ai.onnx.ml": 3})
+    opsets = sorted(onx.opset_import, key=lambda o: o.domain)
+    del onx.opset_import[:]
+    onx.opset_import.extend(opsets)
+    model_bytes = onx.SerializeToString()
+    (OUT / "model.onnx").write_bytes(model_bytes)
+    sess = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    label, proba = sess.run(None, {"X": X_test})
+    records = [{k: r[k] for k in FIELDS} for r in test]
+    (OUT / "test_records.json").write_text(json.dumps(records, indent=0) + "\n")
+    expected = {
+        "columns": columns,
+        "sklearn": {"label": [int(v) for v in model.predict(X_test)],
+                    "probabilities": [[float(p) for p in r] for r in model.predict_proba(X_test)]},
+        "onnxruntime": {"label": [int(v) for v in label],
+                        "probabilities": [[float(p) for p in r] for r in proba]},
+    }
+    (OUT / "expected.json").write_text(json.dumps(expected, separators=(",", ":")) + "\n")
+    sha = hashlib.sha256(model_bytes).hexdigest()
+    (OUT / "README.md").write_text(f"""# credit
+
+A synthetic credit-default model served from raw records: age, income (15% missing), debt,
+country (a rare one, sometimes absent), merchant category, signup time (RFC 3339 or epoch seconds)
+and a user id. `features.toml` turns a record into {len(columns)} model columns:
+{", ".join(f"`{c}`" for c in columns)}.
+
+Made by `python3 tools/make_models.py credit` (tools/credit.py): 900 training and 50 test records
+from a seeded generator; `wafer features fit` learned the spec's statistics, `wafer features
+transform` wrote the training columns, and a GradientBoostingClassifier(n_estimators=60,
+max_depth=3) was trained on exactly those columns. `expected.json` holds scikit-learn's and
+onnxruntime's answers on the offline path (`wafer features transform` of `test_records.json`, then
+the model).
+
+- model.onnx sha256 `{sha}`; input `X` FP32 [N, {len(columns)}]; outputs `label`, `probabilities`
+- versions: scikit-learn {sklearn.__version__}, skl2onnx {skl2onnx.__version__}, onnxruntime {ort.__version__}, numpy {np.__version__}
+""")
+    print(f"credit: {len(columns)} columns, test accuracy {np.mean(label == [r['default'] for r in test]):.2f}")
