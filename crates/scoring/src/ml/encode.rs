@@ -59,15 +59,7 @@ impl Kernel for Scaler {
     }
 
     fn output_types(&self, inputs: &[DatumType]) -> TractResult<TVec<DatumType>> {
-        check_inputs(
-            inputs,
-            &[
-                DatumType::F32,
-                DatumType::F64,
-                DatumType::I64,
-                DatumType::I32,
-            ],
-        )?;
+        check_inputs(inputs, &super::NUMERIC)?;
         Ok(tvec!(f32::datum_type()))
     }
 
@@ -613,15 +605,7 @@ impl Kernel for FeatureVectorizer {
 
     fn output_types(&self, inputs: &[DatumType]) -> TractResult<TVec<DatumType>> {
         for dt in inputs {
-            check_inputs(
-                &[*dt],
-                &[
-                    DatumType::F32,
-                    DatumType::F64,
-                    DatumType::I64,
-                    DatumType::I32,
-                ],
-            )?;
+            check_inputs(&[*dt], &super::NUMERIC)?;
         }
         Ok(tvec!(f32::datum_type()))
     }
@@ -727,15 +711,7 @@ impl Kernel for Normalizer {
     }
 
     fn output_types(&self, inputs: &[DatumType]) -> TractResult<TVec<DatumType>> {
-        check_inputs(
-            inputs,
-            &[
-                DatumType::F32,
-                DatumType::F64,
-                DatumType::I64,
-                DatumType::I32,
-            ],
-        )?;
+        check_inputs(inputs, &super::NUMERIC)?;
         Ok(tvec!(f32::datum_type()))
     }
 

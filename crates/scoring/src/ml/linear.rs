@@ -5,15 +5,8 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
-use super::tree::{check_inputs, columns, rows};
-use super::{Kernel, Labels, MlOp, PostTransform, f32_matrix, rows_and_columns};
-
-const NUMERIC: [DatumType; 4] = [
-    DatumType::F32,
-    DatumType::F64,
-    DatumType::I64,
-    DatumType::I32,
-];
+use super::tree::check_inputs;
+use super::{Kernel, Labels, MlOp, NUMERIC, PostTransform, f32_matrix, rows_and_columns};
 
 /// `X·Wᵀ + b` for one row, in `f32`.
 fn affine(row: &[f32], weights: &[f32], bias: Option<&[f32]>, out: &mut Vec<f32>) {
@@ -62,11 +55,7 @@ pub(crate) fn linear_classifier(
     let labels = Labels::parse(node, "classlabels_ints")?;
     let post = PostTransform::parse(node)?;
     if classes == 1 && labels.len() == 2 && post == PostTransform::Probit {
-        return node.bail_attr(
-            "post_transform",
-            "PROBIT on a binary classifier's single score is undefined (onnxruntime leaves the \
-             second column unwritten); export with another post_transform",
-        );
+        return node.bail_attr("post_transform", super::post::BINARY_PROBIT);
     }
     if classes > 1 && labels.len() != classes {
         return node.bail_attr(
@@ -117,12 +106,7 @@ impl Kernel for LinearClassifier {
 
     fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let (n, c, x) = f32_matrix(&inputs[0])?;
-        if c != self.features {
-            bail!(
-                "the model has {} features, the input {c} columns",
-                self.features
-            );
-        }
+        super::check_features(self.features, c)?;
         let classes = self.intercepts.len();
         let mut scores = Vec::with_capacity(n * classes);
         for row in x.chunks(c.max(1)).take(n) {
@@ -235,15 +219,8 @@ impl Kernel for LinearRegressor {
     }
 
     fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let x = &inputs[0];
-        let (n, c) = (rows(x), columns(x));
-        let (_, _, x) = f32_matrix(x)?;
-        if c != self.features {
-            bail!(
-                "the model has {} features, the input {c} columns",
-                self.features
-            );
-        }
+        let (n, c, x) = f32_matrix(&inputs[0])?;
+        super::check_features(self.features, c)?;
         let mut y = Vec::with_capacity(n * self.targets);
         for row in x.chunks(c.max(1)).take(n) {
             let start = y.len();

@@ -175,6 +175,22 @@ impl Expansion for MlOp {
     }
 }
 
+/// The numeric input types most operators take, converting them to `f32`.
+pub(crate) const NUMERIC: [DatumType; 4] = [
+    DatumType::F32,
+    DatumType::F64,
+    DatumType::I64,
+    DatumType::I32,
+];
+
+/// Checks that an input row has the model's number of features.
+pub(crate) fn check_features(expected: usize, columns: usize) -> TractResult<()> {
+    if columns != expected {
+        bail!("the model has {expected} features, the input {columns} columns");
+    }
+    Ok(())
+}
+
 /// The rows of a model input: `[N, C]` as it is, a single feature vector `[C]` as one row.
 pub(crate) fn rows_and_columns(shape: &[TDim]) -> TractResult<(TDim, TDim)> {
     match shape {

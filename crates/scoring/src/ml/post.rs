@@ -5,6 +5,10 @@ use tract_onnx::prelude::*;
 
 use super::one_of;
 
+/// Why a classifier with one binary score refuses PROBIT.
+pub(crate) const BINARY_PROBIT: &str = "PROBIT on a binary classifier's single score is undefined \
+     (onnxruntime leaves the second column unwritten); export with another post_transform";
+
 /// The `post_transform` attribute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PostTransform {

@@ -8,14 +8,7 @@ use tract_onnx::tract_hir::internal::*;
 use super::linear::argmax;
 use super::post::logistic;
 use super::tree::check_inputs;
-use super::{Kernel, Labels, MlOp, PostTransform, f32_matrix, one_of, rows_and_columns};
-
-const NUMERIC: [DatumType; 4] = [
-    DatumType::F32,
-    DatumType::F64,
-    DatumType::I64,
-    DatumType::I32,
-];
+use super::{Kernel, Labels, MlOp, NUMERIC, PostTransform, f32_matrix, one_of, rows_and_columns};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum KernelType {
@@ -192,11 +185,7 @@ pub(crate) fn svm_classifier(
             );
         }
         if classes == 2 && prob_a.is_empty() && post == PostTransform::Probit {
-            return node.bail_attr(
-                "post_transform",
-                "PROBIT on a binary classifier's single score is undefined (onnxruntime leaves \
-                 the second column unwritten); export with another post_transform",
-            );
+            return node.bail_attr("post_transform", super::post::BINARY_PROBIT);
         }
         support.len() / vectors
     } else {
@@ -408,12 +397,7 @@ impl Kernel for SvmClassifier {
 
     fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let (n, c, x) = f32_matrix(&inputs[0])?;
-        if c != self.features {
-            bail!(
-                "the model has {} features, the input {c} columns",
-                self.features
-            );
-        }
+        super::check_features(self.features, c)?;
         let mut z = Vec::with_capacity(n * self.score_columns());
         let chosen: Vec<usize> = x
             .chunks(c.max(1))
@@ -511,12 +495,7 @@ impl Kernel for SvmRegressor {
 
     fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let (n, c, x) = f32_matrix(&inputs[0])?;
-        if c != self.features {
-            bail!(
-                "the model has {} features, the input {c} columns",
-                self.features
-            );
-        }
+        super::check_features(self.features, c)?;
         let y: Vec<f32> = x
             .chunks(c.max(1))
             .take(n)

@@ -581,11 +581,7 @@ pub(crate) fn tree_ensemble_classifier(
     let binary_case = classes == 2 && class_ids.len() == 1;
     let post = PostTransform::parse(node)?;
     if classes == 2 && post == PostTransform::Probit && !class_ids.contains(&1) {
-        return node.bail_attr(
-            "post_transform",
-            "PROBIT on a binary classifier's single score is undefined (onnxruntime leaves the \
-             second column unwritten); export with another post_transform",
-        );
+        return node.bail_attr("post_transform", super::post::BINARY_PROBIT);
     }
     let all_positive = forest
         .nodes
@@ -743,15 +739,7 @@ impl Kernel for Classifier {
     }
 
     fn output_types(&self, inputs: &[DatumType]) -> TractResult<TVec<DatumType>> {
-        check_inputs(
-            inputs,
-            &[
-                DatumType::F32,
-                DatumType::F64,
-                DatumType::I64,
-                DatumType::I32,
-            ],
-        )?;
+        check_inputs(inputs, &super::NUMERIC)?;
         Ok(tvec!(self.labels.datum_type(), f32::datum_type()))
     }
 
