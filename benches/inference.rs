@@ -39,7 +39,12 @@ fn load(
     snapshot: bool,
 ) -> LoadedModel {
     let guest = find_guest(None).expect("the guest component is built");
-    let builder = Builder::new(&BuildOptions { guest, snapshot }).expect("builder");
+    let builder = Builder::new(&BuildOptions {
+        guest,
+        lookup_guest: None,
+        snapshot,
+    })
+    .expect("builder");
     let onnx = std::fs::read(models_dir().join(model).join("model.onnx")).expect("model");
     rt.block_on(async {
         let wasm = builder.build(model, &onnx, None).await.expect("build");

@@ -36,6 +36,7 @@ pub(crate) fn initialize(
     if let Some(text) = features {
         let spec = Spec::parse(&text).map_err(|e| ScoringError::Load(e.to_string()))?;
         check_spec(&spec, &Model::load(&name, &onnx)?)?;
+        crate::lookup::check(&spec)?;
         let _ = SPEC.set(spec);
     }
     if parse {
@@ -110,7 +111,8 @@ pub(crate) fn predict(
     if inputs.iter().any(|t| is_model_input(t.name())) {
         return model.predict(inputs, outputs);
     }
-    let records = records_of_columns(spec, &inputs)?;
+    let mut records = records_of_columns(spec, &inputs)?;
+    crate::lookup::fill(spec, &mut records)?;
     let tensors = spec.transform(&records).map_err(record_error)?;
     model.predict(tensors, outputs)
 }
@@ -132,7 +134,7 @@ pub(crate) fn predict_records(json: &str, outputs: &[String]) -> Result<Vec<Tens
                 "this model has no features.toml, so it takes rows of numbers, not records".into(),
             ));
         };
-        let records: Vec<Record> = items
+        let mut records: Vec<Record> = items
             .iter()
             .filter_map(serde_json::Value::as_object)
             .map(|o| {
@@ -141,6 +143,7 @@ pub(crate) fn predict_records(json: &str, outputs: &[String]) -> Result<Vec<Tens
                     .collect()
             })
             .collect();
+        crate::lookup::fill(spec, &mut records)?;
         let tensors = spec.transform(&records).map_err(record_error)?;
         return model.predict(tensors, outputs);
     }

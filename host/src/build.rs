@@ -22,15 +22,22 @@ use crate::runtime::HostState;
 /// answers that a model is already loaded.
 const INIT_FUNC: &str = "wizer-initialize-model";
 
-/// The command that builds the generic guest component.
+/// The command that builds the generic guest components: `wafer_guest.wasm`, and
+/// `wafer_guest_lookup.wasm` for models whose features look fields up in a key-value store.
 pub const GUEST_BUILD_COMMAND: &str =
-    "cargo build --profile guest --target wasm32-wasip2 -p wafer-guest";
+    "cargo build --profile guest --target wasm32-wasip2 -p wafer-guest -p wafer-guest-lookup";
+
+/// The file name of the guest that imports `wasi:keyvalue/store`, beside the plain guest.
+const LOOKUP_GUEST: &str = "wafer_guest_lookup.wasm";
 
 /// How to build components.
 #[derive(Clone, Debug)]
 pub struct BuildOptions {
     /// The generic guest component.
     pub guest: PathBuf,
+    /// The guest for models with online lookups [default: `wafer_guest_lookup.wasm` beside
+    /// `guest`, or `$WAFER_GUEST_LOOKUP`].
+    pub lookup_guest: Option<PathBuf>,
     /// Snapshot the parsed model (true) or only its bytes (false).
     pub snapshot: bool,
 }
@@ -58,40 +65,80 @@ pub fn find_guest(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     })
 }
 
-/// Builds model components from one generic guest, which it reads, instruments and compiles
-/// once however many models it builds.
-pub struct Builder {
-    guest: Vec<u8>,
-    /// sha256 of `guest`, hashed once for every model's build key.
-    guest_digest: Vec<u8>,
-    snapshot: bool,
-    wizer: Wizer,
-    engine: Engine,
-    linker: Linker<HostState>,
+/// One generic guest, read and hashed once, instrumented and compiled on first use.
+struct Guest {
+    bytes: Vec<u8>,
+    /// sha256 of `bytes`, hashed once for every model's build key.
+    digest: Vec<u8>,
     /// The instrumented guest, compiled on first use: a repository whose components are all
     /// up to date compiles nothing.
     compiled: OnceLock<Component>,
 }
 
+impl Guest {
+    fn read(path: &Path) -> anyhow::Result<Guest> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("reading the guest component {}", path.display()))?;
+        Ok(Guest {
+            digest: Sha256::digest(&bytes).to_vec(),
+            bytes,
+            compiled: OnceLock::new(),
+        })
+    }
+}
+
+/// Builds model components from the generic guests, which it reads, instruments and compiles
+/// once however many models it builds.
+pub struct Builder {
+    plain: Guest,
+    lookup_path: PathBuf,
+    /// The lookup guest, read when the first model with lookups is built.
+    lookup: OnceLock<Guest>,
+    snapshot: bool,
+    wizer: Wizer,
+    engine: Engine,
+    linker: Linker<HostState>,
+}
+
 impl Builder {
-    /// A builder for the guest and options in `options`.
+    /// A builder for the guests and options in `options`.
     pub fn new(options: &BuildOptions) -> anyhow::Result<Builder> {
-        let guest = std::fs::read(&options.guest)
-            .with_context(|| format!("reading the guest component {}", options.guest.display()))?;
+        let lookup_path = options
+            .lookup_guest
+            .clone()
+            .or_else(|| std::env::var_os("WAFER_GUEST_LOOKUP").map(PathBuf::from))
+            .unwrap_or_else(|| options.guest.with_file_name(LOOKUP_GUEST));
         let mut wizer = Wizer::new();
         wizer.init_func(INIT_FUNC).keep_init_func(true);
         let engine = Engine::new(&Config::new())?;
         let mut linker = Linker::new(&engine);
         crate::runtime::add_to_linker(&mut linker)?;
         Ok(Builder {
-            guest_digest: Sha256::digest(&guest).to_vec(),
-            guest,
+            plain: Guest::read(&options.guest)?,
+            lookup_path,
+            lookup: OnceLock::new(),
             snapshot: options.snapshot,
             wizer,
             engine,
             linker,
-            compiled: OnceLock::new(),
         })
+    }
+
+    /// The guest for a model: the lookup guest when its spec looks fields up.
+    fn guest(&self, lookups: bool) -> anyhow::Result<&Guest> {
+        if !lookups {
+            return Ok(&self.plain);
+        }
+        if let Some(guest) = self.lookup.get() {
+            return Ok(guest);
+        }
+        let guest = Guest::read(&self.lookup_path).with_context(|| {
+            format!(
+                "features.toml looks fields up, which needs the guest {LOOKUP_GUEST}; build it \
+                 with `{GUEST_BUILD_COMMAND}`"
+            )
+        })?;
+        Ok(self.lookup.get_or_init(|| guest))
     }
 
     /// Builds the component of the model in `model_dir` (which holds `model.onnx`) into
@@ -105,31 +152,26 @@ impl Builder {
         // A feature spec beside the model must be valid before anything is built from it; the
         // component carries it.
         let spec_path = model_dir.join("features.toml");
-        let features = if spec_path.is_file() {
-            crate::offline::read_spec(&spec_path)
+        let (features, lookups) = if spec_path.is_file() {
+            let spec = crate::offline::read_spec(&spec_path)
                 .with_context(|| format!("building model \"{name}\""))?;
-            Some(
-                std::fs::read_to_string(&spec_path)
-                    .with_context(|| format!("reading {}", spec_path.display()))?,
-            )
+            let text = std::fs::read_to_string(&spec_path)
+                .with_context(|| format!("reading {}", spec_path.display()))?;
+            (Some(text), !spec.lookups().is_empty())
         } else {
-            None
+            (None, false)
         };
+        let guest = self.guest(lookups)?;
         let onnx_path = model_dir.join("model.onnx");
         let onnx = std::fs::read(&onnx_path)
             .with_context(|| format!("reading {}", onnx_path.display()))?;
-        let key = build_key(
-            &self.guest_digest,
-            &onnx,
-            features.as_deref(),
-            self.snapshot,
-        );
+        let key = build_key(&guest.digest, &onnx, features.as_deref(), self.snapshot);
         let key_path = output.with_extension("wasm.key");
         if output.is_file() && std::fs::read_to_string(&key_path).ok().as_deref() == Some(&key) {
             return Ok(false);
         }
         let wasm = self
-            .build(name, &onnx, features.as_deref())
+            .build_from(guest, name, &onnx, features.as_deref())
             .await
             .with_context(|| format!("building model \"{name}\" from {}", onnx_path.display()))?;
         if let Some(dir) = output.parent() {
@@ -153,14 +195,29 @@ impl Builder {
         onnx: &[u8],
         features: Option<&str>,
     ) -> anyhow::Result<Vec<u8>> {
-        let (cx, instrumented) = self.wizer.instrument_component(&self.guest)?;
-        let component = match self.compiled.get() {
+        let lookups = match features {
+            Some(text) => !wafer_features::Spec::parse(text)?.lookups().is_empty(),
+            None => false,
+        };
+        self.build_from(self.guest(lookups)?, name, onnx, features)
+            .await
+    }
+
+    async fn build_from(
+        &self,
+        guest: &Guest,
+        name: &str,
+        onnx: &[u8],
+        features: Option<&str>,
+    ) -> anyhow::Result<Vec<u8>> {
+        let (cx, instrumented) = self.wizer.instrument_component(&guest.bytes)?;
+        let component = match guest.compiled.get() {
             Some(component) => component.clone(),
             None => {
                 let component = Component::new(&self.engine, &instrumented)
                     .map_err(anyhow::Error::from)
                     .context("compiling the guest")?;
-                self.compiled.get_or_init(|| component).clone()
+                guest.compiled.get_or_init(|| component).clone()
             }
         };
         let mut store = Store::new(&self.engine, HostState::new());

@@ -14,3 +14,4 @@ pub mod offline;
 pub mod repo;
 pub mod runtime;
 pub mod serve;
+pub mod store;

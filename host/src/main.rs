@@ -1,8 +1,9 @@
 //! `wafer`: turns ONNX models into WebAssembly inference components and serves them.
 //!
 //! Subcommands: `serve` (the KServe v2 REST API over a model repository), `build` (one
-//! self-contained component per model), `compile` (fill the compiled-component cache) and
-//! `predict` (one prediction from a file or stdin).
+//! self-contained component per model), `compile` (fill the compiled-component cache),
+//! `predict` (one prediction from a file or stdin) and `features` (the feature pipeline over
+//! files, and loading the online feature store).
 //! Every prediction runs in a fresh instance of the model's component on wasmtime.
 
 use std::io::Read as _;
@@ -19,6 +20,7 @@ use wafer_protocol::{self as protocol, ProtocolError};
 use wafer_host::build::{self, BuildOptions, Builder};
 use wafer_host::cache::CompiledCache;
 use wafer_host::runtime::{LoadedModel, PoolLimits, Runtime};
+use wafer_host::store::{self, FeatureStore};
 use wafer_host::{offline, repo, serve};
 
 /// Serverless WebAssembly inference: ONNX models as per-request WASI components.
@@ -65,6 +67,8 @@ enum Command {
         cache: CacheArgs,
         #[command(flatten)]
         guest: GuestArgs,
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Compile components into the compiled cache ahead of time, so `serve` starts warm.
     Compile {
@@ -111,6 +115,8 @@ enum Command {
         cache: CacheArgs,
         #[command(flatten)]
         guest: GuestArgs,
+        #[command(flatten)]
+        db: DbArgs,
     },
 }
 
@@ -138,7 +144,57 @@ enum FeaturesCommand {
         /// The CSV file to write.
         #[arg(short, long)]
         output: PathBuf,
+        /// Fill the looked-up fields that records lack from this feature database.
+        #[arg(long)]
+        db: Option<PathBuf>,
     },
+    /// Replace a store of the online feature database with the rows of a CSV file, in one
+    /// transaction: a server reading it sees the old rows or the new, never half.
+    Load {
+        /// The store's name, as `lookup = { store = ... }` gives it.
+        #[arg(long)]
+        store: String,
+        /// CSV with a header row: the key column and one column per looked-up field.
+        data: PathBuf,
+        /// The column holding the entity key.
+        #[arg(long)]
+        key: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct DbArgs {
+    /// The online feature database (SQLite) that `lookup` fields read [default: .wafer/features.db].
+    #[arg(long)]
+    db: Option<PathBuf>,
+}
+
+impl DbArgs {
+    fn path(&self) -> PathBuf {
+        self.db
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(store::DEFAULT_DB))
+    }
+
+    /// The database, opened (and created) when a model looks fields up or it was named.
+    fn open_if(&self, needed: bool) -> anyhow::Result<Option<Arc<FeatureStore>>> {
+        if !needed && self.db.is_none() {
+            return Ok(None);
+        }
+        let db = FeatureStore::open(&self.path())?;
+        for s in db.stores()? {
+            tracing::info!(
+                store = s.name,
+                rows = s.rows,
+                loaded_at = s.loaded_at,
+                source = s.source,
+                "feature store"
+            );
+        }
+        Ok(Some(db))
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -163,6 +219,10 @@ struct GuestArgs {
     /// The generic guest component [default: $WAFER_GUEST, or cargo's wasm32-wasip2/guest output].
     #[arg(long)]
     guest: Option<PathBuf>,
+    /// The guest for models whose features look fields up [default: $WAFER_GUEST_LOOKUP, or
+    /// wafer_guest_lookup.wasm beside the generic guest].
+    #[arg(long)]
+    lookup_guest: Option<PathBuf>,
     /// Keep only the model bytes in the snapshot; every instance parses the model itself.
     #[arg(long)]
     no_snapshot: bool,
@@ -173,6 +233,7 @@ impl GuestArgs {
         let guest = build::find_guest(self.guest.clone())?;
         Builder::new(&BuildOptions {
             guest,
+            lookup_guest: self.lookup_guest.clone(),
             snapshot: !self.no_snapshot,
         })
     }
@@ -201,7 +262,8 @@ fn main() -> ExitCode {
             let bad_input = e
                 .downcast_ref::<ProtocolError>()
                 .is_some_and(|p| p.status() < 500)
-                || e.downcast_ref::<wafer_features::FeatureError>().is_some();
+                || e.downcast_ref::<wafer_features::FeatureError>().is_some()
+                || e.downcast_ref::<store::BadData>().is_some();
             if bad_input {
                 ExitCode::from(EXIT_BAD_INPUT)
             } else {
@@ -230,8 +292,30 @@ async fn run(command: Command) -> anyhow::Result<()> {
             FeaturesCommand::Fit { spec, data, output } => {
                 offline::fit(&spec, &data, output.as_deref())
             }
-            FeaturesCommand::Transform { spec, data, output } => {
-                offline::transform(&spec, &data, &output)
+            FeaturesCommand::Transform {
+                spec,
+                data,
+                output,
+                db,
+            } => {
+                let db = db.map(|p| FeatureStore::open(&p)).transpose()?;
+                offline::transform(&spec, &data, &output, db.as_ref())
+            }
+            FeaturesCommand::Load {
+                store,
+                data,
+                key,
+                db,
+            } => {
+                let path = db.path();
+                let db = FeatureStore::open(&path)?;
+                let rows = store::load_csv(&db, &store, &data, &key)?;
+                eprintln!(
+                    "loaded {rows} rows of {} into store \"{store}\" of {}",
+                    data.display(),
+                    path.display()
+                );
+                Ok(())
             }
         },
         Command::Serve {
@@ -243,6 +327,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             exit_on_stdin_close,
             cache,
             guest,
+            db,
         } => {
             let builder = guest.builder()?;
             let limits = PoolLimits {
@@ -250,9 +335,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 timeout: Duration::from_millis(request_timeout_ms),
                 ..PoolLimits::default()
             };
-            let runtime = Runtime::new(limits, cache.cache())?;
+            let sources = repo::scan(&model_repo)?;
+            let mut lookups = false;
+            for source in &sources {
+                lookups |= source.has_lookups()?;
+            }
+            let mut runtime = Runtime::new(limits, cache.cache())?;
+            if let Some(db) = db.open_if(lookups)? {
+                runtime = runtime.with_features(db);
+            }
             let mut models = Vec::new();
-            for source in repo::scan(&model_repo)? {
+            for source in sources {
                 let wasm = build(&source, &build_dir, &builder).await?;
                 models.push(runtime.load(&source.name, &wasm).await?);
             }
@@ -318,14 +411,23 @@ async fn run(command: Command) -> anyhow::Result<()> {
             build_dir,
             cache,
             guest,
+            db,
         } => {
             let body = read_input(&input)?;
-            let runtime = Runtime::new(PoolLimits::default(), cache.cache())?;
+            let mut runtime = Runtime::new(PoolLimits::default(), cache.cache())?;
             let (name, wasm) = if model.is_dir() {
                 let source = repo::source(&model)?;
+                if let Some(db) = db.open_if(source.has_lookups()?)? {
+                    runtime = runtime.with_features(db);
+                }
                 let wasm = build(&source, &build_dir, &guest.builder()?).await?;
                 (source.name, wasm)
             } else {
+                // A built component may look fields up: read the default database if it exists.
+                let default_exists = Path::new(store::DEFAULT_DB).is_file();
+                if let Some(db) = db.open_if(default_exists)? {
+                    runtime = runtime.with_features(db);
+                }
                 let wasm = std::fs::read(&model)
                     .with_context(|| format!("reading the component {}", model.display()))?;
                 let name = model

@@ -5,11 +5,14 @@
 use std::fs::File;
 use std::io::{BufReader, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use wafer_features::{Record, Spec, Value};
 use wafer_scoring::TensorData;
+
+use crate::store::FeatureStore;
 
 /// Reads a spec file.
 pub fn read_spec(path: &Path) -> anyhow::Result<Spec> {
@@ -45,7 +48,8 @@ pub fn read_csv(path: &Path) -> anyhow::Result<Vec<Record>> {
     Ok(records)
 }
 
-fn progress(len: u64, what: &str) -> ProgressBar {
+/// A progress bar over `len` bytes, hidden for small files.
+pub(crate) fn progress(len: u64, what: &str) -> ProgressBar {
     // Small files finish before a bar would mean anything.
     if len < (8 << 20) {
         return ProgressBar::hidden();
@@ -111,13 +115,25 @@ pub fn fit(spec_path: &Path, data: &Path, output: Option<&Path>) -> anyhow::Resu
     Ok(())
 }
 
-/// `wafer features transform`: writes the model-ready columns of `data` as CSV.
-pub fn transform(spec_path: &Path, data: &Path, output: &Path) -> anyhow::Result<()> {
+/// `wafer features transform`: writes the model-ready columns of `data` as CSV. With `db`, the
+/// looked-up fields that records lack are filled from it first, as the server fills them.
+pub fn transform(
+    spec_path: &Path,
+    data: &Path,
+    output: &Path,
+    db: Option<&Arc<FeatureStore>>,
+) -> anyhow::Result<()> {
     let spec = read_spec(spec_path)?;
     if output.extension().is_some_and(|e| e == "parquet") {
         bail!("Parquet output is not supported yet; write .csv");
     }
-    let records = read_csv(data)?;
+    let mut records = read_csv(data)?;
+    if let Some(db) = db {
+        let mut snapshot = db.snapshot();
+        spec.fill_lookups(&mut records, |store, key| {
+            snapshot.get(store, key).map_err(|e| format!("{e:#}"))
+        })?;
+    }
     let tensors = spec
         .transform(&records)
         .with_context(|| format!("transforming {}", data.display()))?;

@@ -74,3 +74,11 @@ mod tests {
         assert!(!valid_name("a/b"));
     }
 }
+
+impl ModelSource {
+    /// Whether the model's `features.toml` looks fields up in a key-value store.
+    pub fn has_lookups(&self) -> anyhow::Result<bool> {
+        let spec = self.dir.join("features.toml");
+        Ok(spec.is_file() && !crate::offline::read_spec(&spec)?.lookups().is_empty())
+    }
+}

@@ -1,31 +1,40 @@
 //! The wasmtime side: one engine, one `InstancePre` per model, a fresh `Store` and instance
 //! per invocation.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use wafer_protocol::ProtocolError;
 use wafer_scoring as scoring;
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use crate::bindings::lookup::wasi::keyvalue::store as kv;
 use crate::bindings::wafer::inference::types::Tensor;
 use crate::bindings::{Scoring, ScoringPre};
 use crate::cache::{CacheOutcome, CompiledCache};
 use crate::convert;
+use crate::store::{FeatureStore, Snapshot};
 
-/// Per-store state: the WASI context the guest's standard library needs, and the `wasi:http`
-/// types its HTTP export refers to. The guest gets no files, no environment, no stdin and no
-/// outbound network.
+/// Per-store state: the WASI context the guest's standard library needs, the `wasi:http`
+/// types its HTTP export refers to, and a read snapshot of the feature store for models that
+/// look fields up. The guest gets no files, no environment, no stdin and no outbound network.
 pub struct HostState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: NoOutboundHttp,
     table: ResourceTable,
     memory: MemoryWatch,
+    features: Option<Snapshot>,
+}
+
+/// An open `wasi:keyvalue` bucket: one named store of the feature database.
+pub struct Bucket {
+    name: String,
 }
 
 /// Tracks the largest linear memory an instance asks for. Limits are the pool's.
@@ -56,7 +65,7 @@ impl wasmtime::ResourceLimiter for MemoryWatch {
 }
 
 impl HostState {
-    /// A state for one invocation.
+    /// A state for one invocation, without a feature store.
     pub fn new() -> HostState {
         HostState {
             wasi: WasiCtx::builder().inherit_stderr().build(),
@@ -64,6 +73,15 @@ impl HostState {
             hooks: NoOutboundHttp,
             table: ResourceTable::new(),
             memory: MemoryWatch::default(),
+            features: None,
+        }
+    }
+
+    /// A state for one invocation that reads `features` through one snapshot.
+    fn with_features(features: Option<&Arc<FeatureStore>>) -> HostState {
+        HostState {
+            features: features.map(FeatureStore::snapshot),
+            ..HostState::new()
         }
     }
 }
@@ -93,6 +111,60 @@ impl WasiHttpView for HostState {
     }
 }
 
+/// `wasi:keyvalue/store` over the feature database: every store name opens (a store never
+/// loaded is empty, so its lookups take their defaults); writes are refused, since stores are
+/// filled by `wafer features load`.
+impl kv::Host for HostState {
+    fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, kv::Error> {
+        if self.features.is_none() {
+            return Err(kv::Error::NoSuchStore);
+        }
+        self.table
+            .push(Bucket { name: identifier })
+            .map_err(|e| kv::Error::Other(e.to_string()))
+    }
+}
+
+impl kv::HostBucket for HostState {
+    fn get(&mut self, bucket: Resource<Bucket>, key: String) -> Result<Option<Vec<u8>>, kv::Error> {
+        let name = &self
+            .table
+            .get(&bucket)
+            .map_err(|e| kv::Error::Other(e.to_string()))?
+            .name;
+        let snapshot = self.features.as_mut().ok_or(kv::Error::NoSuchStore)?;
+        snapshot.get(name, &key).map_err(|e| {
+            tracing::warn!(store = name.as_str(), error = %e, "feature store read failed");
+            kv::Error::Other(format!("{e:#}"))
+        })
+    }
+
+    fn set(&mut self, _: Resource<Bucket>, _: String, _: Vec<u8>) -> Result<(), kv::Error> {
+        Err(kv::Error::AccessDenied)
+    }
+
+    fn delete(&mut self, _: Resource<Bucket>, _: String) -> Result<(), kv::Error> {
+        Err(kv::Error::AccessDenied)
+    }
+
+    fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, kv::Error> {
+        self.get(bucket, key).map(|v| v.is_some())
+    }
+
+    fn list_keys(
+        &mut self,
+        _: Resource<Bucket>,
+        _: Option<String>,
+    ) -> Result<kv::KeyResponse, kv::Error> {
+        Err(kv::Error::AccessDenied)
+    }
+
+    fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
 /// Model components make no outbound requests: every attempt is denied.
 struct NoOutboundHttp;
 
@@ -114,10 +186,11 @@ impl WasiHttpHooks for NoOutboundHttp {
     }
 }
 
-/// Adds WASI and the `wasi:http` types to a linker.
+/// Adds WASI, the `wasi:http` types and `wasi:keyvalue/store` to a linker.
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)
         .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker))
+        .and_then(|()| kv::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s))
         .map_err(anyhow::Error::from)
         .context("adding WASI to the linker")
 }
@@ -155,6 +228,7 @@ pub struct Runtime {
     linker: Linker<HostState>,
     cache: Option<CompiledCache>,
     deadline_ticks: u64,
+    features: Option<Arc<FeatureStore>>,
 }
 
 impl Runtime {
@@ -204,7 +278,14 @@ impl Runtime {
             linker,
             cache,
             deadline_ticks,
+            features: None,
         })
+    }
+
+    /// Serves `wasi:keyvalue` lookups of the models loaded from now on from `features`.
+    pub fn with_features(mut self, features: Arc<FeatureStore>) -> Runtime {
+        self.features = Some(features);
+        self
     }
 
     /// Compiles a model component (or takes it from the cache) and prepares its instantiation.
@@ -229,6 +310,7 @@ impl Runtime {
             cache,
             cold: AtomicBool::new(true),
             deadline_ticks: self.deadline_ticks,
+            features: self.features.clone(),
         };
         let (mut store, instance) = model.instantiate().await?;
         let metadata = instance
@@ -268,6 +350,7 @@ pub struct LoadedModel {
     /// No request has instantiated this model yet.
     cold: AtomicBool,
     deadline_ticks: u64,
+    features: Option<Arc<FeatureStore>>,
 }
 
 /// What one invocation measured, whatever its result.
@@ -308,7 +391,8 @@ impl LoadedModel {
     /// A fresh store and a fresh instance in it. The request deadline is armed only around
     /// `predict`: loading and instantiation are not the guest's time.
     async fn instantiate(&self) -> anyhow::Result<(Store<HostState>, Scoring)> {
-        let mut store = Store::new(&self.engine, HostState::new());
+        let state = HostState::with_features(self.features.as_ref());
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(u64::MAX / 2);
         store.epoch_deadline_trap();

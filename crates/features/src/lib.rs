@@ -4,12 +4,14 @@
 //! browser, so serving never drifts from training. A [`Spec`] (`features.toml`) declares the raw
 //! fields, the transforms with their statistics (learned by [`Spec::fit`]), and how the features
 //! fill the model's inputs ([`Spec::transform`]). [`assemble_rows`] fills a model input from rows
-//! of numbers directly.
+//! of numbers directly. [`Spec::fill_lookups`] fills fields from a key-value store the caller
+//! reads.
 //!
 //! It is pure Rust and does no I/O; it is not a file reader, a store or a protocol codec.
 
 mod fit;
 pub mod hash;
+mod lookup;
 mod record;
 mod spec;
 pub mod time;
@@ -18,6 +20,7 @@ mod transform;
 #[cfg(test)]
 mod sklearn_tests;
 
+pub use lookup::LookupGroup;
 pub use record::{Record, Typed, Value};
 pub use spec::{
     Encode, Feature, Field, FieldType, Impute, Lookup, Output, Part, Spec, Transform, Unknown,
@@ -64,6 +67,16 @@ pub enum FeatureError {
         feature: String,
         /// The category.
         value: String,
+    },
+    /// A key-value store lookup failed, or the stored value is not a JSON object.
+    #[error("lookup in store \"{store}\", key \"{key}\": {why}")]
+    Lookup {
+        /// The store.
+        store: String,
+        /// The entity key.
+        key: String,
+        /// What went wrong.
+        why: String,
     },
     /// An INT64 output got a fractional value.
     #[error("row {row}: output \"{output}\" is INT64, but a feature gave {value}")]

@@ -343,13 +343,25 @@ impl Spec {
                     f.name
                 ));
             }
-            if let Some(l) = &f.lookup
-                && self.field(&l.key).is_none()
-            {
-                return bad(format!(
-                    "field \"{}\": lookup key \"{}\" is not a field",
-                    f.name, l.key
-                ));
+            if let Some(l) = &f.lookup {
+                match self.field(&l.key) {
+                    None => {
+                        return bad(format!(
+                            "field \"{}\": lookup key \"{}\" is not a field",
+                            f.name, l.key
+                        ));
+                    }
+                    Some(k) if k.lookup.is_some() => {
+                        return bad(format!(
+                            "field \"{}\": lookup key \"{}\" is itself looked up",
+                            f.name, l.key
+                        ));
+                    }
+                    Some(_) if l.store.is_empty() => {
+                        return bad(format!("field \"{}\": lookup store is empty", f.name));
+                    }
+                    Some(_) => {}
+                }
             }
         }
         if self.outputs.is_empty() {
