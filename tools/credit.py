@@ -2,10 +2,14 @@
 
 Imported by tools/make_models.py inside the pinned venv (`python3 tools/make_models.py credit`).
 The features are made by wafer itself, not re-implemented here: the script runs
-`wafer features fit` and `wafer features transform` (built with cargo) on the raw CSV, trains
+`wafer features load`, `wafer features fit` and `wafer features transform` (built with cargo) on
+the raw CSV, with the looked-up fields read from the same SQLite store the server reads, trains
 scikit-learn on exactly the columns wafer wrote, and exports the model to ONNX. It writes, under
 `models/credit/`:
   features.toml        the fitted spec
+  users.csv            the online feature store's rows: per-user spend and orders, looked up by
+                       user_id (`wafer features load --store users models/credit/users.csv
+                       --key user_id`); a few users are absent and take the defaults
   model.onnx           GradientBoostingClassifier on the spec's columns (input "X", FP32)
   test_records.json    the held-back raw records (JSON objects, missing values as null)
   expected.json        labels and probabilities from scikit-learn and onnxruntime on the offline
@@ -64,6 +68,19 @@ required = true
 name = "user_id"
 type = "string"
 
+# Looked up online by user_id in the "users" store; users absent from it take the default.
+[[field]]
+name = "avg_spend_30d"
+type = "float"
+default = 0.0
+lookup = { store = "users", key = "user_id" }
+
+[[field]]
+name = "orders_90d"
+type = "int"
+default = 0
+lookup = { store = "users", key = "user_id" }
+
 [[feature]]
 name = "age_z"
 field = "age"
@@ -117,12 +134,23 @@ field = "signup"
 transform = "timestamp"
 part = "month"
 
+[[feature]]
+name = "avg_spend_log"
+field = "avg_spend_30d"
+transform = "log1p"
+
+[[feature]]
+name = "orders_90d"
+field = "orders_90d"
+transform = "standardize"
+
 [[output]]
 name = "X"
 datatype = "FP32"
 """
 
 FIELDS = ["user_id", "age", "income", "debt", "country", "merchant", "signup"]
+USER_FIELDS = ["user_id", "avg_spend_30d", "orders_90d"]
 
 
 def dataset(n, rng):
@@ -136,8 +164,13 @@ def dataset(n, rng):
         country = countries[rng.choice(len(countries), p=p)] if rng.rand() > 0.03 else None
         merchant = f"mcc{rng.randint(0, 40)}"
         signup = int(rng.randint(1_704_067_200, 1_767_225_600))  # 2024-01-01 .. 2026-01-01
+        # Per-user behaviour, served from the online store; 6% of users are not in it.
+        known = rng.rand() > 0.06
+        avg_spend = float(np.round(rng.lognormal(4.0, 0.8), 2)) if known else None
+        orders = int(rng.poisson(6)) if known else None
         risk = -2.0 + 3.0 * (debt or 0) / income - 0.02 * (age - 45) + (0.8 if country in ("PL", "PT") else 0)
         risk += 0.5 * np.sin(signup / 86400 / 7 * 2 * np.pi) + rng.normal(0, 0.7)
+        risk += 0.25 * np.log1p(avg_spend or 0) - 0.12 * ((orders or 0) - 6)
         label = int(risk > 0)
         if rng.rand() < 0.15:
             income = None
@@ -151,16 +184,18 @@ def dataset(n, rng):
             # Half as RFC 3339 text, half as epoch seconds: both are timestamps.
             "signup": (np.datetime_as_string(np.datetime64(signup, "s")) + "Z") if i % 2 else signup,
             "default": label,
+            "avg_spend_30d": avg_spend,
+            "orders_90d": orders,
         })
     return rows
 
 
-def write_csv(rows, path):
+def write_csv(rows, path, fields=FIELDS):
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(FIELDS)
+        w.writerow(fields)
         for r in rows:
-            w.writerow(["" if r[k] is None else r[k] for k in FIELDS])
+            w.writerow(["" if r[k] is None else r[k] for k in fields])
 
 
 def wafer(*args):
@@ -184,9 +219,13 @@ def build():
         spec.write_text(SPEC)
         write_csv(train, tmp / "train.csv")
         write_csv(test, tmp / "test.csv")
-        wafer("features", "fit", str(spec), "--data", str(tmp / "train.csv"))
-        wafer("features", "transform", str(spec), "--data", str(tmp / "train.csv"), "-o", str(tmp / "train_x.csv"))
-        wafer("features", "transform", str(spec), "--data", str(tmp / "test.csv"), "-o", str(tmp / "test_x.csv"))
+        write_csv([r for r in rows if r["avg_spend_30d"] is not None], OUT / "users.csv", USER_FIELDS)
+        db = str(tmp / "features.db")
+        wafer("features", "load", "--db", db, "--store", "users", str(OUT / "users.csv"), "--key", "user_id")
+        wafer("features", "fit", str(spec), "--data", str(tmp / "train.csv"), "--db", db)
+        for part in ("train", "test"):
+            wafer("features", "transform", str(spec), "--data", str(tmp / f"{part}.csv"),
+                  "-o", str(tmp / f"{part}_x.csv"), "--db", db)
         columns, X_train = read_features(tmp / "train_x.csv")
         _, X_test = read_features(tmp / "test_x.csv")
     y_train = np.array([r["default"] for r in train])
@@ -215,12 +254,16 @@ def build():
 
 A synthetic credit-default model served from raw records: age, income (15% missing), debt,
 country (a rare one, sometimes absent), merchant category, signup time (RFC 3339 or epoch seconds)
-and a user id. `features.toml` turns a record into {len(columns)} model columns:
+and a user id, by which two per-user fields, `avg_spend_30d` and `orders_90d`, are looked up
+online in the `users` store (`users.csv`; 6% of users are absent and take the defaults). Fill the
+store with `wafer features load --store users models/credit/users.csv --key user_id`.
+`features.toml` turns a record into {len(columns)} model columns:
 {", ".join(f"`{c}`" for c in columns)}.
 
 Made by `python3 tools/make_models.py credit` (tools/credit.py): 900 training and 50 test records
-from a seeded generator; `wafer features fit` learned the spec's statistics, `wafer features
-transform` wrote the training columns, and a GradientBoostingClassifier(n_estimators=60,
+from a seeded generator; `wafer features load` filled a feature store from `users.csv`,
+`wafer features fit --db` learned the spec's statistics, `wafer features transform --db` wrote the
+training columns (the looked-up fields read from that store, as the server reads them), and a GradientBoostingClassifier(n_estimators=60,
 max_depth=3) was trained on exactly those columns. `expected.json` holds scikit-learn's and
 onnxruntime's answers on the offline path (`wafer features transform` of `test_records.json`, then
 the model).

@@ -133,6 +133,9 @@ enum FeaturesCommand {
         /// Where the fitted spec goes [default: over SPEC].
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Fill the looked-up fields that records lack from this feature database.
+        #[arg(long)]
+        db: Option<PathBuf>,
     },
     /// Write the model-ready columns of a CSV file, for training in Python.
     Transform {
@@ -289,8 +292,14 @@ fn init_logging(format: LogFormat) {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Features { command } => match command {
-            FeaturesCommand::Fit { spec, data, output } => {
-                offline::fit(&spec, &data, output.as_deref())
+            FeaturesCommand::Fit {
+                spec,
+                data,
+                output,
+                db,
+            } => {
+                let db = db.map(|p| FeatureStore::open(&p)).transpose()?;
+                offline::fit(&spec, &data, output.as_deref(), db.as_ref())
             }
             FeaturesCommand::Transform {
                 spec,

@@ -96,10 +96,32 @@ fn write_atomically(
     result
 }
 
-/// `wafer features fit`: learns the spec's statistics from `data` and writes the spec back.
-pub fn fit(spec_path: &Path, data: &Path, output: Option<&Path>) -> anyhow::Result<()> {
+/// Fills the looked-up fields that records lack from `db`, through one snapshot.
+fn fill_lookups(
+    spec: &Spec,
+    records: &mut [Record],
+    db: Option<&Arc<FeatureStore>>,
+) -> anyhow::Result<()> {
+    if let Some(db) = db {
+        let mut snapshot = db.snapshot();
+        spec.fill_lookups(records, |store, key| {
+            snapshot.get(store, key).map_err(|e| format!("{e:#}"))
+        })?;
+    }
+    Ok(())
+}
+
+/// `wafer features fit`: learns the spec's statistics from `data` (its looked-up fields filled
+/// from `db`) and writes the spec back.
+pub fn fit(
+    spec_path: &Path,
+    data: &Path,
+    output: Option<&Path>,
+    db: Option<&Arc<FeatureStore>>,
+) -> anyhow::Result<()> {
     let mut spec = read_spec(spec_path)?;
-    let records = read_csv(data)?;
+    let mut records = read_csv(data)?;
+    fill_lookups(&spec, &mut records, db)?;
     spec.fit(&records)
         .with_context(|| format!("fitting {} on {}", spec_path.display(), data.display()))?;
     let text = spec.to_toml()?;
@@ -128,12 +150,7 @@ pub fn transform(
         bail!("Parquet output is not supported yet; write .csv");
     }
     let mut records = read_csv(data)?;
-    if let Some(db) = db {
-        let mut snapshot = db.snapshot();
-        spec.fill_lookups(&mut records, |store, key| {
-            snapshot.get(store, key).map_err(|e| format!("{e:#}"))
-        })?;
-    }
+    fill_lookups(&spec, &mut records, db)?;
     let tensors = spec
         .transform(&records)
         .with_context(|| format!("transforming {}", data.display()))?;

@@ -1,10 +1,18 @@
 //! No training-serving skew on `models/credit`: the same raw records give the same predictions
 //! through `wafer serve` (KServe v1 instances, and v2 with one input per field), through
 //! `wafer predict`, and offline (`wafer features transform` + onnxruntime, in `expected.json`).
+//! Two of its fields are looked up online by `user_id` in the `users` store; the store is
+//! reloaded while requests run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Value, json};
 
-use crate::support::{post, repo_root, wafer, wafer_server};
+use crate::support::{
+    Answer, build_dir, load_store, post, repo_root, start_wafer_on, target_dir, wafer, wafer_server,
+};
 
 /// Probabilities must agree this closely across the three paths.
 const TOL: f64 = 1e-6;
@@ -81,18 +89,15 @@ fn v2_outputs(v: &Value) -> (Vec<i64>, Vec<Vec<f64>>) {
     (labels, p.chunks(2).map(<[f64]>::to_vec).collect())
 }
 
-#[test]
-fn raw_records_through_kserve_v1_match_the_offline_path() {
-    let c = credit();
-    let url = format!("{}/v1/models/credit:predict", wafer_server().base);
-    let answer = post(&url, json!({"instances": c.records}).to_string().as_bytes());
+/// Labels and probabilities of a KServe v1 response.
+fn v1_outputs(answer: &Answer) -> (Vec<i64>, Vec<Vec<f64>>) {
     assert_eq!(answer.status, 200, "{}", answer.text);
     let predictions = answer.json["predictions"].as_array().expect("predictions");
-    let labels: Vec<i64> = predictions
+    let labels = predictions
         .iter()
         .map(|p| p["label"].as_i64().expect("label"))
         .collect();
-    let probabilities: Vec<Vec<f64>> = predictions
+    let probabilities = predictions
         .iter()
         .map(|p| {
             p["probabilities"]
@@ -103,7 +108,193 @@ fn raw_records_through_kserve_v1_match_the_offline_path() {
                 .collect()
         })
         .collect();
+    (labels, probabilities)
+}
+
+/// Predicts `records` through KServe v1 on the server at `base`.
+fn v1(base: &str, records: &[Value]) -> (Vec<i64>, Vec<Vec<f64>>) {
+    let url = format!("{base}/v1/models/credit:predict");
+    v1_outputs(&post(
+        &url,
+        json!({"instances": records}).to_string().as_bytes(),
+    ))
+}
+
+/// Whether two answers agree: labels equal, probabilities within [`TOL`].
+fn agree(a: &(Vec<i64>, Vec<Vec<f64>>), b: &(Vec<i64>, Vec<Vec<f64>>)) -> bool {
+    a.0 == b.0
+        && a.1.len() == b.1.len()
+        && a.1
+            .iter()
+            .flatten()
+            .zip(b.1.iter().flatten())
+            .all(|(x, y)| (x - y).abs() <= TOL)
+}
+
+/// The looked-up fields of a users CSV: user id to (avg_spend_30d, orders_90d).
+fn users(path: &Path) -> HashMap<String, (f64, i64)> {
+    let text = std::fs::read_to_string(path).expect("users csv");
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let cells: Vec<&str> = line.split(',').collect();
+            let number = |i: usize| cells[i].parse::<f64>().expect("a number");
+            (cells[0].to_owned(), (number(1), number(2) as i64))
+        })
+        .collect()
+}
+
+/// The records carrying the looked-up fields themselves (so nothing is looked up): the users'
+/// values, or the spec's defaults for users `table` lacks.
+fn with_fields(records: &[Value], table: &HashMap<String, (f64, i64)>) -> Vec<Value> {
+    records
+        .iter()
+        .map(|r| {
+            let (spend, orders) = r["user_id"]
+                .as_str()
+                .and_then(|id| table.get(id))
+                .copied()
+                .unwrap_or((0.0, 0));
+            let mut r = r.clone();
+            r["avg_spend_30d"] = json!(spend);
+            r["orders_90d"] = json!(orders);
+            r
+        })
+        .collect()
+}
+
+#[test]
+fn raw_records_through_kserve_v1_match_the_offline_path() {
+    let c = credit();
+    let (labels, probabilities) = v1(&wafer_server().base, &c.records);
     assert_same("v1 predict", &c, &labels, &probabilities);
+}
+
+#[test]
+fn looked_up_fields_equal_the_store_and_absent_keys_take_the_defaults() {
+    let c = credit();
+    let base = &wafer_server().base;
+    let table = users(&repo_root().join("models/credit/users.csv"));
+    let absent: Vec<usize> = (0..c.records.len())
+        .filter(|&i| !table.contains_key(c.records[i]["user_id"].as_str().expect("id")))
+        .collect();
+    assert!(!absent.is_empty(), "the test set has users the store lacks");
+    let looked_up = v1(base, &c.records);
+    // The same records carrying the store's values (defaults for absent users): same answers.
+    assert!(
+        agree(&looked_up, &v1(base, &with_fields(&c.records, &table))),
+        "looked-up fields differ from the store's values or the defaults"
+    );
+    // Every user absent, or no key at all: every row takes the declared defaults.
+    let defaults = v1(base, &with_fields(&c.records, &HashMap::new()));
+    let unknown: Vec<Value> = c
+        .records
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r["user_id"] = json!("no-such-user");
+            r
+        })
+        .collect();
+    let keyless: Vec<Value> = c
+        .records
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.as_object_mut().expect("object").remove("user_id");
+            r
+        })
+        .collect();
+    assert!(agree(&v1(base, &unknown), &defaults), "absent keys");
+    assert!(
+        agree(&v1(base, &keyless), &defaults),
+        "records without a key"
+    );
+    assert!(
+        !agree(&looked_up, &defaults),
+        "the store's values must change some prediction, or this test proves nothing"
+    );
+}
+
+#[test]
+fn reloading_the_store_while_requests_run_fails_none_and_mixes_none() {
+    let c = credit();
+    let dir = target_dir().join("wafer-test-lookup");
+    std::fs::create_dir_all(&dir).expect("test dir");
+    let db = dir.join("features.db");
+    let _ = std::fs::remove_file(&db);
+    let a_csv = repo_root().join("models/credit/users.csv");
+    let a = users(&a_csv);
+    // Version B: every user spends more and orders more.
+    let b: HashMap<String, (f64, i64)> = a
+        .iter()
+        .map(|(id, (spend, orders))| (id.clone(), (spend * 3.0 + 50.0, orders + 9)))
+        .collect();
+    let b_csv: PathBuf = dir.join("users_b.csv");
+    let mut text = String::from("user_id,avg_spend_30d,orders_90d\n");
+    for (id, (spend, orders)) in &b {
+        text.push_str(&format!("{id},{spend},{orders}\n"));
+    }
+    std::fs::write(&b_csv, text).expect("users_b.csv");
+
+    load_store(&db, "users", &a_csv, "user_id");
+    let db_arg = db.to_str().expect("utf-8 path");
+    let server = start_wafer_on("models", &build_dir(), &["--db", db_arg]);
+    let base = server.base.clone();
+    let want_a = v1(&base, &with_fields(&c.records, &a));
+    let want_b = v1(&base, &with_fields(&c.records, &b));
+    assert!(!agree(&want_a, &want_b), "the two versions must differ");
+    assert!(agree(&v1(&base, &c.records), &want_a), "version A served");
+
+    let reloading = AtomicBool::new(true);
+    let (seen_a, seen_b) = std::thread::scope(|s| {
+        let reloader = s.spawn(|| {
+            for round in 0..10 {
+                let csv = if round % 2 == 0 { &b_csv } else { &a_csv };
+                load_store(&db, "users", csv, "user_id");
+            }
+            load_store(&db, "users", &b_csv, "user_id");
+            reloading.store(false, Ordering::SeqCst);
+        });
+        let clients: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let (mut seen_a, mut seen_b) = (0, 0);
+                    while reloading.load(Ordering::SeqCst) || seen_a + seen_b < 5 {
+                        let url = format!("{base}/v1/models/credit:predict");
+                        let answer =
+                            post(&url, json!({"instances": c.records}).to_string().as_bytes());
+                        assert_eq!(
+                            answer.status, 200,
+                            "a request failed during a reload: {}",
+                            answer.text
+                        );
+                        let got = v1_outputs(&answer);
+                        if agree(&got, &want_a) {
+                            seen_a += 1;
+                        } else if agree(&got, &want_b) {
+                            seen_b += 1;
+                        } else {
+                            panic!("a response mixes the two versions of the store: {got:?}");
+                        }
+                    }
+                    (seen_a, seen_b)
+                })
+            })
+            .collect();
+        reloader.join().expect("reloader");
+        clients
+            .into_iter()
+            .map(|c| c.join().expect("client"))
+            .fold((0, 0), |(a, b), (x, y)| (a + x, b + y))
+    });
+    assert!(seen_a + seen_b >= 10, "{seen_a} + {seen_b} requests");
+    // The last load was B, and the server reads it without a restart.
+    assert!(
+        agree(&v1(&base, &c.records), &want_b),
+        "version B served after the reloads"
+    );
+    eprintln!("during 11 reloads: {seen_a} responses from version A, {seen_b} from B, none mixed");
 }
 
 #[test]
@@ -149,13 +340,22 @@ fn one_v2_input_per_field_matches_the_offline_path() {
 #[test]
 fn wafer_predict_on_the_same_records_matches_the_offline_path() {
     let c = credit();
+    let db = build_dir().join("features.db");
+    load_store(
+        &db,
+        "users",
+        Path::new("models/credit/users.csv"),
+        "user_id",
+    );
     let out = wafer()
         .args([
             "predict",
             "models/credit",
             "--input",
             "models/credit/test_records.json",
+            "--db",
         ])
+        .arg(&db)
         .output()
         .expect("runs");
     assert!(
@@ -179,6 +379,8 @@ fn bad_records_get_a_400_naming_field_and_row_and_the_server_keeps_serving() {
     bad_age["age"] = json!("old");
     let mut bad_time = good.clone();
     bad_time["signup"] = json!("yesterday");
+    let mut bad_spend = good.clone();
+    bad_spend["avg_spend_30d"] = json!("lots");
     let cases = [
         (
             json!({"instances": [good.clone(), no_age]}),
@@ -191,6 +393,10 @@ fn bad_records_get_a_400_naming_field_and_row_and_the_server_keeps_serving() {
         (
             json!({"instances": [bad_time]}),
             "row 0: field \"signup\": expected an RFC 3339 timestamp",
+        ),
+        (
+            json!({"instances": [good.clone(), bad_spend]}),
+            "row 1: field \"avg_spend_30d\": expected a number, got text (\"lots\")",
         ),
         (json!({"instances": []}), "\"instances\" is empty"),
         (

@@ -22,7 +22,9 @@ fn metrics_count_every_invocation_and_log_it() {
         .arg("--build-dir")
         .arg(build_dir())
         .arg("--cache-dir")
-        .arg(&cache);
+        .arg(&cache)
+        .arg("--db")
+        .arg(build_dir().join("features.db"));
     let server = Server::start(cmd, false).expect("wafer serve starts");
     let infer = format!("{}/v2/models/iris/infer", server.base);
 

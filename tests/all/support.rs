@@ -19,7 +19,8 @@ pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo_root().join("target"), PathBuf::from)
 }
 
-/// The generic guest component, built once per test run with the guest profile.
+/// The generic guest components (plain, and with the key-value import for models with
+/// lookups), built once per test run with the guest profile; returns the plain one.
 pub fn guest_wasm() -> &'static Path {
     static GUEST: OnceLock<PathBuf> = OnceLock::new();
     GUEST.get_or_init(|| {
@@ -33,6 +34,8 @@ pub fn guest_wasm() -> &'static Path {
                 "wasm32-wasip2",
                 "-p",
                 "wafer-guest",
+                "-p",
+                "wafer-guest-lookup",
             ])
             .current_dir(repo_root())
             .status()
@@ -330,7 +333,8 @@ pub fn start_wafer(build_dir: &Path, extra: &[&str]) -> Server {
     start_wafer_on("models", build_dir, extra)
 }
 
-/// Starts `wafer serve REPO` like [`start_wafer`].
+/// Starts `wafer serve REPO` like [`start_wafer`]. Unless `extra` names a `--db`, it reads the
+/// feature store `build_dir/features.db`, loaded with `models/credit/users.csv`.
 pub fn start_wafer_on(repo: &str, build_dir: &Path, extra: &[&str]) -> Server {
     let mut cmd = wafer();
     cmd.args(["serve", repo, "--addr", "127.0.0.1:0"])
@@ -338,7 +342,33 @@ pub fn start_wafer_on(repo: &str, build_dir: &Path, extra: &[&str]) -> Server {
         .arg("--build-dir")
         .arg(build_dir)
         .args(extra);
+    if !extra.contains(&"--db") {
+        let db = build_dir.join("features.db");
+        load_store(
+            &db,
+            "users",
+            Path::new("models/credit/users.csv"),
+            "user_id",
+        );
+        cmd.arg("--db").arg(db);
+    }
     Server::start(cmd, false).expect("wafer serve starts")
+}
+
+/// Replaces `store` of the feature database `db` with a CSV file, by `wafer features load`.
+pub fn load_store(db: &Path, store: &str, data: &Path, key: &str) {
+    let out = wafer()
+        .args(["features", "load", "--store", store, "--key", key, "--db"])
+        .arg(db)
+        .arg(data)
+        .output()
+        .expect("wafer features load runs");
+    assert!(
+        out.status.success(),
+        "wafer features load {}: {}",
+        data.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// One `wafer serve` on the example models for the whole test run.
