@@ -20,14 +20,16 @@ use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 /// Where `wafer serve`, `wafer predict` and `wafer features load` keep the store unless told.
 pub const DEFAULT_DB: &str = ".wafer/features.db";
 
+/// The key-value table is Spin's own (`spin_key_value`, as its built-in SQLite key-value store
+/// creates it), so a Spin runtime config pointing a store at this file serves the same rows.
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS kv (
+CREATE TABLE IF NOT EXISTS spin_key_value (
     store TEXT NOT NULL,
     key   TEXT NOT NULL,
     value BLOB NOT NULL,
     PRIMARY KEY (store, key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS stores (
+);
+CREATE TABLE IF NOT EXISTS wafer_stores (
     name      TEXT PRIMARY KEY,
     rows      INTEGER NOT NULL,
     source    TEXT NOT NULL,
@@ -90,7 +92,7 @@ impl FeatureStore {
     pub fn stores(&self) -> anyhow::Result<Vec<StoreInfo>> {
         let conn = self.take()?;
         let stores = conn
-            .prepare("SELECT name, rows, source, loaded_at FROM stores ORDER BY name")?
+            .prepare("SELECT name, rows, source, loaded_at FROM wafer_stores ORDER BY name")?
             .query_map([], |r| {
                 Ok(StoreInfo {
                     name: r.get(0)?,
@@ -113,16 +115,16 @@ impl FeatureStore {
     ) -> anyhow::Result<()> {
         let mut conn = self.take()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute("DELETE FROM kv WHERE store = ?1", [name])?;
+        tx.execute("DELETE FROM spin_key_value WHERE store = ?1", [name])?;
         {
             let mut insert =
-                tx.prepare("INSERT INTO kv (store, key, value) VALUES (?1, ?2, ?3)")?;
+                tx.prepare("INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)")?;
             for (key, value) in entities {
                 insert.execute(params![name, key, value])?;
             }
         }
         tx.execute(
-            "INSERT OR REPLACE INTO stores (name, rows, source, loaded_at) \
+            "INSERT OR REPLACE INTO wafer_stores (name, rows, source, loaded_at) \
              VALUES (?1, ?2, ?3, datetime('now'))",
             params![name, entities.len() as i64, source],
         )?;
@@ -174,7 +176,7 @@ impl Snapshot {
             }
         };
         Ok(conn
-            .prepare_cached("SELECT value FROM kv WHERE store = ?1 AND key = ?2")?
+            .prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?
             .query_row(params![store, key], |r| r.get(0))
             .optional()?)
     }
@@ -310,6 +312,16 @@ mod tests {
         let stores = db.stores().expect("stores");
         assert_eq!(stores.len(), 1);
         assert_eq!((stores[0].name.as_str(), stores[0].rows), ("users", 1));
+        // Spin's built-in key-value store reads the same rows with its own query.
+        let spin = Connection::open(dir.join("f.db")).expect("open as Spin does");
+        let value: Vec<u8> = spin
+            .query_row(
+                "SELECT value FROM spin_key_value WHERE store=$1 AND key=$2",
+                ["users", "u3"],
+                |r| r.get(0),
+            )
+            .expect("Spin's query");
+        assert_eq!(value, br#"{"avg":2.0,"orders":1.0}"#);
     }
 
     #[test]

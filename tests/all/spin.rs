@@ -1,8 +1,24 @@
-//! `spin.toml` is a valid Spin manifest v2 whose sources are what its build commands produce.
+//! `spin.toml` is a valid Spin manifest v2 whose sources are what its build commands produce,
+//! and whose key-value stores are the ones the models look fields up in.
 
 use std::path::Path;
 
 use crate::support::{repo_root, wafer};
+
+/// The `wasi:keyvalue` interface Spin 3 serves and the lookup guest imports.
+const KEYVALUE: &str = "wasi:keyvalue/store@0.2.0-draft2";
+
+/// The interfaces a component imports.
+fn imports(component: &Path) -> Vec<String> {
+    let engine = wasmtime::Engine::default();
+    let component =
+        wasmtime::component::Component::from_file(&engine, component).expect("a valid component");
+    component
+        .component_type()
+        .imports(&engine)
+        .map(|(name, _)| name.to_owned())
+        .collect()
+}
 
 #[test]
 fn spin_manifest_serves_each_model_from_the_component_its_build_produces() {
@@ -15,7 +31,7 @@ fn spin_manifest_serves_each_model_from_the_component_its_build_produces() {
         .expect("[[trigger.http]]");
     let components = manifest["component"].as_table().expect("[component.*]");
 
-    for model in ["iris", "digits"] {
+    for model in ["iris", "digits", "credit"] {
         let route = format!("/v2/models/{model}/...");
         let trigger = triggers
             .iter()
@@ -58,5 +74,58 @@ fn spin_manifest_serves_each_model_from_the_component_its_build_produces() {
             b"\0asm\x0d\0\x01\0",
             "{source} is a WebAssembly component"
         );
+
+        // A model that looks fields up imports wasi:keyvalue, and is granted exactly the stores
+        // its spec names; the others import no store, so `wasmtime serve` runs them too.
+        let spec = repo_root().join(format!("models/{model}/features.toml"));
+        let mut stores: Vec<String> = match std::fs::read_to_string(&spec) {
+            Ok(text) => wafer_features::Spec::parse(&text)
+                .expect("spec")
+                .lookups()
+                .into_iter()
+                .map(|g| g.store)
+                .collect(),
+            Err(_) => vec![],
+        };
+        stores.sort();
+        stores.dedup();
+        let granted: Vec<String> = component
+            .get("key_value_stores")
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(granted, stores, "{model}: key_value_stores");
+        assert_eq!(
+            imports(&built).iter().any(|i| i == KEYVALUE),
+            !stores.is_empty(),
+            "{model}: imports {KEYVALUE} exactly when it looks fields up"
+        );
     }
+    let credit_v1 = triggers
+        .iter()
+        .find(|t| t["route"].as_str() == Some("/v1/models/credit:predict"))
+        .expect("the KServe v1 route of credit");
+    assert_eq!(credit_v1["component"].as_str(), Some("credit"));
+}
+
+#[test]
+fn spin_runtime_config_points_the_users_store_at_wafers_feature_database() {
+    let text = std::fs::read_to_string(repo_root().join("runtime-config.toml"))
+        .expect("runtime-config.toml");
+    let config: toml::Table = text.parse().expect("runtime-config.toml is TOML");
+    let users = &config["key_value_store"]["users"];
+    assert_eq!(
+        users["type"].as_str(),
+        Some("spin"),
+        "Spin's built-in SQLite store"
+    );
+    assert_eq!(
+        users["path"].as_str(),
+        Some(wafer_host::store::DEFAULT_DB),
+        "the database `wafer features load` fills by default"
+    );
 }
