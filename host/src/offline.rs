@@ -1,5 +1,5 @@
-//! `wafer features fit` and `wafer features transform`: the feature spec over CSV files, with the
-//! same `wafer-features` code the server and the browser run. Outputs are written to a temporary
+//! `wafer features fit` and `wafer features transform`: the feature spec over CSV files (and
+//! Parquet output), with the same `wafer-features` code the server and the browser run. Outputs are written to a temporary
 //! file and renamed into place, so an error never leaves a half-written file or touches the input.
 
 use std::fs::File;
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use wafer_features::{Record, Spec, Value};
-use wafer_scoring::TensorData;
+use wafer_scoring::{Tensor, TensorData};
 
 use crate::store::FeatureStore;
 
@@ -137,8 +137,9 @@ pub fn fit(
     Ok(())
 }
 
-/// `wafer features transform`: writes the model-ready columns of `data` as CSV. With `db`, the
-/// looked-up fields that records lack are filled from it first, as the server fills them.
+/// `wafer features transform`: writes the model-ready columns of `data` as CSV, or as Parquet
+/// when `output` ends in `.parquet`. With `db`, the looked-up fields that records lack are
+/// filled from it first, as the server fills them.
 pub fn transform(
     spec_path: &Path,
     data: &Path,
@@ -146,9 +147,6 @@ pub fn transform(
     db: Option<&Arc<FeatureStore>>,
 ) -> anyhow::Result<()> {
     let spec = read_spec(spec_path)?;
-    if output.extension().is_some_and(|e| e == "parquet") {
-        bail!("Parquet output is not supported yet; write .csv");
-    }
     let mut records = read_csv(data)?;
     fill_lookups(&spec, &mut records, db)?;
     let tensors = spec
@@ -160,33 +158,11 @@ pub fn transform(
         header.extend(columns.get(t.name()).cloned().unwrap_or_default());
     }
     let bar = progress(u64::try_from(records.len()).unwrap_or(0) * 64, "writing");
-    write_atomically(output, |f| {
-        let mut w = csv::Writer::from_writer(f);
-        w.write_record(&header)?;
-        for row in 0..records.len() {
-            let mut cells: Vec<String> = Vec::with_capacity(header.len());
-            for t in &tensors {
-                let width = t.shape()[1];
-                let range = row * width..(row + 1) * width;
-                match t.data() {
-                    TensorData::F32(v) => cells.extend(v[range].iter().map(|x| {
-                        if x.is_nan() {
-                            String::new()
-                        } else {
-                            x.to_string()
-                        }
-                    })),
-                    TensorData::F64(v) => cells.extend(v[range].iter().map(|x| cell(*x))),
-                    TensorData::I64(v) => cells.extend(v[range].iter().map(ToString::to_string)),
-                    other => bail!("output {} has datatype {}", t.name(), other.datatype()),
-                }
-            }
-            w.write_record(&cells)?;
-            bar.inc(64);
-        }
-        w.flush()?;
-        Ok(())
-    })?;
+    if output.extension().is_some_and(|e| e == "parquet") {
+        write_atomically(output, |f| write_parquet(f, &header, &tensors, &bar))?;
+    } else {
+        write_atomically(output, |f| write_csv(f, &header, &tensors, &bar))?;
+    }
     bar.finish_and_clear();
     eprintln!(
         "wrote {} rows of {} columns to {}",
@@ -194,6 +170,124 @@ pub fn transform(
         header.len(),
         output.display()
     );
+    Ok(())
+}
+
+/// The rows of `[N, width]` output tensors as CSV cells, missing numbers empty.
+fn write_csv(
+    f: &mut File,
+    header: &[String],
+    tensors: &[Tensor],
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
+    let rows = tensors.first().map_or(0, |t| t.shape()[0]);
+    let mut w = csv::Writer::from_writer(f);
+    w.write_record(header)?;
+    for row in 0..rows {
+        let mut cells: Vec<String> = Vec::with_capacity(header.len());
+        for t in tensors {
+            let width = t.shape()[1];
+            let range = row * width..(row + 1) * width;
+            match t.data() {
+                TensorData::F32(v) => cells.extend(v[range].iter().map(|x| {
+                    if x.is_nan() {
+                        String::new()
+                    } else {
+                        x.to_string()
+                    }
+                })),
+                TensorData::F64(v) => cells.extend(v[range].iter().map(|x| cell(*x))),
+                TensorData::I64(v) => cells.extend(v[range].iter().map(ToString::to_string)),
+                other => bail!("output {} has datatype {}", t.name(), other.datatype()),
+            }
+        }
+        w.write_record(&cells)?;
+        bar.inc(64);
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Rows per Parquet row group.
+const ROW_GROUP: usize = 64 * 1024;
+
+/// The columns of `[N, width]` output tensors as a Parquet file: one required column per
+/// feature column, FLOAT, DOUBLE or INT64 as the output's datatype; missing numbers are NaN.
+fn write_parquet(
+    f: &mut File,
+    header: &[String],
+    tensors: &[Tensor],
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
+    use parquet::basic::{Repetition, Type as Physical};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::types::Type;
+
+    let mut fields = Vec::with_capacity(header.len());
+    let mut names = header.iter();
+    for t in tensors {
+        let physical = match t.data() {
+            TensorData::F32(_) => Physical::FLOAT,
+            TensorData::F64(_) => Physical::DOUBLE,
+            TensorData::I64(_) => Physical::INT64,
+            other => bail!("output {} has datatype {}", t.name(), other.datatype()),
+        };
+        for _ in 0..t.shape()[1] {
+            let name = names.next().context("fewer column names than columns")?;
+            fields.push(Arc::new(
+                Type::primitive_type_builder(name, physical)
+                    .with_repetition(Repetition::REQUIRED)
+                    .build()?,
+            ));
+        }
+    }
+    let schema = Arc::new(
+        Type::group_type_builder("features")
+            .with_fields(fields)
+            .build()?,
+    );
+    let mut writer = SerializedFileWriter::new(
+        f.try_clone()?,
+        schema,
+        Arc::new(WriterProperties::builder().build()),
+    )?;
+    let rows = tensors.first().map_or(0, |t| t.shape()[0]);
+    for start in (0..rows).step_by(ROW_GROUP) {
+        let end = (start + ROW_GROUP).min(rows);
+        let mut group = writer.next_row_group()?;
+        for t in tensors {
+            let width = t.shape()[1];
+            for column in 0..width {
+                let pick = |row: usize| row * width + column;
+                let mut w = group
+                    .next_column()?
+                    .context("the schema has fewer columns")?;
+                match t.data() {
+                    TensorData::F32(v) => {
+                        let values: Vec<f32> = (start..end).map(|r| v[pick(r)]).collect();
+                        w.typed::<parquet::data_type::FloatType>()
+                            .write_batch(&values, None, None)?;
+                    }
+                    TensorData::F64(v) => {
+                        let values: Vec<f64> = (start..end).map(|r| v[pick(r)]).collect();
+                        w.typed::<parquet::data_type::DoubleType>()
+                            .write_batch(&values, None, None)?;
+                    }
+                    TensorData::I64(v) => {
+                        let values: Vec<i64> = (start..end).map(|r| v[pick(r)]).collect();
+                        w.typed::<parquet::data_type::Int64Type>()
+                            .write_batch(&values, None, None)?;
+                    }
+                    other => bail!("output {} has datatype {}", t.name(), other.datatype()),
+                }
+                w.close()?;
+            }
+        }
+        group.close()?;
+        bar.inc(64 * (end - start) as u64);
+    }
+    writer.close()?;
     Ok(())
 }
 

@@ -1,5 +1,5 @@
-//! `wafer features fit` and `wafer features transform` on CSV files, against what scikit-learn
-//! gives on the same data (`crates/features/fixtures/sklearn.json`).
+//! `wafer features fit` and `wafer features transform` on CSV files (and Parquet output), against
+//! what scikit-learn gives on the same data (`crates/features/fixtures/sklearn.json`).
 
 use std::path::{Path, PathBuf};
 
@@ -139,6 +139,66 @@ fn fit_then_transform_gives_scikit_learns_columns() {
             .collect();
         assert_eq!(cells[2..], onehot[..], "row {i}: one-hot country");
     }
+
+    // The same columns as Parquet: names, DOUBLE values and rows equal to the CSV's.
+    let parquet = dir.join("out.parquet");
+    let status = wafer()
+        .args(["features", "transform"])
+        .arg(&spec)
+        .arg("--data")
+        .arg(dir.join("test.csv"))
+        .arg("--output")
+        .arg(&parquet)
+        .status()
+        .expect("runs");
+    assert!(status.success(), "transform to parquet failed");
+    assert_eq!(parquet_rows(&parquet), csv_rows(&text));
+}
+
+/// A CSV file's header and rows of numbers.
+fn csv_rows(text: &str) -> (Vec<String>, Vec<Vec<f64>>) {
+    let mut lines = text.lines();
+    let header = lines
+        .next()
+        .expect("header")
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let rows = lines
+        .map(|l| l.split(',').map(|c| c.parse().expect("number")).collect())
+        .collect();
+    (header, rows)
+}
+
+/// A Parquet file's column names and rows, read back with the parquet crate's row reader.
+fn parquet_rows(path: &Path) -> (Vec<String>, Vec<Vec<f64>>) {
+    use parquet::file::reader::{FileReader as _, SerializedFileReader};
+    use parquet::record::Field;
+
+    let reader = SerializedFileReader::new(std::fs::File::open(path).expect("parquet file"))
+        .expect("a parquet file");
+    let header = reader
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    let rows = reader
+        .get_row_iter(None)
+        .expect("rows")
+        .map(|row| {
+            row.expect("row")
+                .get_column_iter()
+                .map(|(name, field)| match field {
+                    Field::Double(v) => *v,
+                    other => panic!("column {name}: expected DOUBLE, got {other:?}"),
+                })
+                .collect()
+        })
+        .collect();
+    (header, rows)
 }
 
 #[test]
