@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::support::{repo_root, target_dir, wafer};
+use crate::support::{post, repo_root, start_wafer_on, target_dir, wafer};
 
 const SPEC: &str = r#"
 [[field]]
@@ -329,4 +329,134 @@ fn wafer_build_refuses_an_invalid_spec_naming_the_feature_and_field() {
         "{stderr}"
     );
     assert!(!dir.join("out.wasm").exists(), "nothing built");
+}
+
+/// iris's model behind a spec whose fourth column is an ordinal category with the `error`
+/// policy for unknown categories.
+const FLOWERS: &str = r#"
+[[field]]
+name = "sepal_length"
+type = "float"
+required = true
+
+[[field]]
+name = "sepal_width"
+type = "float"
+required = true
+
+[[field]]
+name = "petal_length"
+type = "float"
+required = true
+
+[[field]]
+name = "petal_size"
+type = "string"
+required = true
+
+[[feature]]
+name = "sepal_length"
+field = "sepal_length"
+transform = "identity"
+
+[[feature]]
+name = "sepal_width"
+field = "sepal_width"
+transform = "identity"
+
+[[feature]]
+name = "petal_length"
+field = "petal_length"
+transform = "identity"
+
+[[feature]]
+name = "petal_width"
+field = "petal_size"
+transform = "ordinal"
+vocabulary = ["none", "small", "large"]
+unknown = "error"
+
+[[output]]
+name = "X"
+datatype = "FP32"
+"#;
+
+#[test]
+fn unknown_categories_and_bad_fields_get_a_400_and_the_server_keeps_serving() {
+    let dir = scratch("unknown_category");
+    let model = dir.join("repo/flowers");
+    std::fs::create_dir_all(&model).expect("model dir");
+    std::fs::copy(
+        repo_root().join("models/iris/model.onnx"),
+        model.join("model.onnx"),
+    )
+    .expect("copy");
+    std::fs::write(model.join("features.toml"), FLOWERS).expect("spec");
+    let repo = dir.join("repo");
+    let server = start_wafer_on(
+        repo.to_str().expect("utf-8"),
+        &dir.join("build"),
+        &["--db", dir.join("features.db").to_str().expect("utf-8")],
+    );
+    let v1 = format!("{}/v1/models/flowers:predict", server.base);
+    let v2 = format!("{}/v2/models/flowers/infer", server.base);
+    let flower = |size: &str| json!({"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_size": size});
+    let field = |name: &str, shape: Value, data: Value| {
+        let datatype = if data[0].is_string() { "BYTES" } else { "FP32" };
+        json!({"name": name, "shape": shape, "datatype": datatype, "data": data})
+    };
+    let cases = [
+        (
+            &v1,
+            json!({"instances": [flower("large"), flower("huge")]}),
+            "row 1: field \"petal_size\": unknown category \"huge\" for feature \"petal_width\"",
+        ),
+        (
+            &v2,
+            json!({"inputs": [
+                field("sepal_length", json!([1]), json!([6.7])),
+                field("sepal_width", json!([1]), json!([3.0])),
+                field("petal_length", json!([1]), json!([5.2])),
+                field("petal_size", json!([1]), json!(["medium"])),
+            ]}),
+            "row 0: field \"petal_size\": unknown category \"medium\"",
+        ),
+        (
+            &v2,
+            json!({"inputs": [field("petal_colour", json!([1]), json!(["red"]))]}),
+            "input \"petal_colour\" is neither a model input nor a field of its features.toml",
+        ),
+        (
+            &v2,
+            json!({"inputs": [
+                field("sepal_length", json!([2]), json!([6.7, 5.0])),
+                field("petal_size", json!([1, 2]), json!(["large", "none"])),
+            ]}),
+            "input \"petal_size\": a field is one value per row, shape [2] or [2,1]",
+        ),
+    ];
+    for (url, body, expected) in cases {
+        let answer = post(url, body.to_string().as_bytes());
+        assert_eq!(answer.status, 400, "{body}: {}", answer.text);
+        let error = answer.json["error"].as_str().expect("an error message");
+        assert!(
+            error.contains(expected),
+            "{error} should contain {expected}"
+        );
+    }
+    let answer = post(
+        &v1,
+        json!({"instances": [flower("large"), flower("none")]})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(answer.status, 200, "still serving: {}", answer.text);
+    let labels: Vec<i64> = answer.json["predictions"]
+        .as_array()
+        .expect("predictions")
+        .iter()
+        .map(|p| p["label"].as_i64().expect("label"))
+        .collect();
+    // [6.7, 3.0, 5.2, 2.0]: the spec turned "large" into petal width 2, a virginica.
+    assert_eq!(labels[0], 2, "{}", answer.text);
 }
