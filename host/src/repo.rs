@@ -13,6 +13,14 @@ pub struct ModelSource {
     pub dir: PathBuf,
 }
 
+impl ModelSource {
+    /// Whether the model's `features.toml` looks fields up in a key-value store.
+    pub fn has_lookups(&self) -> anyhow::Result<bool> {
+        let spec = self.dir.join("features.toml");
+        Ok(spec.is_file() && !crate::offline::read_spec(&spec)?.lookups().is_empty())
+    }
+}
+
 /// Lists the models of `repo`, sorted by name.
 pub fn scan(repo: &Path) -> anyhow::Result<Vec<ModelSource>> {
     let entries = std::fs::read_dir(repo)
@@ -72,13 +80,5 @@ mod tests {
         assert!(!valid_name("a b"));
         assert!(!valid_name(".hidden"));
         assert!(!valid_name("a/b"));
-    }
-}
-
-impl ModelSource {
-    /// Whether the model's `features.toml` looks fields up in a key-value store.
-    pub fn has_lookups(&self) -> anyhow::Result<bool> {
-        let spec = self.dir.join("features.toml");
-        Ok(spec.is_file() && !crate::offline::read_spec(&spec)?.lookups().is_empty())
     }
 }
