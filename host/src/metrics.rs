@@ -65,6 +65,10 @@ pub struct Invocation {
     pub cold: bool,
     /// Whether the model's compiled code came from the cache.
     pub cache: CacheOutcome,
+    /// Keys looked up in the feature store.
+    pub lookups: u64,
+    /// Of those, keys the store did not hold (their fields took the defaults).
+    pub lookup_misses: u64,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -81,7 +85,7 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CacheLabels {
+struct ResultLabels {
     model: String,
     version: String,
     result: String,
@@ -120,6 +124,10 @@ pub struct ModelStats {
     pub request_bytes: u64,
     /// Response body bytes.
     pub response_bytes: u64,
+    /// Keys looked up in the feature store.
+    pub lookups: u64,
+    /// Of those, keys the store did not hold.
+    pub lookup_misses: u64,
 }
 
 /// Every metric the server exports.
@@ -136,7 +144,8 @@ pub struct Metrics {
     request_bytes: Family<ModelLabels, Counter>,
     response_bytes: Family<ModelLabels, Counter>,
     cold_starts: Family<ModelLabels, Counter>,
-    compiled_cache: Family<CacheLabels, Counter>,
+    compiled_cache: Family<ResultLabels, Counter>,
+    lookups: Family<ResultLabels, Counter>,
     stats: Mutex<BTreeMap<String, ModelStats>>,
 }
 
@@ -164,6 +173,7 @@ impl Metrics {
             response_bytes: Family::default(),
             cold_starts: Family::default(),
             compiled_cache: Family::default(),
+            lookups: Family::default(),
             stats: Mutex::new(BTreeMap::new()),
         };
         let r = &mut m.registry;
@@ -223,12 +233,17 @@ impl Metrics {
             "Model loads by compiled-cache result (hit, miss, replaced)",
             m.compiled_cache.clone(),
         );
+        r.register(
+            "feature_lookups",
+            "Keys looked up in the feature store, by result (hit, miss: the default applied)",
+            m.lookups.clone(),
+        );
         m
     }
 
     /// Counts a model load and whether its compiled code came from the cache.
     pub fn record_load(&self, model: &str, version: &str, cache: CacheOutcome) {
-        let labels = CacheLabels {
+        let labels = ResultLabels {
             model: model.to_owned(),
             version: version.to_owned(),
             result: cache.as_str().to_owned(),
@@ -277,6 +292,19 @@ impl Metrics {
         if inv.cold {
             self.cold_starts.get_or_create(&labels).inc();
         }
+        for (result, n) in [
+            ("hit", inv.lookups - inv.lookup_misses),
+            ("miss", inv.lookup_misses),
+        ] {
+            if n > 0 {
+                let labels = ResultLabels {
+                    model: inv.model.clone(),
+                    version: inv.version.clone(),
+                    result: result.to_owned(),
+                };
+                self.lookups.get_or_create(&labels).inc_by(n);
+            }
+        }
         if let Ok(mut stats) = self.stats.lock() {
             let s = stats.entry(inv.model.clone()).or_default();
             if inv.outcome == Outcome::Ok {
@@ -291,6 +319,8 @@ impl Metrics {
             s.max_memory_bytes = s.max_memory_bytes.max(inv.memory_bytes);
             s.request_bytes += inv.request_bytes;
             s.response_bytes += inv.response_bytes;
+            s.lookups += inv.lookups;
+            s.lookup_misses += inv.lookup_misses;
         }
         tracing::info!(
             target: "wafer::invocation",
@@ -306,6 +336,8 @@ impl Metrics {
             reason = inv.reason.as_deref().unwrap_or(""),
             cold = inv.cold,
             compiled_cache = inv.cache.as_str(),
+            lookups = inv.lookups,
+            lookup_misses = inv.lookup_misses,
             "invocation"
         );
     }

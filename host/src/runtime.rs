@@ -370,6 +370,10 @@ pub struct Measured {
     pub model_parses: u64,
     /// The guest ran past its deadline.
     pub timed_out: bool,
+    /// Keys the guest looked up in the feature store.
+    pub lookups: u64,
+    /// Of those, the keys the store did not hold.
+    pub lookup_misses: u64,
 }
 
 impl LoadedModel {
@@ -460,6 +464,11 @@ impl LoadedModel {
         store.set_epoch_deadline(u64::MAX / 2);
         measured.guest_us = started.elapsed().as_micros() as u64;
         measured.memory_bytes = store.data().memory.high_water as u64;
+        if let Some(snapshot) = &store.data().features {
+            let (reads, hits) = snapshot.counts();
+            measured.lookups = reads;
+            measured.lookup_misses = reads - hits;
+        }
         let result = result.map_err(|e| {
             if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
                 measured.timed_out = true;

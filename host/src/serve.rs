@@ -128,6 +128,8 @@ impl Server {
                 reason,
                 cold: m.cold,
                 cache: model.cache(),
+                lookups: m.lookups,
+                lookup_misses: m.lookup_misses,
             });
         }
         let mut response = Response::builder()

@@ -85,6 +85,8 @@ impl FeatureStore {
         Snapshot {
             db: Arc::clone(self),
             conn: None,
+            reads: 0,
+            hits: 0,
         }
     }
 
@@ -162,6 +164,9 @@ pub struct Snapshot {
     db: Arc<FeatureStore>,
     /// A connection inside a read transaction, from the first read on.
     conn: Option<Connection>,
+    /// Reads so far, and how many found their key.
+    reads: u64,
+    hits: u64,
 }
 
 impl Snapshot {
@@ -175,10 +180,18 @@ impl Snapshot {
                 self.conn.insert(conn)
             }
         };
-        Ok(conn
+        let value: Option<Vec<u8>> = conn
             .prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?
             .query_row(params![store, key], |r| r.get(0))
-            .optional()?)
+            .optional()?;
+        self.reads += 1;
+        self.hits += u64::from(value.is_some());
+        Ok(value)
+    }
+
+    /// Keys read so far, and how many of them the store held.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.reads, self.hits)
     }
 }
 

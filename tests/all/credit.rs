@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Answer, build_dir, load_store, post, repo_root, start_wafer_on, target_dir, wafer, wafer_server,
+    Answer, build_dir, get, load_store, post, repo_root, start_wafer_on, target_dir, wafer,
+    wafer_server,
 };
 
 /// Probabilities must agree this closely across the three paths.
@@ -245,6 +246,27 @@ fn reloading_the_store_while_requests_run_fails_none_and_mixes_none() {
     let want_b = v1(&base, &with_fields(&c.records, &b));
     assert!(!agree(&want_a, &want_b), "the two versions must differ");
     assert!(agree(&v1(&base, &c.records), &want_a), "version A served");
+    // That one request looked up its 50 users once each; two are not in the store.
+    let absent = c
+        .records
+        .iter()
+        .filter(|r| !a.contains_key(r["user_id"].as_str().expect("id")))
+        .count();
+    assert_eq!(absent, 2);
+    let metrics = get(&format!("{base}/metrics")).text;
+    let lookups = |result: &str| {
+        let series = format!(
+            "wafer_feature_lookups_total{{model=\"credit\",version=\"1\",result=\"{result}\"}} "
+        );
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+            .trim()
+            .parse::<u64>()
+            .expect("a count")
+    };
+    assert_eq!((lookups("hit"), lookups("miss")), (48, 2));
 
     let reloading = AtomicBool::new(true);
     let (seen_a, seen_b) = std::thread::scope(|s| {
