@@ -296,8 +296,13 @@ fn the_readme_example_is_a_valid_spec_that_fits_and_transforms() {
         .transform(&[rec(41.0, None, "JP", "23")])
         .expect("transforms");
     // age_z, income_log, income_missing, income_per_year, 4 age bands, 2 countries + bucket,
-    // 32 hashed merchant columns, hour sin and cos.
-    assert_eq!(out[0].shape(), &[1, 1 + 1 + 1 + 1 + 4 + 3 + 32 + 2]);
+    // 32 hashed merchant columns, hour sin and cos, the looked-up spend (its default here).
+    assert_eq!(out[0].shape(), &[1, 1 + 1 + 1 + 1 + 4 + 3 + 32 + 2 + 1]);
+    assert_eq!(
+        spec.lookups().len(),
+        1,
+        "the example shows an online lookup"
+    );
 }
 
 #[test]
