@@ -41,7 +41,7 @@ pub(crate) fn fill(_spec: &Spec, _records: &mut [Record]) -> Result<(), ScoringE
 
 /// Whether this build can serve `spec`'s lookups.
 pub(crate) fn check(spec: &Spec) -> Result<(), ScoringError> {
-    if cfg!(feature = "lookup") || spec.lookups().is_empty() {
+    if cfg!(feature = "lookup") || !spec.has_lookups() {
         return Ok(());
     }
     Err(ScoringError::Load(

@@ -157,7 +157,7 @@ impl Builder {
                 .with_context(|| format!("building model \"{name}\""))?;
             let text = std::fs::read_to_string(&spec_path)
                 .with_context(|| format!("reading {}", spec_path.display()))?;
-            (Some(text), !spec.lookups().is_empty())
+            (Some(text), spec.has_lookups())
         } else {
             (None, false)
         };
@@ -196,7 +196,7 @@ impl Builder {
         features: Option<&str>,
     ) -> anyhow::Result<Vec<u8>> {
         let lookups = match features {
-            Some(text) => !wafer_features::Spec::parse(text)?.lookups().is_empty(),
+            Some(text) => wafer_features::Spec::parse(text)?.has_lookups(),
             None => false,
         };
         self.build_from(self.guest(lookups)?, name, onnx, features)

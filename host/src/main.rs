@@ -265,7 +265,8 @@ fn main() -> ExitCode {
             let bad_input = e
                 .downcast_ref::<ProtocolError>()
                 .is_some_and(|p| p.status() < 500)
-                || e.downcast_ref::<wafer_features::FeatureError>().is_some()
+                || e.downcast_ref::<wafer_features::FeatureError>()
+                    .is_some_and(|f| !matches!(f, wafer_features::FeatureError::Lookup { .. }))
                 || e.downcast_ref::<store::BadData>().is_some();
             if bad_input {
                 ExitCode::from(EXIT_BAD_INPUT)
@@ -298,7 +299,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 output,
                 db,
             } => {
-                let db = db.map(|p| FeatureStore::open(&p)).transpose()?;
+                let db = db.map(|p| FeatureStore::open_existing(&p)).transpose()?;
                 offline::fit(&spec, &data, output.as_deref(), db.as_ref())
             }
             FeaturesCommand::Transform {
@@ -307,7 +308,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 output,
                 db,
             } => {
-                let db = db.map(|p| FeatureStore::open(&p)).transpose()?;
+                let db = db.map(|p| FeatureStore::open_existing(&p)).transpose()?;
                 offline::transform(&spec, &data, &output, db.as_ref())
             }
             FeaturesCommand::Load {
@@ -345,12 +346,24 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 ..PoolLimits::default()
             };
             let sources = repo::scan(&model_repo)?;
-            let mut lookups = false;
+            let mut wanted: Vec<(String, String)> = Vec::new();
             for source in &sources {
-                lookups |= source.has_lookups()?;
+                for store in source.lookup_stores()? {
+                    wanted.push((store, source.name.clone()));
+                }
             }
             let mut runtime = Runtime::new(limits, cache.cache())?;
-            if let Some(db) = db.open_if(lookups)? {
+            if let Some(db) = db.open_if(!wanted.is_empty())? {
+                let loaded: Vec<String> = db.stores()?.into_iter().map(|s| s.name).collect();
+                for (store, model) in wanted.iter().filter(|(s, _)| !loaded.contains(s)) {
+                    tracing::warn!(
+                        store = store.as_str(),
+                        model = model.as_str(),
+                        db = %db.path().display(),
+                        "the store is empty, so every lookup takes its field's default; fill it \
+                         with `wafer features load --store {store} DATA.csv --key COLUMN`"
+                    );
+                }
                 runtime = runtime.with_features(db);
             }
             let mut models = Vec::new();
@@ -426,7 +439,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let mut runtime = Runtime::new(PoolLimits::default(), cache.cache())?;
             let (name, wasm) = if model.is_dir() {
                 let source = repo::source(&model)?;
-                if let Some(db) = db.open_if(source.has_lookups()?)? {
+                if let Some(db) = db.open_if(!source.lookup_stores()?.is_empty())? {
                     runtime = runtime.with_features(db);
                 }
                 let wasm = build(&source, &build_dir, &guest.builder()?).await?;

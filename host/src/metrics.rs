@@ -293,7 +293,7 @@ impl Metrics {
             self.cold_starts.get_or_create(&labels).inc();
         }
         for (result, n) in [
-            ("hit", inv.lookups - inv.lookup_misses),
+            ("hit", inv.lookups.saturating_sub(inv.lookup_misses)),
             ("miss", inv.lookup_misses),
         ] {
             if n > 0 {

@@ -14,10 +14,20 @@ pub struct ModelSource {
 }
 
 impl ModelSource {
-    /// Whether the model's `features.toml` looks fields up in a key-value store.
-    pub fn has_lookups(&self) -> anyhow::Result<bool> {
+    /// The key-value stores the model's `features.toml` looks fields up in, sorted.
+    pub fn lookup_stores(&self) -> anyhow::Result<Vec<String>> {
         let spec = self.dir.join("features.toml");
-        Ok(spec.is_file() && !crate::offline::read_spec(&spec)?.lookups().is_empty())
+        if !spec.is_file() {
+            return Ok(vec![]);
+        }
+        let mut stores: Vec<String> = crate::offline::read_spec(&spec)?
+            .lookups()
+            .into_iter()
+            .map(|g| g.store)
+            .collect();
+        stores.sort();
+        stores.dedup();
+        Ok(stores)
     }
 }
 

@@ -112,13 +112,10 @@ impl WasiHttpView for HostState {
 }
 
 /// `wasi:keyvalue/store` over the feature database: every store name opens (a store never
-/// loaded is empty, so its lookups take their defaults); writes are refused, since stores are
-/// filled by `wafer features load`.
+/// loaded, or any store without a database, is empty, so its lookups take their defaults);
+/// writes are refused, since stores are filled by `wafer features load`.
 impl kv::Host for HostState {
     fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, kv::Error> {
-        if self.features.is_none() {
-            return Err(kv::Error::NoSuchStore);
-        }
         self.table
             .push(Bucket { name: identifier })
             .map_err(|e| kv::Error::Other(e.to_string()))
@@ -132,7 +129,9 @@ impl kv::HostBucket for HostState {
             .get(&bucket)
             .map_err(|e| kv::Error::Other(e.to_string()))?
             .name;
-        let snapshot = self.features.as_mut().ok_or(kv::Error::NoSuchStore)?;
+        let Some(snapshot) = self.features.as_mut() else {
+            return Ok(None);
+        };
         snapshot.get(name, &key).map_err(|e| {
             tracing::warn!(store = name.as_str(), error = %e, "feature store read failed");
             kv::Error::Other(format!("{e:#}"))
@@ -467,7 +466,7 @@ impl LoadedModel {
         if let Some(snapshot) = &store.data().features {
             let (reads, hits) = snapshot.counts();
             measured.lookups = reads;
-            measured.lookup_misses = reads - hits;
+            measured.lookup_misses = reads.saturating_sub(hits);
         }
         let result = result.map_err(|e| {
             if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {

@@ -37,8 +37,10 @@ CREATE TABLE IF NOT EXISTS wafer_stores (
 );
 ";
 
-/// How long a reader or a load waits for another process's lock.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request's read waits for another process's lock (only WAL recovery takes one).
+const READ_BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a load waits for another writer.
+const LOAD_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A feature database, shared by every invocation; it keeps idle connections for reuse.
 pub struct FeatureStore {
@@ -60,6 +62,18 @@ pub struct StoreInfo {
 }
 
 impl FeatureStore {
+    /// Opens the database at `path`, which must exist: a mistyped path must not read as an
+    /// empty store.
+    pub fn open_existing(path: &Path) -> anyhow::Result<Arc<FeatureStore>> {
+        if !path.is_file() {
+            bail!(
+                "no feature database at {}; fill one with `wafer features load`",
+                path.display()
+            );
+        }
+        FeatureStore::open(path)
+    }
+
     /// Opens the database at `path`, creating it (and its folder) when missing.
     pub fn open(path: &Path) -> anyhow::Result<Arc<FeatureStore>> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -116,6 +130,7 @@ impl FeatureStore {
         entities: &[(String, Vec<u8>)],
     ) -> anyhow::Result<()> {
         let mut conn = self.take()?;
+        conn.busy_timeout(LOAD_BUSY_TIMEOUT)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM spin_key_value WHERE store = ?1", [name])?;
         {
@@ -131,6 +146,7 @@ impl FeatureStore {
             params![name, entities.len() as i64, source],
         )?;
         tx.commit()?;
+        conn.busy_timeout(READ_BUSY_TIMEOUT)?;
         self.give_back(conn);
         Ok(())
     }
@@ -153,7 +169,7 @@ impl FeatureStore {
 
 fn connect(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_timeout(READ_BUSY_TIMEOUT)?;
     // Readers never wait for a load, and a load never waits for readers.
     let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     Ok(conn)
@@ -244,6 +260,13 @@ fn read_entities(data: &Path, key: &str) -> anyhow::Result<Vec<(String, Vec<u8>)
         .iter()
         .map(str::to_owned)
         .collect();
+    if let Some((i, h)) = headers
+        .iter()
+        .enumerate()
+        .find(|(i, h)| headers[..*i].contains(h))
+    {
+        return Err(bad(format!("column {i}: \"{h}\" is given twice")));
+    }
     let Some(key_at) = headers.iter().position(|h| h == key) else {
         return Err(bad(format!(
             "no column \"{key}\"; the columns are {}",
@@ -253,7 +276,7 @@ fn read_entities(data: &Path, key: &str) -> anyhow::Result<Vec<(String, Vec<u8>)
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut entities = Vec::new();
     for (row, result) in reader.records().enumerate() {
-        let cells = result.with_context(|| format!("{}: row {row}", data.display()))?;
+        let cells = result.map_err(|e| bad(format!("row {row}: {e}")))?;
         let id = cells.get(key_at).unwrap_or_default().trim().to_owned();
         if id.is_empty() {
             return Err(bad(format!("row {row}: the key \"{key}\" is empty")));
@@ -357,6 +380,11 @@ mod tests {
                 "user_id,avg\nu1,1\nu2,2\nu1,3\n",
                 "row 2: key \"u1\" was already given on row 0",
             ),
+            (
+                "user_id,avg,avg\nu1,1,2\n",
+                "column 2: \"avg\" is given twice",
+            ),
+            ("user_id,avg\nu1,1,2\n", "row 0: "),
         ] {
             std::fs::write(&csv, text).expect("csv");
             let err = load_csv(&db, "users", &csv, "user_id").expect_err(text);

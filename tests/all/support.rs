@@ -344,15 +344,15 @@ pub fn start_wafer_on(repo: &str, build_dir: &Path, extra: &[&str]) -> Server {
         .args(extra);
     if !extra.contains(&"--db") {
         let db = build_dir.join("features.db");
-        load_store(
-            &db,
-            "users",
-            Path::new("models/credit/users.csv"),
-            "user_id",
-        );
+        load_credit_users(&db);
         cmd.arg("--db").arg(db);
     }
     Server::start(cmd, false).expect("wafer serve starts")
+}
+
+/// Fills the `users` store of `db` with `models/credit/users.csv`, keyed by `user_id`.
+pub fn load_credit_users(db: &Path) {
+    load_store(db, "users", Path::new("models/credit/users.csv"), "user_id");
 }
 
 /// Replaces `store` of the feature database `db` with a CSV file, by `wafer features load`.

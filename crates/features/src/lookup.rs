@@ -22,6 +22,11 @@ pub struct LookupGroup {
 }
 
 impl Spec {
+    /// Whether any field is looked up in a key-value store.
+    pub fn has_lookups(&self) -> bool {
+        self.fields.iter().any(|f| f.lookup.is_some())
+    }
+
     /// The spec's lookups, one group per store and key field, in the order they first appear.
     pub fn lookups(&self) -> Vec<LookupGroup> {
         let mut groups: Vec<LookupGroup> = Vec::new();
@@ -45,7 +50,9 @@ impl Spec {
     /// Fills the looked-up fields a record lacks from `fetch(store, key)`, which returns the
     /// stored JSON object's bytes or `None` when the key is absent. A field the record carries
     /// is kept; a record without a key, an absent key and a field the object lacks all leave the
-    /// field missing, so its `default` applies. Each store and key is fetched once per call.
+    /// field missing, so its `default` applies. Each store and key is fetched once per call. A
+    /// stored value of the wrong type is the store's fault, a [`FeatureError::Lookup`], not the
+    /// record's.
     pub fn fill_lookups<F>(&self, records: &mut [Record], mut fetch: F) -> Result<(), FeatureError>
     where
         F: FnMut(&str, &str) -> Result<Option<Vec<u8>>, String>,
@@ -78,7 +85,17 @@ impl Spec {
                     if record.get(field).is_none_or(|v| *v == Value::Missing)
                         && let Some(v) = object.get(field)
                     {
-                        record.insert(field.clone(), Value::from_json(v));
+                        let value = Value::from_json(v);
+                        if let Some(f) = self.field(field)
+                            && let Err(why) = value.coerce(f.kind)
+                        {
+                            return Err(FeatureError::Lookup {
+                                store: group.store.clone(),
+                                key,
+                                why: format!("field \"{field}\": {why}"),
+                            });
+                        }
+                        record.insert(field.clone(), value);
                     }
                 }
             }
@@ -232,6 +249,15 @@ datatype = "FP64"
         assert_eq!(
             err.to_string(),
             "lookup in store \"users\", key \"u1\": the stored value is not a JSON object"
+        );
+        let err = spec
+            .fill_lookups(&mut records, |_, _| {
+                Ok(Some(br#"{"orders_90d": "many"}"#.to_vec()))
+            })
+            .expect_err("a stored value of the wrong type");
+        assert_eq!(
+            err.to_string(),
+            "lookup in store \"users\", key \"u1\": field \"orders_90d\": expected a whole number, got text (\"many\")"
         );
         let err = spec
             .fill_lookups(&mut records, |_, _| Err("access denied".into()))
