@@ -97,16 +97,7 @@ fn fit_then_transform_gives_scikit_learns_columns() {
     assert!(fitted.contains("vocabulary = "), "{fitted}");
 
     let out = dir.join("out.csv");
-    let status = wafer()
-        .args(["features", "transform"])
-        .arg(&spec)
-        .arg("--data")
-        .arg(dir.join("test.csv"))
-        .arg("--output")
-        .arg(&out)
-        .status()
-        .expect("runs");
-    assert!(status.success(), "transform failed");
+    transform(&spec, &dir.join("test.csv"), &out);
     let text = std::fs::read_to_string(&out).expect("output");
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().expect("header").split(',').collect();
@@ -142,17 +133,22 @@ fn fit_then_transform_gives_scikit_learns_columns() {
 
     // The same columns as Parquet: names, DOUBLE values and rows equal to the CSV's.
     let parquet = dir.join("out.parquet");
+    transform(&spec, &dir.join("test.csv"), &parquet);
+    assert_eq!(parquet_rows(&parquet), csv_rows(&text));
+}
+
+/// Runs `wafer features transform SPEC --data DATA --output OUT`, which must succeed.
+fn transform(spec: &Path, data: &Path, out: &Path) {
     let status = wafer()
         .args(["features", "transform"])
-        .arg(&spec)
+        .arg(spec)
         .arg("--data")
-        .arg(dir.join("test.csv"))
+        .arg(data)
         .arg("--output")
-        .arg(&parquet)
+        .arg(out)
         .status()
         .expect("runs");
-    assert!(status.success(), "transform to parquet failed");
-    assert_eq!(parquet_rows(&parquet), csv_rows(&text));
+    assert!(status.success(), "transform to {} failed", out.display());
 }
 
 /// A CSV file's header and rows of numbers.
@@ -338,7 +334,7 @@ fn wafer_build_refuses_an_invalid_spec_naming_the_feature_and_field() {
 
 /// iris's model behind a spec whose fourth column is an ordinal category with the `error`
 /// policy for unknown categories.
-const FLOWERS: &str = r#"
+pub const FLOWERS: &str = r#"
 [[field]]
 name = "sepal_length"
 type = "float"
@@ -386,9 +382,10 @@ name = "X"
 datatype = "FP32"
 "#;
 
-#[test]
-fn unknown_categories_and_bad_fields_get_a_400_and_the_server_keeps_serving() {
-    let dir = scratch("unknown_category");
+/// A scratch model repository holding `flowers`: iris's model behind [`FLOWERS`]. Returns the
+/// scratch folder; the repository is its `repo/`.
+pub fn flowers(test: &str) -> PathBuf {
+    let dir = scratch(test);
     let model = dir.join("repo/flowers");
     std::fs::create_dir_all(&model).expect("model dir");
     std::fs::copy(
@@ -397,6 +394,17 @@ fn unknown_categories_and_bad_fields_get_a_400_and_the_server_keeps_serving() {
     )
     .expect("copy");
     std::fs::write(model.join("features.toml"), FLOWERS).expect("spec");
+    dir
+}
+
+/// A record for [`FLOWERS`] whose petal size is `size`.
+pub fn flower(size: &str) -> Value {
+    json!({"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_size": size})
+}
+
+#[test]
+fn unknown_categories_and_bad_fields_get_a_400_and_the_server_keeps_serving() {
+    let dir = flowers("unknown_category");
     let repo = dir.join("repo");
     let server = start_wafer_on(
         repo.to_str().expect("utf-8"),
@@ -405,7 +413,6 @@ fn unknown_categories_and_bad_fields_get_a_400_and_the_server_keeps_serving() {
     );
     let v1 = format!("{}/v1/models/flowers:predict", server.base);
     let v2 = format!("{}/v2/models/flowers/infer", server.base);
-    let flower = |size: &str| json!({"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_size": size});
     let field = |name: &str, shape: Value, data: Value| {
         let datatype = if data[0].is_string() { "BYTES" } else { "FP32" };
         json!({"name": name, "shape": shape, "datatype": datatype, "data": data})

@@ -1,11 +1,14 @@
-//! The same `.wasm` under the real `wasmtime serve` (wasmtime-cli 48.0.8).
+//! The same `.wasm` under the real `wasmtime serve` (wasmtime-cli 48.0.8): v2 tensors, and raw
+//! records through a features.toml over KServe v1.
 
 use std::path::PathBuf;
 use std::process::Command;
 
+use serde_json::{Value, json};
+
 use crate::support::{
     Server, assert_matches, built_component, fixture, infer_request, labels_and_probabilities,
-    post, wafer_server,
+    post, wafer, wafer_server,
 };
 
 /// The `wasmtime` CLI: `$WASMTIME`, else on `PATH`, else in cargo's bin folder.
@@ -93,4 +96,82 @@ fn the_same_component_answers_the_same_under_wasmtime_serve() {
         let live = crate::support::get(&format!("{}/v2/health/live", server.base));
         assert_eq!(live.status, 200);
     }
+}
+
+#[test]
+fn raw_records_through_kserve_v1_under_wasmtime_serve_match_wafer_predict() {
+    // A model with a features.toml and no lookups: its component imports no key-value store.
+    let dir = crate::features::flowers("wasmtime_v1");
+    let model = dir.join("repo/flowers");
+    let component = dir.join("flowers.wasm");
+    let status = wafer()
+        .arg("build")
+        .arg(&model)
+        .arg("-o")
+        .arg(&component)
+        .status()
+        .expect("wafer build runs");
+    assert!(status.success(), "wafer build failed");
+    let mut cmd = Command::new(wasmtime());
+    cmd.args(["serve", "-Scli=y", "--addr", "127.0.0.1:0"])
+        .arg(&component);
+    let server = Server::start(cmd, true).expect("wasmtime serve starts");
+
+    let flower = crate::features::flower;
+    let records = json!([flower("large"), flower("none"), flower("small")]);
+    let url = format!("{}/v1/models/flowers:predict", server.base);
+    let theirs = post(&url, json!({"instances": records}).to_string().as_bytes());
+    assert_eq!(theirs.status, 200, "wasmtime serve: {}", theirs.text);
+    let predictions = theirs.json["predictions"].as_array().expect("predictions");
+
+    let input = dir.join("records.json");
+    std::fs::write(&input, records.to_string()).expect("records");
+    let out = wafer()
+        .arg("predict")
+        .arg(&model)
+        .arg("--input")
+        .arg(&input)
+        .output()
+        .expect("wafer predict runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ours: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let (labels, probabilities) = labels_and_probabilities(&ours);
+    assert_eq!(predictions.len(), labels.len());
+    for (i, p) in predictions.iter().enumerate() {
+        assert_eq!(p["label"].as_i64(), Some(labels[i]), "row {i}");
+        let theirs: Vec<f64> = p["probabilities"]
+            .as_array()
+            .expect("probabilities")
+            .iter()
+            .map(|x| x.as_f64().expect("f64"))
+            .collect();
+        assert_eq!(theirs.len(), probabilities[i].len(), "row {i}");
+        for (a, b) in theirs.iter().zip(&probabilities[i]) {
+            assert!(
+                (a - b).abs() <= 1e-6,
+                "row {i}: {theirs:?} vs {:?}",
+                probabilities[i]
+            );
+        }
+    }
+
+    // A bad record is a 400 from the guest's own handler too.
+    let bad = post(
+        &url,
+        json!({"instances": [flower("huge")]})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    assert!(
+        bad.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("row 0: field \"petal_size\": unknown category \"huge\"")),
+        "{}",
+        bad.text
+    );
 }
