@@ -3,7 +3,7 @@
 //! Only the `wafer-guest-lookup` build imports `wasi:keyvalue/store`; the plain guest refuses,
 //! when the model is loaded, a spec that looks anything up.
 
-use wafer_features::{FeatureError, Record, Spec};
+use wafer_features::{Record, Spec};
 use wafer_scoring::ScoringError;
 
 /// Fills the looked-up fields the records lack. Each store is opened once per call.
@@ -21,6 +21,7 @@ pub(crate) fn fill(spec: &Spec, records: &mut [Record]) -> Result<(), ScoringErr
         store::Error::Other(why) => why,
     };
     let mut buckets: HashMap<String, store::Bucket> = HashMap::new();
+    // fill_lookups fails only on the store's side (`FeatureError::Lookup`): the server's fault.
     spec.fill_lookups(records, |name, key| {
         let bucket = match buckets.entry(name.to_owned()) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -30,7 +31,7 @@ pub(crate) fn fill(spec: &Spec, records: &mut [Record]) -> Result<(), ScoringErr
         };
         bucket.get(key).map_err(describe)
     })
-    .map_err(lookup_error)
+    .map_err(|e| ScoringError::Run(e.to_string()))
 }
 
 /// Without the store import there is nothing to fill; `check` refused specs with lookups.
@@ -49,16 +50,4 @@ pub(crate) fn check(spec: &Spec) -> Result<(), ScoringError> {
          build the model from wafer_guest_lookup.wasm"
             .into(),
     ))
-}
-
-/// A failed lookup is the server's fault, not the request's.
-#[cfg_attr(
-    not(feature = "lookup"),
-    expect(dead_code, reason = "used by the lookup build")
-)]
-fn lookup_error(e: FeatureError) -> ScoringError {
-    match e {
-        FeatureError::Lookup { .. } => ScoringError::Run(e.to_string()),
-        other => ScoringError::Record(other.to_string()),
-    }
 }

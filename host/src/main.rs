@@ -186,17 +186,7 @@ impl DbArgs {
         if !needed && self.db.is_none() {
             return Ok(None);
         }
-        let db = FeatureStore::open(&self.path())?;
-        for s in db.stores()? {
-            tracing::info!(
-                store = s.name,
-                rows = s.rows,
-                loaded_at = s.loaded_at,
-                source = s.source,
-                "feature store"
-            );
-        }
-        Ok(Some(db))
+        Ok(Some(FeatureStore::open(&self.path())?))
     }
 }
 
@@ -354,8 +344,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             let mut runtime = Runtime::new(limits, cache.cache())?;
             if let Some(db) = db.open_if(!wanted.is_empty())? {
-                let loaded: Vec<String> = db.stores()?.into_iter().map(|s| s.name).collect();
-                for (store, model) in wanted.iter().filter(|(s, _)| !loaded.contains(s)) {
+                let loaded = db.stores()?;
+                for s in &loaded {
+                    tracing::info!(
+                        store = s.name,
+                        rows = s.rows,
+                        loaded_at = s.loaded_at,
+                        source = s.source,
+                        "feature store"
+                    );
+                }
+                let never_loaded =
+                    |(store, _): &&(String, String)| !loaded.iter().any(|s| &s.name == store);
+                for (store, model) in wanted.iter().filter(never_loaded) {
                     tracing::warn!(
                         store = store.as_str(),
                         model = model.as_str(),

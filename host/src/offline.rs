@@ -23,16 +23,7 @@ pub fn read_spec(path: &Path) -> anyhow::Result<Spec> {
 
 /// Reads a CSV file with a header row into records, with a progress bar on large files.
 pub fn read_csv(path: &Path) -> anyhow::Result<Vec<Record>> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let bar = progress(len, "reading");
-    let mut reader = csv::Reader::from_reader(bar.wrap_read(BufReader::new(file)));
-    let headers: Vec<String> = reader
-        .headers()
-        .with_context(|| format!("reading the header of {}", path.display()))?
-        .iter()
-        .map(str::to_owned)
-        .collect();
+    let (mut reader, headers, bar) = open_csv(path, "reading")?;
     let mut records = Vec::new();
     for (row, result) in reader.records().enumerate() {
         let cells = result.with_context(|| format!("{}: row {row}", path.display()))?;
@@ -46,6 +37,25 @@ pub fn read_csv(path: &Path) -> anyhow::Result<Vec<Record>> {
     }
     bar.finish_and_clear();
     Ok(records)
+}
+
+/// Opens a CSV file with a header row: its reader, read through a progress bar labelled `what`
+/// (shown on large files), the column names, and the bar to finish.
+pub(crate) fn open_csv(
+    path: &Path,
+    what: &str,
+) -> anyhow::Result<(csv::Reader<impl std::io::Read>, Vec<String>, ProgressBar)> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = progress(len, what);
+    let mut reader = csv::Reader::from_reader(bar.wrap_read(BufReader::new(file)));
+    let headers: Vec<String> = reader
+        .headers()
+        .with_context(|| format!("reading the header of {}", path.display()))?
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    Ok((reader, headers, bar))
 }
 
 /// A progress bar over `len` bytes, hidden for small files.

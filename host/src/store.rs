@@ -8,8 +8,6 @@
 //! runs in another process.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -250,16 +248,7 @@ pub fn load_csv(db: &FeatureStore, name: &str, data: &Path, key: &str) -> anyhow
 /// given twice is an error naming the row.
 fn read_entities(data: &Path, key: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let bad = |why: String| anyhow::Error::new(BadData(format!("{}: {why}", data.display())));
-    let file = File::open(data).with_context(|| format!("opening {}", data.display()))?;
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let bar = crate::offline::progress(len, "loading");
-    let mut reader = csv::Reader::from_reader(bar.wrap_read(BufReader::new(file)));
-    let headers: Vec<String> = reader
-        .headers()
-        .with_context(|| format!("reading the header of {}", data.display()))?
-        .iter()
-        .map(str::to_owned)
-        .collect();
+    let (mut reader, headers, bar) = crate::offline::open_csv(data, "loading")?;
     if let Some((i, h)) = headers
         .iter()
         .enumerate()

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Answer, build_dir, get, load_credit_users, load_store, post, repo_root, start_wafer_on,
-    target_dir, wafer, wafer_server,
+    target_dir, v1_labels_and_probabilities, wafer, wafer_server,
 };
 
 /// Probabilities must agree this closely across the three paths.
@@ -93,23 +93,7 @@ fn v2_outputs(v: &Value) -> (Vec<i64>, Vec<Vec<f64>>) {
 /// Labels and probabilities of a KServe v1 response.
 fn v1_outputs(answer: &Answer) -> (Vec<i64>, Vec<Vec<f64>>) {
     assert_eq!(answer.status, 200, "{}", answer.text);
-    let predictions = answer.json["predictions"].as_array().expect("predictions");
-    let labels = predictions
-        .iter()
-        .map(|p| p["label"].as_i64().expect("label"))
-        .collect();
-    let probabilities = predictions
-        .iter()
-        .map(|p| {
-            p["probabilities"]
-                .as_array()
-                .expect("p")
-                .iter()
-                .map(|x| x.as_f64().expect("f64"))
-                .collect()
-        })
-        .collect();
-    (labels, probabilities)
+    v1_labels_and_probabilities(&answer.json)
 }
 
 /// Predicts `records` through KServe v1 on the server at `base`.

@@ -304,18 +304,11 @@ fn the_readme_example_is_a_valid_spec_that_fits_and_transforms() {
 #[test]
 fn wafer_build_refuses_an_invalid_spec_naming_the_feature_and_field() {
     let dir = scratch("build");
-    let model = dir.join("iris_with_features");
-    std::fs::create_dir_all(&model).expect("model dir");
-    std::fs::copy(
-        repo_root().join("models/iris/model.onnx"),
-        model.join("model.onnx"),
-    )
-    .expect("copy");
     let bad = SPEC.replace(
         "field = \"age\"\ntransform = \"standardize\"",
         "field = \"agee\"\ntransform = \"standardize\"",
     );
-    std::fs::write(model.join("features.toml"), bad).expect("spec");
+    let model = iris_with_spec(&dir.join("iris_with_features"), &bad);
     let result = wafer()
         .arg("build")
         .arg(&model)
@@ -382,18 +375,23 @@ name = "X"
 datatype = "FP32"
 "#;
 
-/// A scratch model repository holding `flowers`: iris's model behind [`FLOWERS`]. Returns the
-/// scratch folder; the repository is its `repo/`.
-pub fn flowers(test: &str) -> PathBuf {
-    let dir = scratch(test);
-    let model = dir.join("repo/flowers");
-    std::fs::create_dir_all(&model).expect("model dir");
+/// A model folder `model` holding iris's model.onnx behind the features.toml `spec`.
+fn iris_with_spec(model: &Path, spec: &str) -> PathBuf {
+    std::fs::create_dir_all(model).expect("model dir");
     std::fs::copy(
         repo_root().join("models/iris/model.onnx"),
         model.join("model.onnx"),
     )
     .expect("copy");
-    std::fs::write(model.join("features.toml"), FLOWERS).expect("spec");
+    std::fs::write(model.join("features.toml"), spec).expect("spec");
+    model.to_owned()
+}
+
+/// A scratch model repository holding `flowers`: iris's model behind [`FLOWERS`]. Returns the
+/// scratch folder; the repository is its `repo/`.
+pub fn flowers(test: &str) -> PathBuf {
+    let dir = scratch(test);
+    iris_with_spec(&dir.join("repo/flowers"), FLOWERS);
     dir
 }
 

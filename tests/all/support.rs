@@ -122,6 +122,27 @@ pub fn infer_request(input: &str, rows: &[Vec<f64>]) -> Value {
     })
 }
 
+/// Labels and probabilities of a KServe v1 response: `{"predictions": [{"label", "probabilities"}]}`.
+pub fn v1_labels_and_probabilities(response: &Value) -> (Vec<i64>, Vec<Vec<f64>>) {
+    let predictions = response["predictions"].as_array().expect("predictions");
+    let labels = predictions
+        .iter()
+        .map(|p| p["label"].as_i64().expect("label"))
+        .collect();
+    let probabilities = predictions
+        .iter()
+        .map(|p| {
+            p["probabilities"]
+                .as_array()
+                .expect("probabilities")
+                .iter()
+                .map(|x| x.as_f64().expect("f64"))
+                .collect()
+        })
+        .collect();
+    (labels, probabilities)
+}
+
 /// Labels and probabilities from a v2 response.
 pub fn labels_and_probabilities(response: &Value) -> (Vec<i64>, Vec<Vec<f64>>) {
     let outputs = response["outputs"].as_array().expect("outputs");

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Server, assert_matches, built_component, fixture, infer_request, labels_and_probabilities,
-    post, wafer, wafer_server,
+    post, v1_labels_and_probabilities, wafer, wafer_server,
 };
 
 /// The `wasmtime` CLI: `$WASMTIME`, else on `PATH`, else in cargo's bin folder.
@@ -122,7 +122,7 @@ fn raw_records_through_kserve_v1_under_wasmtime_serve_match_wafer_predict() {
     let url = format!("{}/v1/models/flowers:predict", server.base);
     let theirs = post(&url, json!({"instances": records}).to_string().as_bytes());
     assert_eq!(theirs.status, 200, "wasmtime serve: {}", theirs.text);
-    let predictions = theirs.json["predictions"].as_array().expect("predictions");
+    let (their_labels, their_probabilities) = v1_labels_and_probabilities(&theirs.json);
 
     let input = dir.join("records.json");
     std::fs::write(&input, records.to_string()).expect("records");
@@ -140,15 +140,9 @@ fn raw_records_through_kserve_v1_under_wasmtime_serve_match_wafer_predict() {
     );
     let ours: Value = serde_json::from_slice(&out.stdout).expect("json");
     let (labels, probabilities) = labels_and_probabilities(&ours);
-    assert_eq!(predictions.len(), labels.len());
-    for (i, p) in predictions.iter().enumerate() {
-        assert_eq!(p["label"].as_i64(), Some(labels[i]), "row {i}");
-        let theirs: Vec<f64> = p["probabilities"]
-            .as_array()
-            .expect("probabilities")
-            .iter()
-            .map(|x| x.as_f64().expect("f64"))
-            .collect();
+    assert_eq!(their_labels, labels, "labels");
+    assert_eq!(their_probabilities.len(), probabilities.len());
+    for (i, theirs) in their_probabilities.iter().enumerate() {
         assert_eq!(theirs.len(), probabilities[i].len(), "row {i}");
         for (a, b) in theirs.iter().zip(&probabilities[i]) {
             assert!(

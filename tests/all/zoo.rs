@@ -48,6 +48,25 @@ impl Case {
             .as_array()
             .expect("onnxruntime outputs")
     }
+
+    /// Checks that `outputs` (v2 JSON outputs, reached by `path`) are onnxruntime's: as many,
+    /// in order, each within the case's tolerance.
+    pub fn assert_outputs(&self, path: &str, outputs: &[Value]) {
+        assert_eq!(
+            outputs.len(),
+            self.expected().len(),
+            "{} ({path}): outputs",
+            self.name
+        );
+        for (got, want) in outputs.iter().zip(self.expected()) {
+            assert_output(
+                &format!("{} ({path})", self.name),
+                got,
+                want,
+                self.tolerance(),
+            );
+        }
+    }
 }
 
 /// Every zoo model, by name.
@@ -79,7 +98,7 @@ fn float(v: &Value) -> f64 {
 }
 
 /// Checks one output (as v2 JSON: name, datatype, shape, flat data) against onnxruntime's.
-pub fn assert_output(context: &str, got: &Value, want: &Value, tol: f64) {
+fn assert_output(context: &str, got: &Value, want: &Value, tol: f64) {
     let name = want["name"].as_str().expect("name");
     assert_eq!(got["name"], want["name"], "{context}: output order");
     assert_eq!(
@@ -159,20 +178,8 @@ fn every_zoo_model_matches_onnxruntime_natively() {
         let outputs = model
             .predict(inputs, &[])
             .unwrap_or_else(|e| panic!("{}: {e}", case.name));
-        assert_eq!(
-            outputs.len(),
-            case.expected().len(),
-            "{}: outputs",
-            case.name
-        );
-        for (got, want) in outputs.iter().zip(case.expected()) {
-            assert_output(
-                &format!("{} (native)", case.name),
-                &to_json(got),
-                want,
-                case.tolerance(),
-            );
-        }
+        let outputs: Vec<Value> = outputs.iter().map(to_json).collect();
+        case.assert_outputs("native", &outputs);
     }
 }
 
@@ -221,20 +228,7 @@ fn every_zoo_model_matches_onnxruntime_in_wasm_over_http() {
         let answer = post(&url, json_request(&case).as_bytes());
         assert_eq!(answer.status, 200, "{}: {}", case.name, answer.text);
         let outputs = answer.json["outputs"].as_array().expect("outputs");
-        assert_eq!(
-            outputs.len(),
-            case.expected().len(),
-            "{}: outputs",
-            case.name
-        );
-        for (got, want) in outputs.iter().zip(case.expected()) {
-            assert_output(
-                &format!("{} (wasm)", case.name),
-                got,
-                want,
-                case.tolerance(),
-            );
-        }
+        case.assert_outputs("wasm", outputs);
     }
 }
 
@@ -376,12 +370,8 @@ fn named_inputs_and_missing_values_work_over_the_binary_tensor_extension() {
         std::io::Read::read_to_end(&mut response.into_reader(), &mut bytes).expect("body");
         let head: Value = serde_json::from_slice(&bytes[..json_len]).expect("json part");
         let mut rest = &bytes[json_len..];
-        for (got, want) in head["outputs"]
-            .as_array()
-            .expect("outputs")
-            .iter()
-            .zip(case.expected())
-        {
+        let mut outputs = Vec::new();
+        for got in head["outputs"].as_array().expect("outputs") {
             let size = got["parameters"]["binary_data_size"]
                 .as_u64()
                 .expect("binary size") as usize;
@@ -389,13 +379,9 @@ fn named_inputs_and_missing_values_work_over_the_binary_tensor_extension() {
             rest = tail;
             let mut got = got.clone();
             got["data"] = Value::Array(binary_output(got["datatype"].as_str().expect("dt"), mine));
-            assert_output(
-                &format!("{} (binary)", case.name),
-                &got,
-                want,
-                case.tolerance(),
-            );
+            outputs.push(got);
         }
         assert!(rest.is_empty(), "{}: trailing bytes", case.name);
+        case.assert_outputs("binary", &outputs);
     }
 }

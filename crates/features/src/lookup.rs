@@ -51,8 +51,8 @@ impl Spec {
     /// stored JSON object's bytes or `None` when the key is absent. A field the record carries
     /// is kept; a record without a key, an absent key and a field the object lacks all leave the
     /// field missing, so its `default` applies. Each store and key is fetched once per call. A
-    /// stored value of the wrong type is the store's fault, a [`FeatureError::Lookup`], not the
-    /// record's.
+    /// stored value of the wrong type is the store's fault, not the record's: every error is a
+    /// [`FeatureError::Lookup`].
     pub fn fill_lookups<F>(&self, records: &mut [Record], mut fetch: F) -> Result<(), FeatureError>
     where
         F: FnMut(&str, &str) -> Result<Option<Vec<u8>>, String>,
