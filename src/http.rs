@@ -65,7 +65,7 @@ fn respond(
         Route::Live => protocol::to_json(&serde_json::json!({ "live": true })),
         Route::Ready => protocol::to_json(&serde_json::json!({ "ready": true })),
         Route::ServerMetadata => protocol::to_json(&protocol::server_metadata()),
-        Route::ModelList => protocol::to_json(&protocol::model_list([name.as_str()])),
+        Route::ModelList => protocol::to_json(&protocol::model_list([(name.as_str(), None)])),
         // Counters live in the host that runs the component; a guest has only its own.
         Route::Metrics | Route::ModelStats { .. } => {
             return Err(ProtocolError::RouteNotFound {

@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """Train the bundled example models and write their ONNX exports and test fixtures.
 
-Run from anywhere: `python3 tools/make_models.py [examples] [zoo] [ops] [features]` (all by default). The script creates `tools/.venv` with the pinned
+Run from anywhere: `python3 tools/make_models.py [examples] [zoo] [ops] [features] [credit] [broken] [torch]` (all
+but torch by default). The script creates `tools/.venv` with the pinned
 versions of `tools/requirements.txt` and re-runs itself inside it, so the fixtures are reproducible.
+`torch` runs in its own venv, `tools/.venv-torch` (pinned in `tools/requirements-torch.txt`; about
+5.7 GB, as torch's PyPI wheel brings the CUDA libraries), and writes the PyTorch models of the zoo
+(see tools/torch_models.py).
 
 `zoo` writes the model zoo under `models/zoo/` (see tools/zoo.py) and `ops` the single-operator
 fixtures under `crates/scoring/fixtures/ops/` (see tools/ops.py); `features` what scikit-learn's
 preprocessing gives, for crates/features (see tools/features.py); `credit` the model served from raw
-records through features.toml (see tools/credit.py; it runs `wafer features` through cargo). For every example model it
+records through features.toml (see tools/credit.py; it runs `wafer features` through cargo); `broken` a
+model that must fail to load (see tools/broken.py). For every example model it
 writes, under `models/<name>/`:
   model.onnx        the skl2onnx export (zipmap=False: a label tensor and a probabilities tensor)
   test_inputs.json  the held-back rows, as float32-exact decimals: {"input": name, "shape": [N, F], "data": [[...]]}
@@ -17,6 +22,7 @@ The Rust tests read these files; they never need Python.
 """
 
 import hashlib
+import itertools
 import json
 import os
 import subprocess
@@ -26,17 +32,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / "tools" / ".venv"
 REQUIREMENTS = ROOT / "tools" / "requirements.txt"
+VENV_TORCH = ROOT / "tools" / ".venv-torch"
+REQUIREMENTS_TORCH = ROOT / "tools" / "requirements-torch.txt"
+GROUPS = ["examples", "zoo", "ops", "features", "credit", "broken", "torch"]
 
 
-def ensure_venv() -> None:
-    """Re-exec inside tools/.venv with the pinned requirements installed."""
-    if Path(sys.prefix).resolve() == VENV.resolve():
+def ensure_venv(venv: Path = VENV, requirements: Path = REQUIREMENTS) -> None:
+    """Re-exec inside `venv` with the pinned requirements installed."""
+    if Path(sys.prefix).resolve() == venv.resolve():
         return
-    python = VENV / "bin" / "python"
+    python = venv / "bin" / "python"
     if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "-r", str(REQUIREMENTS)], check=True
+        [str(python), "-m", "pip", "install", "--quiet", "-r", str(requirements)], check=True
     )
     os.execv(str(python), [str(python), __file__, *sys.argv[1:]])
 
@@ -146,9 +155,21 @@ def examples() -> None:
 
 
 def main() -> None:
-    ensure_venv()
+    groups = sys.argv[1:] or [g for g in GROUPS if g != "torch"]
+    for group in groups:
+        if group not in GROUPS:
+            sys.exit(f"unknown group {group!r}: expected {', '.join(GROUPS[:-1])} or {GROUPS[-1]}")
+    # torch needs tools/.venv-torch, the rest tools/.venv: each run of groups goes to its own venv.
+    runs = [list(run) for _, run in itertools.groupby(groups, key=lambda g: g == "torch")]
+    if len(runs) > 1:
+        for run in runs:
+            subprocess.run([sys.executable, __file__, *run], check=True)
+        return
+    if groups[0] == "torch":
+        ensure_venv(VENV_TORCH, REQUIREMENTS_TORCH)
+    else:
+        ensure_venv()
     sys.path.insert(0, str(ROOT / "tools"))
-    groups = sys.argv[1:] or ["examples", "zoo", "ops", "features", "credit"]
     for group in groups:
         if group == "examples":
             examples()
@@ -168,8 +189,14 @@ def main() -> None:
             import credit
 
             credit.build()
-        else:
-            sys.exit(f"unknown group {group!r}: expected examples, zoo, ops, features or credit")
+        elif group == "broken":
+            import broken
+
+            broken.build()
+        elif group == "torch":
+            import torch_models
+
+            torch_models.build()
 
 
 if __name__ == "__main__":

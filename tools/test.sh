@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: adds the wasm targets, installs the pinned
-# wasmtime-cli when missing (the `wasmtime serve` compatibility test runs it) and the pinned
-# tritonclient in tools/.venv-client, then tests.
+# wasmtime-cli when missing (the `wasmtime serve` compatibility test runs it), the pinned
+# tritonclient in tools/.venv-client and the ONNX node tests' cases, then tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,5 +17,11 @@ if ! cmp -s tools/requirements-client.txt tools/.venv-client/requirements.txt 2>
   python3 -m venv tools/.venv-client
   tools/.venv-client/bin/pip install --quiet -r tools/requirements-client.txt
   cp tools/requirements-client.txt tools/.venv-client/requirements.txt
+fi
+# The ONNX backend node tests, generated from the pinned onnx wheel (tools/.venv-nodes) into
+# target/node-tests; tests/all/node_tests.rs runs them all, natively and in wasm (~20 s).
+index=target/node-tests/index.json
+if [ ! -f "$index" ] || [ tools/node_tests.py -nt "$index" ] || [ tools/requirements-nodes.txt -nt "$index" ]; then
+  python3 tools/node_tests.py target/node-tests
 fi
 cargo test --workspace --release "$@"

@@ -30,6 +30,7 @@ from sklearn.ensemble import (
     GradientBoostingRegressor,
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
+    IsolationForest,
     RandomForestClassifier,
     RandomForestRegressor,
 )
@@ -41,6 +42,7 @@ from sklearn.linear_model import (
     SGDClassifier,
 )
 from sklearn.model_selection import train_test_split
+from sklearn.naive_bayes import GaussianNB
 from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import (
@@ -52,6 +54,7 @@ from sklearn.preprocessing import (
 )
 from sklearn.svm import SVC, SVR, LinearSVC
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+from zoo_format import DATATYPES, datatype, element, ort_outputs, tensor  # noqa: F401 (ops.py imports tensor)
 
 OPSETS = {"": 17, "ai.onnx.ml": 3}
 
@@ -74,49 +77,6 @@ def _patch_bool_attributes():
 
 _patch_bool_attributes()
 TEST_ROWS = 40
-DATATYPES = {
-    np.dtype(np.float32): "FP32",
-    np.dtype(np.float64): "FP64",
-    np.dtype(np.int64): "INT64",
-    np.dtype(np.int32): "INT32",
-    np.dtype(np.bool_): "BOOL",
-}
-
-
-def datatype(arr):
-    if arr.dtype.kind in "OUS":
-        return "BYTES"
-    return DATATYPES[arr.dtype]
-
-
-def element(v):
-    if isinstance(v, (str, bytes, np.str_)):
-        return str(v)
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (np.integer, int)):
-        return int(v)
-    f = float(v)
-    if np.isinf(f):
-        return "Infinity" if f > 0 else "-Infinity"
-    return None if np.isnan(f) else f
-
-
-def tensor(name, arr):
-    """A v2-style tensor: name, datatype, shape, flat data (NaN as null, infinities as strings)."""
-    arr = np.asarray(arr)
-    return {
-        "name": name,
-        "datatype": datatype(arr),
-        "shape": list(arr.shape),
-        "data": [element(v) for v in arr.reshape(-1)],
-    }
-
-
-def ort_outputs(onx, feeds):
-    sess = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    return names, sess.run(None, feeds)
 
 
 def write(name, estimator, onx, feeds, sk, description, source, tolerance=None, classes=None):
@@ -309,6 +269,9 @@ def build():
     column_transformer(diabetes, src["diabetes"])
     ordinal_encoder(diabetes, src["diabetes"])
     feature_vectorizer(wine, src["wine"])
+    onehot_int64()
+    isolation_forest()
+    gaussian_nb_zipmap(wine, src["wine"])
 
 
 def string_labels(iris, source):
@@ -410,3 +373,69 @@ def column_transformer(diabetes, source):
           "on the string columns sex and bmi_band) + RandomForestClassifier. One named input per "
           "column, as a DataFrame export gives; 4 test rows carry a category never seen in training.",
           source + " with sex and a bmi band as strings; target: above the median")
+
+
+def onehot_int64():
+    """Integer category codes in one INT64 input, one-hot encoded (ai.onnx.ml OneHotEncoder over
+    INT64) into a LogisticRegression."""
+    rng = np.random.RandomState(3)
+    n = 600
+    store, weekday = rng.randint(0, 5, n), rng.randint(0, 7, n)
+    channel = rng.choice([101, 205, 309], n)
+    X = np.column_stack([store, weekday, channel]).astype(np.int64)
+    logit = 0.8 * (store == 2) - 0.6 * (weekday >= 5) + 1.2 * (channel == 309) - 0.4
+    y = (rng.rand(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+    X_train, X_test, y_train = split(X, y)
+    # A channel code the model never saw: handle_unknown="ignore" encodes it as all zeros.
+    X_test = X_test.copy()
+    X_test[rng.choice(TEST_ROWS, 4, replace=False), 2] = 404
+    model = make_pipeline(OneHotEncoder(handle_unknown="ignore"), LogisticRegression(max_iter=1000))
+    model.fit(X_train, y_train)
+    onx = to_onnx(model, initial_types=[("X", Int64TensorType([None, 3]))],
+                  options={id(model): {"zipmap": False}}, target_opset=OPSETS)
+    sk = {"predict": model.predict(X_test), "predict_proba": model.predict_proba(X_test)}
+    write("onehot_int64_logreg", model, onx, {"X": X_test}, sk,
+          "OneHotEncoder(handle_unknown=\"ignore\") + binary LogisticRegression over one INT64 input "
+          "of 3 integer category codes (store 0-4, weekday 0-6, channel 101/205/309): the "
+          "OneHotEncoder nodes take INT64. 4 test rows carry a channel code never seen in training.",
+          "synthetic (numpy RandomState(3)): 600 rows, target drawn from a logistic model of the codes")
+
+
+def isolation_forest():
+    """An IsolationForest: labels 1 (inlier) or -1 (outlier) and decision-function scores. The
+    export maps leaf indices to path lengths with LabelEncoder nodes over INT64 keys."""
+    rng = np.random.RandomState(4)
+    inliers = np.vstack([0.4 * rng.randn(150, 2) + 2, 0.4 * rng.randn(150, 2) - 2])
+    outliers = rng.uniform(-5, 5, (30, 2))
+    X = np.vstack([inliers, outliers]).astype(np.float32)
+    truth = np.r_[np.ones(300), -np.ones(30)].astype(np.int64)  # only to stratify the split
+    X_train, X_test, _ = split(X, truth)
+    model = IsolationForest(n_estimators=20, random_state=0).fit(X_train)
+    onx = to_onnx(model, X_train[:1], target_opset=OPSETS)
+    sk = {"predict": model.predict(X_test), "decision_function": model.decision_function(X_test)}
+    write("isolation_forest", model, onx, {"X": X_test}, sk,
+          "IsolationForest(n_estimators=20): outputs `label` (1 inlier, -1 outlier) and `scores` "
+          "(decision_function); LabelEncoder nodes over INT64 leaf indices.",
+          "synthetic (numpy RandomState(4)): two Gaussian clusters of 150 points and 30 uniform "
+          "outliers in 2-D")
+
+
+def gaussian_nb_zipmap(wine, source):
+    """StandardScaler + GaussianNB with skl2onnx's default ZipMap. The export normalizes the joint
+    log-likelihoods with ReduceLogSumExp; the test rows scaled 3x have likelihoods below
+    exp(-1400), which underflow, so only a stable log-sum-exp gives their probabilities (1.0)."""
+    X = wine.data.astype(np.float32)
+    X_train, X_test, y_train = split(X, wine.target)
+    X_test = X_test.copy()
+    X_test[::7] *= np.float32(3)
+    model = make_pipeline(StandardScaler(), GaussianNB()).fit(X_train, y_train)
+    onx = to_onnx(model, X_train[:1], target_opset=OPSETS)
+    assert any(n.op_type == "ReduceLogSumExp" for n in onx.graph.node)
+    sk = {"predict": model.predict(X_test), "predict_proba": model.predict_proba(X_test)}
+    write("gaussian_nb_zipmap", model, onx, {"X": X_test}, sk,
+          "StandardScaler + GaussianNB exported with skl2onnx's default ZipMap: wafer serves the "
+          "probabilities tensor ZipMap wraps. The probabilities come from ReduceLogSumExp over "
+          "the joint log-likelihoods; 6 test rows (every 7th) are scaled 3x, which puts every "
+          "class's log-likelihood below -1400 (exp underflows even in float64), and 26 rows have "
+          "a probability of exactly 1.0.",
+          source + "; every 7th test row multiplied by 3", classes=model.classes_)

@@ -11,10 +11,13 @@ use std::sync::OnceLock;
 
 use anyhow::{Context as _, bail};
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker};
+use wafer_protocol::ProtocolError;
+use wasmtime::component::{Component, Instance, Linker};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wizer::{WasmtimeWizerComponent, Wizer};
 
+use crate::bindings::Scoring;
+use crate::bindings::wafer::inference::types::Tensor;
 use crate::runtime::HostState;
 
 /// The guest's build-time initializer. It stays exported in the snapshot (Wizer 48 would drop
@@ -84,6 +87,21 @@ impl Guest {
             bytes,
             compiled: OnceLock::new(),
         })
+    }
+
+    /// The instrumented guest, compiled on first use from what `instrumented` returns.
+    fn compiled(
+        &self,
+        engine: &Engine,
+        instrumented: impl FnOnce() -> anyhow::Result<Vec<u8>>,
+    ) -> anyhow::Result<Component> {
+        if let Some(component) = self.compiled.get() {
+            return Ok(component.clone());
+        }
+        let component = Component::new(engine, &instrumented()?)
+            .map_err(anyhow::Error::from)
+            .context("compiling the guest")?;
+        Ok(self.compiled.get_or_init(|| component).clone())
     }
 }
 
@@ -211,20 +229,28 @@ impl Builder {
         features: Option<&str>,
     ) -> anyhow::Result<Vec<u8>> {
         let (cx, instrumented) = self.wizer.instrument_component(&guest.bytes)?;
-        let component = match guest.compiled.get() {
-            Some(component) => component.clone(),
-            None => {
-                let component = Component::new(&self.engine, &instrumented)
-                    .map_err(anyhow::Error::from)
-                    .context("compiling the guest")?;
-                guest.compiled.get_or_init(|| component).clone()
-            }
-        };
-        let mut store = Store::new(&self.engine, HostState::new());
-        let instance = self
-            .linker
-            .instantiate_async(&mut store, &component)
+        let component = guest.compiled(&self.engine, || Ok(instrumented))?;
+        let (mut store, instance) = self
+            .initialized(&component, name, onnx, features, self.snapshot)
             .await?;
+        let mut state = WasmtimeWizerComponent {
+            store: &mut store,
+            instance,
+        };
+        Ok(self.wizer.snapshot_component(&cx, &mut state).await?)
+    }
+
+    /// A fresh instance of `component` (the generic guest) holding the model `onnx`.
+    async fn initialized(
+        &self,
+        component: &Component,
+        name: &str,
+        onnx: &[u8],
+        features: Option<&str>,
+        parse: bool,
+    ) -> anyhow::Result<(Store<HostState>, Instance)> {
+        let mut store = Store::new(&self.engine, HostState::new());
+        let instance = self.linker.instantiate_async(&mut store, component).await?;
         let init = instance
             .get_typed_func::<(&str, &[u8], Option<&str>, bool), (Result<(), String>,)>(
                 &mut store, INIT_FUNC,
@@ -232,16 +258,46 @@ impl Builder {
             .map_err(anyhow::Error::from)
             .context("the guest component has no model initializer; is it wafer_guest.wasm?")?;
         let (loaded,) = init
-            .call_async(&mut store, (name, onnx, features, self.snapshot))
+            .call_async(&mut store, (name, onnx, features, parse))
             .await?;
         if let Err(e) = loaded {
             bail!("{e}");
         }
-        let mut state = WasmtimeWizerComponent {
-            store: &mut store,
-            instance,
-        };
-        Ok(self.wizer.snapshot_component(&cx, &mut state).await?)
+        Ok((store, instance))
+    }
+
+    /// Runs `onnx` on `inputs` in a fresh instance of the plain guest that loads the model at
+    /// run time, with no component built: for trying many models in wasm at once (the ONNX node
+    /// tests), where a snapshot per model would cost more than it tells. The outer error is a
+    /// model that does not load; the inner one what `predict` answered.
+    pub async fn predict_unbuilt(
+        &self,
+        name: &str,
+        onnx: &[u8],
+        inputs: Vec<wafer_scoring::Tensor>,
+    ) -> anyhow::Result<Result<Vec<wafer_scoring::Tensor>, ProtocolError>> {
+        let component = self.plain.compiled(&self.engine, || {
+            Ok(self.wizer.instrument_component(&self.plain.bytes)?.1)
+        })?;
+        let (mut store, instance) = self.initialized(&component, name, onnx, None, true).await?;
+        let scoring = Scoring::new(&mut store, &instance)?;
+        let inputs: Vec<Tensor> = inputs.into_iter().map(Tensor::from).collect();
+        let outputs = scoring
+            .wafer_inference_scorer()
+            .call_predict(&mut store, &inputs, &[])
+            .await?;
+        Ok(outputs
+            .map_err(crate::convert::guest_error)
+            .and_then(|outputs| {
+                outputs
+                    .into_iter()
+                    .map(|t| {
+                        wafer_scoring::Tensor::try_from(t).map_err(|e| {
+                            ProtocolError::Internal(format!("the guest returned a bad tensor: {e}"))
+                        })
+                    })
+                    .collect()
+            }))
     }
 }
 

@@ -19,6 +19,7 @@ use wafer_protocol::{self as protocol, ProtocolError};
 
 use wafer_host::build::{self, BuildOptions, Builder};
 use wafer_host::cache::CompiledCache;
+use wafer_host::repo::Loader;
 use wafer_host::runtime::{LoadedModel, PoolLimits, Runtime};
 use wafer_host::store::{self, FeatureStore};
 use wafer_host::{offline, repo, serve};
@@ -63,6 +64,14 @@ enum Command {
         /// Exit when stdin closes: lets a supervising process stop the server by exiting.
         #[arg(long)]
         exit_on_stdin_close: bool,
+        /// Exit with an error before listening when any model cannot be built or loaded;
+        /// otherwise that model answers 503 with the reason and the others serve.
+        #[arg(long)]
+        exit_on_error: bool,
+        /// Triton's strict readiness: /v2/health/ready is false while any model is
+        /// unavailable. `--strict-readiness false` makes it true once the server listens.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        strict_readiness: bool,
         #[command(flatten)]
         cache: CacheArgs,
         #[command(flatten)]
@@ -72,7 +81,8 @@ enum Command {
     },
     /// Compile components into the compiled cache ahead of time, so `serve` starts warm.
     Compile {
-        /// Model folders (built first when stale) or built `.wasm` components.
+        /// Model folders (built first when stale), repositories of them, or built `.wasm`
+        /// components. Models are built and compiled in parallel, each failing alone.
         #[arg(required = true)]
         models: Vec<PathBuf>,
         /// Where built components go.
@@ -248,7 +258,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    let result = runtime.block_on(run(cli.command));
+    // Don't wait for blocking reads still pending (stdin, under --exit-on-stdin-close).
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -325,61 +338,49 @@ async fn run(command: Command) -> anyhow::Result<()> {
             max_instances,
             request_timeout_ms,
             exit_on_stdin_close,
+            exit_on_error,
+            strict_readiness,
             cache,
             guest,
             db,
         } => {
-            let builder = guest.builder()?;
             let limits = PoolLimits {
                 max_instances,
                 timeout: Duration::from_millis(request_timeout_ms),
                 ..PoolLimits::default()
             };
             let sources = repo::scan(&model_repo)?;
-            let mut wanted: Vec<(String, String)> = Vec::new();
-            for source in &sources {
-                for store in source.lookup_stores()? {
-                    wanted.push((store, source.name.clone()));
-                }
-            }
+            // (store, model) for every store a model reads. A model whose spec cannot be read
+            // names no store here; its build fails with the reason.
+            let wanted: Vec<(String, String)> = sources
+                .iter()
+                .flat_map(|s| {
+                    let stores = s.lookup_stores().unwrap_or_default();
+                    stores.into_iter().map(|store| (store, s.name.clone()))
+                })
+                .collect();
             let mut runtime = Runtime::new(limits, cache.cache())?;
             if let Some(db) = db.open_if(!wanted.is_empty())? {
-                let loaded = db.stores()?;
-                for s in &loaded {
-                    tracing::info!(
-                        store = s.name,
-                        rows = s.rows,
-                        loaded_at = s.loaded_at,
-                        source = s.source,
-                        "feature store"
-                    );
-                }
-                let never_loaded =
-                    |(store, _): &&(String, String)| !loaded.iter().any(|s| &s.name == store);
-                for (store, model) in wanted.iter().filter(never_loaded) {
-                    tracing::warn!(
-                        store = store.as_str(),
-                        model = model.as_str(),
-                        db = %db.path().display(),
-                        "the store is empty, so every lookup takes its field's default; fill it \
-                         with `wafer features load --store {store} DATA.csv --key COLUMN`"
-                    );
-                }
+                db.report(&wanted)?;
                 runtime = runtime.with_features(db);
             }
-            let mut models = Vec::new();
-            for source in sources {
-                let wasm = build(&source, &build_dir, &builder).await?;
-                models.push(runtime.load(&source.name, &wasm).await?);
-            }
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding {addr}"))?;
-            let server = Arc::new(serve::Server::new(models, max_instances as usize));
+            let loader = Arc::new(Loader {
+                builder: guest.builder()?,
+                runtime,
+                build_dir,
+            });
             if exit_on_stdin_close {
                 tokio::spawn(exit_when_stdin_closes());
             }
-            server.run(listener).await
+            let config = serve::ServeConfig {
+                addr,
+                options: serve::ServerOptions {
+                    max_instances: max_instances as usize,
+                    strict_readiness,
+                },
+                exit_on_error,
+            };
+            serve::serve(loader, sources, config).await
         }
         Command::Compile {
             models,
@@ -396,19 +397,54 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 limits,
                 Some(cache.cache().context("--no-cache leaves nothing to fill")?),
             )?;
-            let mut builder = None;
-            for model in models {
-                let wasm = if model.is_dir() {
-                    let builder = match &mut builder {
-                        Some(b) => b,
-                        None => builder.insert(guest.builder()?),
-                    };
-                    build(&repo::source(&model)?, &build_dir, builder).await?
-                } else {
-                    std::fs::read(&model).with_context(|| format!("reading {}", model.display()))?
-                };
+            let (components, folders): (Vec<PathBuf>, Vec<PathBuf>) =
+                models.into_iter().partition(|m| m.is_file());
+            for component in components {
+                let wasm = std::fs::read(&component)
+                    .with_context(|| format!("reading {}", component.display()))?;
                 let outcome = runtime.precompile(&wasm)?;
-                println!("{}: compiled cache {}", model.display(), outcome.as_str());
+                println!(
+                    "{}: compiled cache {}",
+                    component.display(),
+                    outcome.as_str()
+                );
+            }
+            if folders.is_empty() {
+                return Ok(());
+            }
+            // A model folder, or a repository of them.
+            let mut sources = Vec::new();
+            for folder in &folders {
+                if folder.join("model.onnx").is_file() {
+                    sources.push(repo::source(folder)?);
+                } else {
+                    sources.extend(repo::scan(folder)?);
+                }
+            }
+            let loader = Arc::new(Loader {
+                builder: guest.builder()?,
+                runtime,
+                build_dir,
+            });
+            let total = sources.len();
+            let mut failed = 0;
+            for (source, outcome) in loader.precompile_all(sources).await {
+                match outcome {
+                    Ok(outcome) => {
+                        println!(
+                            "{}: compiled cache {}",
+                            source.dir.display(),
+                            outcome.as_str()
+                        );
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("error: {}: {e:#}", source.name);
+                    }
+                }
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} of {total} models could not be built or compiled");
             }
             Ok(())
         }
@@ -438,13 +474,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let body = read_input(&input)?;
             let mut runtime = Runtime::new(PoolLimits::default(), cache.cache())?;
-            let (name, wasm) = if model.is_dir() {
+            let model = if model.is_dir() {
                 let source = repo::source(&model)?;
                 if let Some(db) = db.open_if(!source.lookup_stores()?.is_empty())? {
                     runtime = runtime.with_features(db);
                 }
-                let wasm = build(&source, &build_dir, &guest.builder()?).await?;
-                (source.name, wasm)
+                let loader = Loader {
+                    builder: guest.builder()?,
+                    runtime,
+                    build_dir,
+                };
+                loader.load(&source).await?
             } else {
                 // A built component may look fields up: read the default database if it exists.
                 let default_exists = Path::new(store::DEFAULT_DB).is_file();
@@ -457,27 +497,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     .file_stem()
                     .and_then(|s| s.to_str())
                     .unwrap_or("model");
-                (name.to_owned(), wasm)
+                runtime.load(name, &wasm).await?
             };
-            let model = runtime.load(&name, &wasm).await?;
             let response = predict(&model, &body).await?;
             println!("{}", String::from_utf8_lossy(&response));
             Ok(())
         }
     }
-}
-
-/// Builds a model's component if it is missing or stale, and returns it.
-async fn build(
-    source: &repo::ModelSource,
-    build_dir: &Path,
-    builder: &Builder,
-) -> anyhow::Result<Vec<u8>> {
-    let output = build_dir.join(format!("{}.wasm", source.name));
-    builder
-        .build_if_stale(&source.name, &source.dir, &output)
-        .await?;
-    std::fs::read(&output).with_context(|| format!("reading {}", output.display()))
 }
 
 /// One prediction from a v2 request, or from a JSON array of raw records (through the model's

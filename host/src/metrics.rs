@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
@@ -145,6 +146,7 @@ pub struct Metrics {
     response_bytes: Family<ModelLabels, Counter>,
     cold_starts: Family<ModelLabels, Counter>,
     compiled_cache: Family<ResultLabels, Counter>,
+    model_ready: Family<ModelLabels, Gauge>,
     lookups: Family<ResultLabels, Counter>,
     stats: Mutex<BTreeMap<String, ModelStats>>,
 }
@@ -173,6 +175,7 @@ impl Metrics {
             response_bytes: Family::default(),
             cold_starts: Family::default(),
             compiled_cache: Family::default(),
+            model_ready: Family::default(),
             lookups: Family::default(),
             stats: Mutex::new(BTreeMap::new()),
         };
@@ -234,6 +237,11 @@ impl Metrics {
             m.compiled_cache.clone(),
         );
         r.register(
+            "model_ready",
+            "1 while the model is loaded and serving, 0 when it could not be loaded",
+            m.model_ready.clone(),
+        );
+        r.register(
             "feature_lookups",
             "Keys looked up in the feature store, by result (hit, miss: the default applied)",
             m.lookups.clone(),
@@ -241,14 +249,24 @@ impl Metrics {
         m
     }
 
-    /// Counts a model load and whether its compiled code came from the cache.
-    pub fn record_load(&self, model: &str, version: &str, cache: CacheOutcome) {
-        let labels = ResultLabels {
+    /// Records a model load: whether its compiled code came from the cache, or, for `None`,
+    /// that it could not be loaded.
+    pub fn record_load(&self, model: &str, version: &str, cache: Option<CacheOutcome>) {
+        let labels = ModelLabels {
             model: model.to_owned(),
             version: version.to_owned(),
-            result: cache.as_str().to_owned(),
         };
-        self.compiled_cache.get_or_create(&labels).inc();
+        self.model_ready
+            .get_or_create(&labels)
+            .set(i64::from(cache.is_some()));
+        if let Some(cache) = cache {
+            let labels = ResultLabels {
+                model: model.to_owned(),
+                version: version.to_owned(),
+                result: cache.as_str().to_owned(),
+            };
+            self.compiled_cache.get_or_create(&labels).inc();
+        }
     }
 
     /// Records one invocation everywhere: Prometheus, the JSON aggregates and the log.

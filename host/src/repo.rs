@@ -1,8 +1,15 @@
 //! The model repository: each subfolder holding a `model.onnx` is a model named after it.
+//! [`Loader`] builds and loads a repository's models in parallel, each failing alone.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
+
+use crate::build::Builder;
+use crate::cache::CacheOutcome;
+use crate::runtime::{LoadedModel, Runtime};
 
 /// A model found in the repository.
 #[derive(Clone, Debug)]
@@ -41,7 +48,13 @@ pub fn scan(repo: &Path) -> anyhow::Result<Vec<ModelSource>> {
         if !dir.join("model.onnx").is_file() {
             continue;
         }
-        models.push(source(&dir)?);
+        // A folder whose name cannot be routed is skipped alone, like any broken model.
+        match source(&dir) {
+            Ok(model) => models.push(model),
+            Err(e) => {
+                tracing::error!(folder = %dir.display(), error = %format!("{e:#}"), "skipping model folder")
+            }
+        }
     }
     if models.is_empty() {
         bail!(
@@ -68,6 +81,101 @@ pub fn source(dir: &Path) -> anyhow::Result<ModelSource> {
         .with_context(|| format!("{} is not a valid model name", dir.display()))?
         .to_owned();
     Ok(ModelSource { name, dir })
+}
+
+/// Builds components (when stale) and loads them, for a whole repository at once.
+pub struct Loader {
+    /// Builds the components.
+    pub builder: Builder,
+    /// Compiles and loads them.
+    pub runtime: Runtime,
+    /// Where built components go: `<build_dir>/<name>.wasm`.
+    pub build_dir: PathBuf,
+}
+
+impl Loader {
+    /// Builds `source`'s component if it is missing or stale, and returns its bytes.
+    pub async fn build(&self, source: &ModelSource) -> anyhow::Result<Vec<u8>> {
+        let output = self.build_dir.join(format!("{}.wasm", source.name));
+        self.builder
+            .build_if_stale(&source.name, &source.dir, &output)
+            .await?;
+        std::fs::read(&output).with_context(|| format!("reading {}", output.display()))
+    }
+
+    /// Builds and loads one model.
+    pub async fn load(&self, source: &ModelSource) -> anyhow::Result<LoadedModel> {
+        let wasm = self.build(source).await?;
+        self.runtime.load(&source.name, &wasm).await
+    }
+
+    /// Builds and compiles one model into the compiled cache, without loading it.
+    pub async fn precompile(&self, source: &ModelSource) -> anyhow::Result<CacheOutcome> {
+        let wasm = self.build(source).await?;
+        self.runtime.precompile(&wasm)
+    }
+
+    /// Loads every model in parallel (as many at once as there are cores), each failing
+    /// alone: the results come back in `sources`' order, beside each model's name.
+    pub async fn load_all(
+        self: &Arc<Self>,
+        sources: Vec<ModelSource>,
+    ) -> Vec<(String, anyhow::Result<LoadedModel>)> {
+        in_parallel(sources, |source| {
+            let loader = Arc::clone(self);
+            async move {
+                let loaded = loader.load(&source).await;
+                (source.name, loaded)
+            }
+        })
+        .await
+    }
+
+    /// Fills the compiled cache for every model in parallel, like [`Loader::load_all`].
+    pub async fn precompile_all(
+        self: &Arc<Self>,
+        sources: Vec<ModelSource>,
+    ) -> Vec<(ModelSource, anyhow::Result<CacheOutcome>)> {
+        in_parallel(sources, |source| {
+            let loader = Arc::clone(self);
+            async move {
+                let outcome = loader.precompile(&source).await;
+                (source, outcome)
+            }
+        })
+        .await
+    }
+}
+
+/// Runs `task` on every item on the async runtime's worker threads, as many at once as there
+/// are cores (building and compiling are CPU-bound), and returns the results in order.
+async fn in_parallel<I, T, F, Fut>(items: Vec<I>, task: F) -> Vec<T>
+where
+    F: Fn(I) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let permits = Arc::new(tokio::sync::Semaphore::new(cores));
+    let handles: Vec<_> = items
+        .into_iter()
+        .map(|item| {
+            let work = task(item);
+            let permits = Arc::clone(&permits);
+            tokio::spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                work.await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(handles.len());
+    for handle in handles {
+        match handle.await {
+            Ok(result) => results.push(result),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    results
 }
 
 /// Model names appear in URLs: letters, digits, `-`, `_` and `.`.

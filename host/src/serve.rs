@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::Context as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -18,33 +19,124 @@ use tokio::sync::Semaphore;
 use wafer_protocol::{self as protocol, ProtocolError, Route};
 
 use crate::metrics::{Invocation, Metrics, Outcome};
+use crate::repo::{Loader, ModelSource};
 use crate::runtime::{LoadedModel, Measured};
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY: usize = 64 << 20;
 
+/// How `wafer serve` starts.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Where to listen; port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// How the server answers.
+    pub options: ServerOptions,
+    /// Exit with an error, before listening, when any model cannot be loaded (for CI
+    /// pipelines). Otherwise that model answers 503 and the others serve.
+    pub exit_on_error: bool,
+}
+
+/// Loads every model of `sources` (in parallel, each failing alone), then serves them until
+/// ctrl-c.
+pub async fn serve(
+    loader: Arc<Loader>,
+    sources: Vec<ModelSource>,
+    config: ServeConfig,
+) -> anyhow::Result<()> {
+    let mut models = Vec::new();
+    for (name, loaded) in loader.load_all(sources).await {
+        let state = match loaded {
+            Ok(model) => ModelState::Ready(Box::new(model)),
+            Err(e) => {
+                let reason = format!("{e:#}");
+                if config.exit_on_error {
+                    anyhow::bail!("model \"{name}\" could not be loaded: {reason}");
+                }
+                tracing::error!(
+                    model = name,
+                    reason,
+                    "model unavailable; serving the others"
+                );
+                ModelState::Unavailable(reason)
+            }
+        };
+        models.push((name, state));
+    }
+    let listener = TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("binding {}", config.addr))?;
+    Arc::new(Server::new(models, config.options))
+        .run(listener)
+        .await
+}
+
+/// A model of the repository: loaded, or unavailable with the reason its build or load failed.
+/// An unavailable model answers 503 naming that reason; the others serve.
+pub enum ModelState {
+    /// Compiled and ready to instantiate.
+    Ready(Box<LoadedModel>),
+    /// Could not be built or loaded.
+    Unavailable(String),
+}
+
+/// How the server answers, beyond its models.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerOptions {
+    /// Instances running at once, across all models.
+    pub max_instances: usize,
+    /// Triton's strict readiness: `/v2/health/ready` is false while any model is unavailable.
+    /// Relaxed, it is true once the server listens.
+    pub strict_readiness: bool,
+}
+
 /// The models served and the bound on concurrent instances.
 pub struct Server {
-    models: BTreeMap<String, LoadedModel>,
+    models: BTreeMap<String, ModelState>,
     permits: Semaphore,
     metrics: Metrics,
+    strict_readiness: bool,
 }
 
 impl Server {
-    /// A server for `models`, running at most `max_instances` instances at once.
-    pub fn new(models: Vec<LoadedModel>, max_instances: usize) -> Server {
-        let models: BTreeMap<String, LoadedModel> = models
-            .into_iter()
-            .map(|m| (m.name().to_owned(), m))
-            .collect();
+    /// A server for `models`, by name.
+    pub fn new(models: Vec<(String, ModelState)>, options: ServerOptions) -> Server {
+        let models: BTreeMap<String, ModelState> = models.into_iter().collect();
         let metrics = Metrics::new();
-        for m in models.values() {
-            metrics.record_load(m.name(), protocol::MODEL_VERSION, m.cache());
+        for (name, state) in &models {
+            let cache = match state {
+                ModelState::Ready(m) => Some(m.cache()),
+                ModelState::Unavailable(_) => None,
+            };
+            metrics.record_load(name, protocol::MODEL_VERSION, cache);
         }
         Server {
             models,
-            permits: Semaphore::new(max_instances),
+            permits: Semaphore::new(options.max_instances),
             metrics,
+            strict_readiness: options.strict_readiness,
+        }
+    }
+
+    /// Whether `/v2/health/ready` answers true.
+    fn ready(&self) -> bool {
+        !self.strict_readiness
+            || self
+                .models
+                .values()
+                .all(|m| matches!(m, ModelState::Ready(_)))
+    }
+
+    /// The loaded model `name`: 404 when the repository has no such model, 503 with the reason
+    /// when it could not be loaded.
+    fn model(&self, name: &str) -> Result<&LoadedModel, ProtocolError> {
+        match self.models.get(name) {
+            Some(ModelState::Ready(m)) => Ok(m),
+            Some(ModelState::Unavailable(reason)) => Err(ProtocolError::ModelUnavailable {
+                model: name.to_owned(),
+                reason: reason.clone(),
+            }),
+            None => Err(ProtocolError::ModelNotFound(name.to_owned())),
         }
     }
 
@@ -53,7 +145,7 @@ impl Server {
         let addr = listener.local_addr()?;
         // The line tests and scripts wait for; it carries the real port when binding to :0.
         println!("wafer listening on http://{addr}");
-        tracing::info!(%addr, models = ?self.models.keys().collect::<Vec<_>>(), "serving");
+        tracing::info!(%addr, models = ?self.models.keys().collect::<Vec<_>>(), ready = self.ready(), "serving");
         loop {
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => accepted?,
@@ -88,6 +180,7 @@ impl Server {
         let mut header_length = None;
         let (status, body, content_type) = match result {
             Ok(Reply::Json(body)) => (200, body, "application/json"),
+            Ok(Reply::JsonStatus(status, body)) => (status, body, "application/json"),
             Ok(Reply::Text(body)) => (200, body.into_bytes(), "text/plain; version=0.0.4"),
             Ok(Reply::Infer(r)) => {
                 header_length = r.header_length;
@@ -169,24 +262,35 @@ impl Server {
             Route::Infer { .. } | Route::V1Predict { .. } => read_body(req).await?,
             _ => Bytes::new(),
         };
-        let model = match route.model() {
-            Some(name) => Some(
-                self.models
-                    .get(name)
-                    .ok_or_else(|| ProtocolError::ModelNotFound(name.to_owned()))?,
-            ),
+        let json = |v: serde_json::Value| Ok(Reply::Json(protocol::to_json(&v)));
+        let model = match route.model().map(|name| (name, self.model(name))) {
+            // Ready answers "no" for an unavailable model, with the reason, rather than failing.
+            Some((name, Err(e @ ProtocolError::ModelUnavailable { .. })))
+                if matches!(route, Route::ModelReady { .. }) =>
+            {
+                let body =
+                    serde_json::json!({ "name": name, "ready": false, "error": e.to_string() });
+                return Ok(Reply::JsonStatus(e.status(), protocol::to_json(&body)));
+            }
+            Some((_, found)) => Some(found?),
             None => None,
         };
-        let json = |v: serde_json::Value| Ok(Reply::Json(protocol::to_json(&v)));
         match (route, model) {
             (Route::Live, _) => json(serde_json::json!({ "live": true })),
-            (Route::Ready, _) => json(serde_json::json!({ "ready": true })),
+            (Route::Ready, _) => {
+                let ready = self.ready();
+                let body = protocol::to_json(&serde_json::json!({ "ready": ready }));
+                Ok(Reply::JsonStatus(if ready { 200 } else { 503 }, body))
+            }
             (Route::ServerMetadata, _) => {
                 Ok(Reply::Json(protocol::to_json(&protocol::server_metadata())))
             }
-            (Route::ModelList, _) => {
-                json(protocol::model_list(self.models.keys().map(String::as_str)))
-            }
+            (Route::ModelList, _) => json(protocol::model_list(self.models.iter().map(
+                |(name, state)| match state {
+                    ModelState::Ready(_) => (name.as_str(), None),
+                    ModelState::Unavailable(reason) => (name.as_str(), Some(reason.as_str())),
+                },
+            ))),
             (Route::Metrics, _) => Ok(Reply::Text(self.metrics.encode())),
             (Route::ModelMetadata { version, .. }, Some(m)) => {
                 protocol::check_version(m.name(), version.as_deref())?;
@@ -251,6 +355,8 @@ impl Server {
 /// A successful answer's body.
 enum Reply {
     Json(Vec<u8>),
+    /// JSON under another status than 200: readiness that says no.
+    JsonStatus(u16, Vec<u8>),
     Text(String),
     /// An inference response: JSON, or JSON and binary tensor data.
     Infer(protocol::EncodedResponse),

@@ -120,6 +120,33 @@ impl FeatureStore {
         Ok(stores)
     }
 
+    /// Logs the stores the database holds, and warns about each store in `wanted` (a store
+    /// and a model that reads it) that was never loaded, so its lookups take the defaults.
+    pub fn report(&self, wanted: &[(String, String)]) -> anyhow::Result<()> {
+        let loaded = self.stores()?;
+        for s in &loaded {
+            tracing::info!(
+                store = s.name,
+                rows = s.rows,
+                loaded_at = s.loaded_at,
+                source = s.source,
+                "feature store"
+            );
+        }
+        let never_loaded =
+            |(store, _): &&(String, String)| !loaded.iter().any(|s| &s.name == store);
+        for (store, model) in wanted.iter().filter(never_loaded) {
+            tracing::warn!(
+                store = store.as_str(),
+                model = model.as_str(),
+                db = %self.path().display(),
+                "the store is empty, so every lookup takes its field's default; fill it \
+                 with `wafer features load --store {store} DATA.csv --key COLUMN`"
+            );
+        }
+        Ok(())
+    }
+
     /// Replaces the store `name` with `entities` (key, JSON object) in one transaction.
     pub fn replace(
         &self,

@@ -354,13 +354,62 @@ pub fn start_wafer(build_dir: &Path, extra: &[&str]) -> Server {
     start_wafer_on("models", build_dir, extra)
 }
 
-/// Starts `wafer serve REPO` like [`start_wafer`]. Unless `extra` names a `--db`, it reads the
-/// feature store `build_dir/features.db`, loaded with `models/credit/users.csv`.
+/// Starts `wafer serve REPO` like [`start_wafer`], once [`prebuild`] has built and compiled
+/// its models: the server then starts warm, and its start-up wait is only a safety net.
 pub fn start_wafer_on(repo: &str, build_dir: &Path, extra: &[&str]) -> Server {
+    prebuild_with(Path::new(repo), build_dir, extra.contains(&"--no-snapshot"));
+    Server::start(serve_command(Path::new(repo), build_dir, extra), false)
+        .expect("wafer serve starts")
+}
+
+/// Builds and compiles every model of `repo` into `build_dir` and the tests' compiled cache,
+/// in parallel, with `wafer compile`. It waits as long as that takes: there is no deadline.
+/// Concurrent calls for one build folder build it once.
+pub fn prebuild(repo: &Path, build_dir: &Path) {
+    prebuild_with(repo, build_dir, false);
+}
+
+/// [`prebuild`], with components that snapshot only the model bytes when `no_snapshot`.
+fn prebuild_with(repo: &Path, build_dir: &Path, no_snapshot: bool) {
+    static BUILT: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let key = (repo.to_owned(), build_dir.to_owned());
+    if built.contains(&key) {
+        return;
+    }
     let mut cmd = wafer();
-    cmd.args(["serve", repo, "--addr", "127.0.0.1:0"])
-        .arg("--exit-on-stdin-close")
+    cmd.arg("compile")
+        .arg(repo)
         .arg("--build-dir")
+        .arg(build_dir);
+    if no_snapshot {
+        cmd.arg("--no-snapshot");
+    }
+    let out = cmd.output().expect("wafer compile runs");
+    assert!(
+        out.status.success(),
+        "wafer compile {}: {}",
+        repo.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    built.push(key);
+}
+
+/// `wafer serve REPO` on a free port with `extra` arguments, building components into
+/// `build_dir`. Unless `extra` names a `--db`, it reads the feature store
+/// `build_dir/features.db`, loaded with `models/credit/users.csv`.
+pub fn serve_command(repo: &Path, build_dir: &Path, extra: &[&str]) -> Command {
+    let mut cmd = wafer();
+    cmd.arg("serve")
+        .arg(repo)
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--exit-on-stdin-close",
+            "--build-dir",
+        ])
         .arg(build_dir)
         .args(extra);
     if !extra.contains(&"--db") {
@@ -368,7 +417,7 @@ pub fn start_wafer_on(repo: &str, build_dir: &Path, extra: &[&str]) -> Server {
         load_credit_users(&db);
         cmd.arg("--db").arg(db);
     }
-    Server::start(cmd, false).expect("wafer serve starts")
+    cmd
 }
 
 /// Fills the `users` store of `db` with `models/credit/users.csv`, keyed by `user_id`.
@@ -378,6 +427,12 @@ pub fn load_credit_users(db: &Path) {
 
 /// Replaces `store` of the feature database `db` with a CSV file, by `wafer features load`.
 pub fn load_store(db: &Path, store: &str, data: &Path, key: &str) {
+    // Tests starting servers at once share a database: the first load creates it (and turns on
+    // WAL, which takes an exclusive lock), so loads from this process go one at a time.
+    static LOADING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = LOADING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let out = wafer()
         .args(["features", "load", "--store", store, "--key", key, "--db"])
         .arg(db)

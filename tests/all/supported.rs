@@ -72,14 +72,6 @@ fn generate() -> String {
         .expect("write");
     }
 
-    out.push_str(
-        "\n## scikit-learn estimators (`models/zoo/`)\n\n\
-         Exported by skl2onnx (`tools/zoo.py`, pinned versions), each run by the zoo tests \
-         (`tests/all/zoo.rs`) natively and in the wasm guest under `wafer serve`, and compared with \
-         onnxruntime: labels equal, floats within 1e-5 absolute or relative. Models marked \
-         *binary* are also sent as tritonclient sends them, with the binary tensor extension.\n\n\
-         | Model | What it is | ONNX operators |\n|---|---|---|\n",
-    );
     let binary = crate::zoo::BINARY_MODELS;
     let mut zoo = BTreeMap::new();
     for entry in std::fs::read_dir(root.join("models/zoo")).expect("zoo") {
@@ -100,15 +92,83 @@ fn generate() -> String {
             .to_owned();
         zoo.insert(name, (description, operators));
     }
-    for (name, (description, operators)) in &zoo {
-        let mark = if binary.contains(&name.as_str()) {
-            " *binary*"
-        } else {
-            ""
-        };
-        writeln!(out, "| `{name}`{mark} | {description} | {operators} |").expect("write");
+    let (torch, sklearn): (BTreeMap<_, _>, BTreeMap<_, _>) = zoo
+        .into_iter()
+        .partition(|(name, _)| name.starts_with("torch_"));
+    let sections = [
+        (
+            "scikit-learn estimators (`models/zoo/`)",
+            "Exported by skl2onnx (`tools/zoo.py`, pinned versions)",
+            sklearn,
+        ),
+        (
+            "PyTorch models (`models/zoo/torch_*`)",
+            "Exported by `torch.onnx.export` (`tools/torch_models.py`, pinned torch, opset 17)",
+            torch,
+        ),
+    ];
+    for (title, source, models) in sections {
+        write!(
+            out,
+            "\n## {title}\n\n\
+             {source}, each run by the zoo tests (`tests/all/zoo.rs`) natively and in the wasm guest \
+             under `wafer serve`, and compared with onnxruntime: labels equal, floats within 1e-5 \
+             absolute or relative. Models marked *binary* are also sent as tritonclient sends \
+             them, with the binary tensor extension.\n\n\
+             | Model | What it is | ONNX operators |\n|---|---|---|\n"
+        )
+        .expect("write");
+        for (name, (description, operators)) in &models {
+            let mark = if binary.contains(&name.as_str()) {
+                " *binary*"
+            } else {
+                ""
+            };
+            writeln!(out, "| `{name}`{mark} | {description} | {operators} |").expect("write");
+        }
     }
+    node_tests(&mut out);
     out
+}
+
+/// The ONNX backend node tests' counts, from `tests/node_tests.tsv`: in all, and per operator.
+fn node_tests(out: &mut String) {
+    let rows = crate::node_tests::listed();
+    let count =
+        |f: &dyn Fn(&crate::node_tests::Row) -> bool| rows.values().filter(|r| f(r)).count();
+    let skipped = count(&|r| r.note.starts_with("skipped:"));
+    let wasm_only_failures = count(&|r| r.native && !r.wasm);
+    write!(
+        out,
+        "\n## ONNX backend node tests\n\n\
+         The single-operator tests of the ONNX backend (`tools/node_tests.py` generates them from \
+         the pinned onnx wheel, every input after the first given as a constant), run natively \
+         through `crates/scoring` and in the wasm guest, compared with onnx's reference outputs at \
+         onnx's tolerances (rtol 1e-3, atol 1e-7). `tests/node_tests.tsv` lists each case, with \
+         the reason it fails where it does; `tests/all/node_tests.rs` fails when a listed pass \
+         stops passing, and `bash tools/node_tests.sh` reruns them all.\n\n\
+         | | cases |\n|---|---|\n\
+         | generated | {} |\n\
+         | skipped: a value type the v2 protocol has no datatype for, or random outputs | {skipped} |\n\
+         | pass natively | {} |\n\
+         | pass in wasm | {} |\n\
+         | pass natively, fail in wasm | {wasm_only_failures} |\n\n\
+         | Operator | cases | native | wasm |\n|---|---|---|---|\n",
+        rows.len(),
+        count(&|r| r.native),
+        count(&|r| r.wasm),
+    )
+    .expect("write");
+    let mut ops: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();
+    for row in rows.values() {
+        let entry = ops.entry(row.op.as_str()).or_default();
+        entry.0 += 1;
+        entry.1 += usize::from(row.native);
+        entry.2 += usize::from(row.wasm);
+    }
+    for (op, (cases, native, wasm)) in ops {
+        writeln!(out, "| {op} | {cases} | {native} | {wasm} |").expect("write");
+    }
 }
 
 #[test]

@@ -263,14 +263,18 @@ fn a_zipmap_model_serves_its_probabilities_with_class_labels_in_the_metadata() {
     );
 }
 
-/// The models with several named inputs or missing values that are also sent with the binary
-/// tensor extension.
-pub const BINARY_MODELS: [&str; 5] = [
+/// The models also sent with the binary tensor extension: those with several named inputs or
+/// missing values, and the regression cases of INT64 inputs into ai.onnx.ml operators and of a
+/// saturating ReduceLogSumExp.
+pub const BINARY_MODELS: [&str; 8] = [
     "column_transformer_rf",
     "feature_vectorizer_logreg",
     "ordinal_encoder_gbr",
     "imputer_minmax_ridge",
     "hist_gradient_boosting_regressor",
+    "onehot_int64_logreg",
+    "isolation_forest",
+    "gaussian_nb_zipmap",
 ];
 
 /// A fixture tensor's elements as the binary extension's bytes: little-endian numbers (NaN for

@@ -27,7 +27,7 @@ pub use spec::{
 };
 
 use thiserror::Error;
-use wafer_scoring::{DataType, Dim, Tensor, TensorData, TensorInfo};
+use wafer_scoring::{DataType, Dim, Tensor, TensorData, TensorInfo, f16};
 
 /// Why rows could not be assembled into a tensor.
 #[derive(Debug, Error, Clone, PartialEq)]
@@ -162,25 +162,31 @@ pub fn assemble_rows(input: &TensorInfo, rows: &[Vec<f64>]) -> Result<Tensor, Fe
         value: values[ix],
         datatype: input.datatype,
     };
+    // Whole numbers within the datatype's range, as i64 (u64 beyond i64 saturates at its max).
+    let ints = |min: f64, max: f64| integers(&values, min, max, bad);
     let data = match input.datatype {
+        DataType::F16 => TensorData::F16(values.iter().map(|&v| f16::from_f64(v)).collect()),
         DataType::F32 => TensorData::F32(values.iter().map(|&v| v as f32).collect()),
         DataType::F64 => TensorData::F64(values.clone()),
-        DataType::I64 => TensorData::I64(integers(&values, i64::MIN as f64, i64::MAX as f64, bad)?),
-        DataType::I32 => TensorData::I32(
-            integers(&values, i32::MIN.into(), i32::MAX.into(), bad)?
-                .into_iter()
-                .map(|v| v as i32)
-                .collect(),
-        ),
-        DataType::U8 => TensorData::U8(
-            integers(&values, 0.0, 255.0, bad)?
-                .into_iter()
-                .map(|v| v as u8)
-                .collect(),
-        ),
+        DataType::I64 => TensorData::I64(ints(i64::MIN as f64, i64::MAX as f64)?),
+        DataType::I32 => TensorData::I32(cast(ints(i32::MIN.into(), i32::MAX.into())?)),
+        DataType::I16 => TensorData::I16(cast(ints(i16::MIN.into(), i16::MAX.into())?)),
+        DataType::I8 => TensorData::I8(cast(ints(i8::MIN.into(), i8::MAX.into())?)),
+        DataType::U64 => TensorData::U64(cast(ints(0.0, u64::MAX as f64)?)),
+        DataType::U32 => TensorData::U32(cast(ints(0.0, u32::MAX.into())?)),
+        DataType::U16 => TensorData::U16(cast(ints(0.0, u16::MAX.into())?)),
+        DataType::U8 => TensorData::U8(cast(ints(0.0, u8::MAX.into())?)),
         DataType::Bool | DataType::String => return Err(not_a_matrix()),
     };
     Tensor::new(input.name.clone(), vec![rows.len(), width], data).map_err(|_| not_a_matrix())
+}
+
+/// Whole numbers already checked to lie in `T`'s range, as `T`.
+fn cast<T: TryFrom<i64> + Default>(values: Vec<i64>) -> Vec<T> {
+    values
+        .into_iter()
+        .map(|v| T::try_from(v).unwrap_or_default())
+        .collect()
 }
 
 /// Checks that every value is a whole number within `[min, max]`.

@@ -7,7 +7,7 @@
 //! with `binary_data` (or every output, with the request's `binary_data_output`) come back the
 //! same way.
 
-use wafer_scoring::{DataType, TensorData};
+use wafer_scoring::{DataType, TensorData, f16};
 
 use crate::ProtocolError;
 
@@ -53,8 +53,14 @@ pub fn decode(
     Ok(match datatype {
         DataType::Bool => TensorData::Bool(fixed(1)?.map(|b| b[0] != 0).collect()),
         DataType::U8 => TensorData::U8(fixed(1)?.map(|b| b[0]).collect()),
+        DataType::U16 => TensorData::U16(fixed(2)?.map(|b| u16::from_le_bytes(le(b))).collect()),
+        DataType::U32 => TensorData::U32(fixed(4)?.map(|b| u32::from_le_bytes(le(b))).collect()),
+        DataType::U64 => TensorData::U64(fixed(8)?.map(|b| u64::from_le_bytes(le(b))).collect()),
+        DataType::I8 => TensorData::I8(fixed(1)?.map(|b| i8::from_le_bytes(le(b))).collect()),
+        DataType::I16 => TensorData::I16(fixed(2)?.map(|b| i16::from_le_bytes(le(b))).collect()),
         DataType::I32 => TensorData::I32(fixed(4)?.map(|b| i32::from_le_bytes(le(b))).collect()),
         DataType::I64 => TensorData::I64(fixed(8)?.map(|b| i64::from_le_bytes(le(b))).collect()),
+        DataType::F16 => TensorData::F16(fixed(2)?.map(|b| f16::from_le_bytes(le(b))).collect()),
         DataType::F32 => TensorData::F32(fixed(4)?.map(|b| f32::from_le_bytes(le(b))).collect()),
         DataType::F64 => TensorData::F64(fixed(8)?.map(|b| f64::from_le_bytes(le(b))).collect()),
         DataType::String => {
@@ -96,6 +102,12 @@ pub fn encode(data: &TensorData) -> Vec<u8> {
     match data {
         TensorData::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
         TensorData::U8(v) => v.clone(),
+        TensorData::U16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::U32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::U64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::I8(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::I16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::F16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         TensorData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         TensorData::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
@@ -119,6 +131,12 @@ mod tests {
         let cases = [
             TensorData::Bool(vec![true, false]),
             TensorData::U8(vec![1, 255]),
+            TensorData::U16(vec![1, u16::MAX]),
+            TensorData::U32(vec![2, u32::MAX]),
+            TensorData::U64(vec![3, u64::MAX]),
+            TensorData::I8(vec![i8::MIN, -1]),
+            TensorData::I16(vec![i16::MIN, 5]),
+            TensorData::F16(vec![f16::from_f32(-2.5), f16::INFINITY]),
             TensorData::I32(vec![-1, 7]),
             TensorData::I64(vec![i64::MIN, 3]),
             TensorData::F32(vec![1.5, f32::NAN]),

@@ -231,8 +231,14 @@ pub fn encode_infer_response(
             let data = match data {
                 TensorData::Bool(v) => v.into_iter().map(Value::from).collect(),
                 TensorData::U8(v) => v.into_iter().map(Value::from).collect(),
+                TensorData::U16(v) => v.into_iter().map(Value::from).collect(),
+                TensorData::U32(v) => v.into_iter().map(Value::from).collect(),
+                TensorData::U64(v) => v.into_iter().map(Value::from).collect(),
+                TensorData::I8(v) => v.into_iter().map(Value::from).collect(),
+                TensorData::I16(v) => v.into_iter().map(Value::from).collect(),
                 TensorData::I32(v) => v.into_iter().map(Value::from).collect(),
                 TensorData::I64(v) => v.into_iter().map(Value::from).collect(),
+                TensorData::F16(v) => v.into_iter().map(|x| Value::from(x.to_f32())).collect(),
                 TensorData::F32(v) => v.into_iter().map(Value::from).collect(),
                 TensorData::F64(v) => v.into_iter().map(Value::from).collect(),
                 TensorData::String(v) => v.into_iter().map(Value::from).collect(),
@@ -313,8 +319,14 @@ fn element(data: &TensorData, j: usize) -> Value {
     match data {
         TensorData::Bool(v) => Value::from(v[j]),
         TensorData::U8(v) => Value::from(v[j]),
+        TensorData::U16(v) => Value::from(v[j]),
+        TensorData::U32(v) => Value::from(v[j]),
+        TensorData::U64(v) => Value::from(v[j]),
+        TensorData::I8(v) => Value::from(v[j]),
+        TensorData::I16(v) => Value::from(v[j]),
         TensorData::I32(v) => Value::from(v[j]),
         TensorData::I64(v) => Value::from(v[j]),
+        TensorData::F16(v) => Value::from(v[j].to_f32()),
         TensorData::F32(v) => Value::from(v[j]),
         TensorData::F64(v) => Value::from(v[j]),
         TensorData::String(v) => Value::from(v[j].clone()),
@@ -393,12 +405,23 @@ fn decode_elements(
     fn int<T: TryFrom<i64>>(v: &Value) -> Option<T> {
         v.as_i64().and_then(|i| T::try_from(i).ok())
     }
+    fn uint<T: TryFrom<u64>>(v: &Value) -> Option<T> {
+        v.as_u64().and_then(|i| T::try_from(i).ok())
+    }
     let e = elements;
     Ok(match datatype {
         DataType::Bool => TensorData::Bool(each(input, datatype, e, Value::as_bool)?),
-        DataType::U8 => TensorData::U8(each(input, datatype, e, int::<u8>)?),
+        DataType::U8 => TensorData::U8(each(input, datatype, e, uint::<u8>)?),
+        DataType::U16 => TensorData::U16(each(input, datatype, e, uint::<u16>)?),
+        DataType::U32 => TensorData::U32(each(input, datatype, e, uint::<u32>)?),
+        DataType::U64 => TensorData::U64(each(input, datatype, e, uint::<u64>)?),
+        DataType::I8 => TensorData::I8(each(input, datatype, e, int::<i8>)?),
+        DataType::I16 => TensorData::I16(each(input, datatype, e, int::<i16>)?),
         DataType::I32 => TensorData::I32(each(input, datatype, e, int::<i32>)?),
         DataType::I64 => TensorData::I64(each(input, datatype, e, int::<i64>)?),
+        DataType::F16 => TensorData::F16(each(input, datatype, e, |v| {
+            number(v).map(wafer_scoring::f16::from_f64)
+        })?),
         DataType::F32 => {
             TensorData::F32(each(input, datatype, e, |v| number(v).map(|f| f as f32))?)
         }

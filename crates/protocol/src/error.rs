@@ -19,6 +19,14 @@ pub enum ProtocolError {
     /// No model of that name is served here.
     #[error("model \"{0}\" not found")]
     ModelNotFound(String),
+    /// The model is in the repository but could not be loaded; the others still serve.
+    #[error("model \"{model}\" is unavailable: {reason}")]
+    ModelUnavailable {
+        /// The model name.
+        model: String,
+        /// Why it could not be built or loaded.
+        reason: String,
+    },
     /// No such route.
     #[error("no route for {method} {path}")]
     RouteNotFound {
@@ -59,6 +67,7 @@ impl ProtocolError {
             ProtocolError::ModelNotFound(_) | ProtocolError::RouteNotFound { .. } => 404,
             ProtocolError::MethodNotAllowed { .. } => 405,
             ProtocolError::PayloadTooLarge { .. } => 413,
+            ProtocolError::ModelUnavailable { .. } => 503,
             ProtocolError::Timeout(_) => 504,
             ProtocolError::Internal(_) => 500,
         }

@@ -47,11 +47,23 @@ pub fn server_metadata() -> ServerMetadata {
     }
 }
 
-/// The body of `GET /v2/models`: `{"models": [{"name": ..., "versions": [...]}]}`.
-pub fn model_list<'a>(names: impl IntoIterator<Item = &'a str>) -> serde_json::Value {
-    let models: Vec<serde_json::Value> = names
+/// The body of `GET /v2/models`: `{"models": [{"name": ..., "versions": [...], "state": ...}]}`,
+/// for models given as their name and, when they could not be loaded, the reason. `state` is
+/// `READY` or `UNAVAILABLE` (with `reason`), as Triton's repository index says it.
+pub fn model_list<'a>(
+    models: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+) -> serde_json::Value {
+    let models: Vec<serde_json::Value> = models
         .into_iter()
-        .map(|name| serde_json::json!({ "name": name, "versions": [MODEL_VERSION] }))
+        .map(|(name, unavailable)| match unavailable {
+            None => serde_json::json!({
+                "name": name, "versions": [MODEL_VERSION], "state": "READY"
+            }),
+            Some(reason) => serde_json::json!({
+                "name": name, "versions": [MODEL_VERSION], "state": "UNAVAILABLE",
+                "reason": reason
+            }),
+        })
         .collect();
     serde_json::json!({ "models": models })
 }

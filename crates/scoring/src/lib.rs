@@ -10,10 +10,11 @@
 mod error;
 mod ml;
 mod model;
+mod ops;
 mod tensor;
 mod wit;
 
 pub use error::ScoringError;
 pub use ml::operators;
 pub use model::{Dim, Model, ModelMetadata, TensorInfo};
-pub use tensor::{DataType, Tensor, TensorData};
+pub use tensor::{DataType, Tensor, TensorData, f16};

@@ -128,7 +128,7 @@ impl Model {
     /// its metadata carries the class labels.
     pub fn load(name: &str, onnx: &[u8]) -> Result<Model, ScoringError> {
         let load = |e: tract::TractError| ScoringError::Load(format!("{e:#}"));
-        let framework = crate::ml::onnx();
+        let framework = crate::ops::onnx();
         let mut proto = framework
             .proto_model_for_read(&mut &onnx[..])
             .map_err(load)?;
@@ -319,10 +319,16 @@ fn datatype_of(dt: DatumType) -> Option<DataType> {
     Some(match dt {
         DatumType::Bool => DataType::Bool,
         DatumType::U8 => DataType::U8,
-        DatumType::I8 | DatumType::I16 | DatumType::I32 | DatumType::U16 => DataType::I32,
+        DatumType::U16 => DataType::U16,
+        DatumType::U32 => DataType::U32,
+        DatumType::U64 => DataType::U64,
+        DatumType::I8 => DataType::I8,
+        DatumType::I16 => DataType::I16,
+        DatumType::I32 => DataType::I32,
         // tract may compute integer outputs as symbolic dimensions (`TDim`) after optimizing.
-        DatumType::I64 | DatumType::U32 | DatumType::U64 | DatumType::TDim => DataType::I64,
-        DatumType::F16 | DatumType::F32 => DataType::F32,
+        DatumType::I64 | DatumType::TDim => DataType::I64,
+        DatumType::F16 => DataType::F16,
+        DatumType::F32 => DataType::F32,
         DatumType::F64 => DataType::F64,
         DatumType::String => DataType::String,
         _ => return None,
@@ -341,8 +347,14 @@ fn to_tract(tensor: Tensor) -> TValue {
     match data {
         TensorData::Bool(v) => array(&shape, v),
         TensorData::U8(v) => array(&shape, v),
+        TensorData::U16(v) => array(&shape, v),
+        TensorData::U32(v) => array(&shape, v),
+        TensorData::U64(v) => array(&shape, v),
+        TensorData::I8(v) => array(&shape, v),
+        TensorData::I16(v) => array(&shape, v),
         TensorData::I32(v) => array(&shape, v),
         TensorData::I64(v) => array(&shape, v),
+        TensorData::F16(v) => array(&shape, v),
         TensorData::F32(v) => array(&shape, v),
         TensorData::F64(v) => array(&shape, v),
         TensorData::String(v) => array(&shape, v),
@@ -361,9 +373,15 @@ fn from_tract(name: &str, tensor: &tract::Tensor) -> Result<Tensor, ScoringError
     let data = match datatype_of(tensor.datum_type()) {
         Some(DataType::Bool) => TensorData::Bool(elements(tensor).map_err(run)?),
         Some(DataType::U8) => TensorData::U8(elements(tensor).map_err(run)?),
-        Some(DataType::I32) => TensorData::I32(cast(tensor).map_err(run)?),
+        Some(DataType::U16) => TensorData::U16(elements(tensor).map_err(run)?),
+        Some(DataType::U32) => TensorData::U32(elements(tensor).map_err(run)?),
+        Some(DataType::U64) => TensorData::U64(elements(tensor).map_err(run)?),
+        Some(DataType::I8) => TensorData::I8(elements(tensor).map_err(run)?),
+        Some(DataType::I16) => TensorData::I16(elements(tensor).map_err(run)?),
+        Some(DataType::I32) => TensorData::I32(elements(tensor).map_err(run)?),
         Some(DataType::I64) => TensorData::I64(cast(tensor).map_err(run)?),
-        Some(DataType::F32) => TensorData::F32(cast(tensor).map_err(run)?),
+        Some(DataType::F16) => TensorData::F16(elements(tensor).map_err(run)?),
+        Some(DataType::F32) => TensorData::F32(elements(tensor).map_err(run)?),
         Some(DataType::F64) => TensorData::F64(elements(tensor).map_err(run)?),
         Some(DataType::String) => TensorData::String(elements(tensor).map_err(run)?),
         None => {

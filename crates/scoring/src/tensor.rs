@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+pub use half::f16;
+
 use crate::ScoringError;
 
 /// The element type of a tensor. Names follow the KServe v2 protocol.
@@ -11,10 +13,22 @@ pub enum DataType {
     Bool,
     /// `UINT8`
     U8,
+    /// `UINT16`
+    U16,
+    /// `UINT32`
+    U32,
+    /// `UINT64`
+    U64,
+    /// `INT8`
+    I8,
+    /// `INT16`
+    I16,
     /// `INT32`
     I32,
     /// `INT64`
     I64,
+    /// `FP16`
+    F16,
     /// `FP32`
     F32,
     /// `FP64`
@@ -25,11 +39,17 @@ pub enum DataType {
 
 impl DataType {
     /// Every datatype, in declaration order.
-    pub const ALL: [DataType; 7] = [
+    pub const ALL: [DataType; 13] = [
         DataType::Bool,
         DataType::U8,
+        DataType::U16,
+        DataType::U32,
+        DataType::U64,
+        DataType::I8,
+        DataType::I16,
         DataType::I32,
         DataType::I64,
+        DataType::F16,
         DataType::F32,
         DataType::F64,
         DataType::String,
@@ -40,8 +60,14 @@ impl DataType {
         match self {
             DataType::Bool => "BOOL",
             DataType::U8 => "UINT8",
+            DataType::U16 => "UINT16",
+            DataType::U32 => "UINT32",
+            DataType::U64 => "UINT64",
+            DataType::I8 => "INT8",
+            DataType::I16 => "INT16",
             DataType::I32 => "INT32",
             DataType::I64 => "INT64",
+            DataType::F16 => "FP16",
             DataType::F32 => "FP32",
             DataType::F64 => "FP64",
             DataType::String => "BYTES",
@@ -67,10 +93,22 @@ pub enum TensorData {
     Bool(Vec<bool>),
     /// Unsigned bytes.
     U8(Vec<u8>),
+    /// 16-bit unsigned integers.
+    U16(Vec<u16>),
+    /// 32-bit unsigned integers.
+    U32(Vec<u32>),
+    /// 64-bit unsigned integers.
+    U64(Vec<u64>),
+    /// Signed bytes.
+    I8(Vec<i8>),
+    /// 16-bit integers.
+    I16(Vec<i16>),
     /// 32-bit integers.
     I32(Vec<i32>),
     /// 64-bit integers.
     I64(Vec<i64>),
+    /// 16-bit (IEEE 754 half precision) floats.
+    F16(Vec<f16>),
     /// 32-bit floats.
     F32(Vec<f32>),
     /// 64-bit floats.
@@ -85,8 +123,14 @@ impl TensorData {
         match self {
             TensorData::Bool(v) => v.len(),
             TensorData::U8(v) => v.len(),
+            TensorData::U16(v) => v.len(),
+            TensorData::U32(v) => v.len(),
+            TensorData::U64(v) => v.len(),
+            TensorData::I8(v) => v.len(),
+            TensorData::I16(v) => v.len(),
             TensorData::I32(v) => v.len(),
             TensorData::I64(v) => v.len(),
+            TensorData::F16(v) => v.len(),
             TensorData::F32(v) => v.len(),
             TensorData::F64(v) => v.len(),
             TensorData::String(v) => v.len(),
@@ -103,8 +147,14 @@ impl TensorData {
         match self {
             TensorData::Bool(_) => DataType::Bool,
             TensorData::U8(_) => DataType::U8,
+            TensorData::U16(_) => DataType::U16,
+            TensorData::U32(_) => DataType::U32,
+            TensorData::U64(_) => DataType::U64,
+            TensorData::I8(_) => DataType::I8,
+            TensorData::I16(_) => DataType::I16,
             TensorData::I32(_) => DataType::I32,
             TensorData::I64(_) => DataType::I64,
+            TensorData::F16(_) => DataType::F16,
             TensorData::F32(_) => DataType::F32,
             TensorData::F64(_) => DataType::F64,
             TensorData::String(_) => DataType::String,
@@ -181,7 +231,7 @@ mod tests {
         for dt in DataType::ALL {
             assert_eq!(DataType::from_v2_name(dt.v2_name()), Some(dt));
         }
-        assert_eq!(DataType::from_v2_name("FP16"), None);
+        assert_eq!(DataType::from_v2_name("BF16"), None);
     }
 
     #[test]

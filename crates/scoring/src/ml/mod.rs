@@ -58,13 +58,6 @@ pub(crate) fn register(reg: &mut OnnxOpRegister) {
     }
 }
 
-/// tract's ONNX loader with this module's operators over tract's own.
-pub(crate) fn onnx() -> tract_onnx::Onnx {
-    let mut onnx = tract_onnx::onnx();
-    register(&mut onnx.op_register);
-    onnx
-}
-
 /// One operator, its attributes parsed: the output types and shapes it gives for its inputs', and
 /// how it computes them.
 pub(crate) trait Kernel: fmt::Debug + Send + Sync + 'static {
@@ -113,13 +106,23 @@ impl EvalOp for MlOp {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let inputs = inputs
+            .into_iter()
+            .map(|t| {
+                Ok(if t.datum_type() == DatumType::TDim {
+                    t.cast_to::<i64>()?.into_owned().into_tvalue()
+                } else {
+                    t
+                })
+            })
+            .collect::<TractResult<_>>()?;
         self.0.eval(inputs)
     }
 }
 
 impl TypedOp for MlOp {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        let types: TVec<DatumType> = inputs.iter().map(|f| f.datum_type).collect();
+        let types: TVec<DatumType> = inputs.iter().map(|f| as_int64(f.datum_type)).collect();
         let shapes: TVec<TVec<TDim>> = inputs.iter().map(|f| f.shape.to_tvec()).collect();
         let types = self.0.output_types(&types)?;
         let shapes = self.0.output_shapes(&shapes)?;
@@ -151,6 +154,7 @@ impl Expansion for MlOp {
         check_output_arity(outputs, self.0.outputs())?;
         let kernel = self.0.clone();
         s.given_all(inputs.iter().map(|i| &i.datum_type), move |s, types| {
+            let types: Vec<DatumType> = types.into_iter().map(as_int64).collect();
             for (o, dt) in outputs.iter().zip(kernel.output_types(&types)?) {
                 s.equals(&o.datum_type, dt)?;
             }
@@ -172,6 +176,17 @@ impl Expansion for MlOp {
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
         model.wire_node(prefix, self.clone(), inputs)
+    }
+}
+
+/// An input's element type as the kernels see it: tract's analysis types an ONNX `INT64`
+/// tensor as `TDim` (a symbolic integer) after shape arithmetic such as `Gather` or `Reshape`;
+/// that is `INT64` to every kernel, which [`MlOp`] hands the values as `i64`.
+fn as_int64(dt: DatumType) -> DatumType {
+    if dt == DatumType::TDim {
+        DatumType::I64
+    } else {
+        dt
     }
 }
 
