@@ -1,6 +1,8 @@
-//! Standard ONNX operators where tract's own numbers differ from onnxruntime's, registered over
-//! tract's, and the ONNX loader that carries them and the ai.onnx.ml operators of [`crate::ml`].
+//! Standard ONNX operators where tract's own numbers differ from onnxruntime's, or that tract
+//! lacks, registered over tract's; and the ONNX loader that carries them and the ai.onnx.ml
+//! operators of [`crate::ml`].
 
+mod loss;
 mod reduce;
 
 use tract_onnx::model::OnnxOpRegister;
@@ -13,7 +15,9 @@ pub(crate) fn onnx() -> tract_onnx::Onnx {
     onnx
 }
 
-/// Registers the standard operators this module fixes.
+/// Registers the standard operators this module fixes or adds.
 fn register(reg: &mut OnnxOpRegister) {
     reg.insert("ReduceLogSumExp", reduce::log_sum_exp);
+    reg.insert("NegativeLogLikelihoodLoss", loss::negative_log_likelihood);
+    reg.insert("SoftmaxCrossEntropyLoss", loss::softmax_cross_entropy);
 }
