@@ -50,7 +50,8 @@ fn respond(
     } else {
         Vec::new()
     };
-    let model = state::model().map_err(|e| ProtocolError::Internal(e.to_string()))?;
+    let pipeline = state::pipeline().map_err(|e| ProtocolError::Internal(e.to_string()))?;
+    let model = pipeline.model();
     let name = &model.metadata().name;
     if let Some(wanted) = route.model()
         && wanted != name

@@ -57,7 +57,7 @@ impl bindings::Guest for Component {
 
 impl scorer::Guest for Component {
     fn metadata() -> Result<ModelMetadata, Error> {
-        let model = state::model().map_err(convert::error)?;
+        let model = state::pipeline().map_err(convert::error)?.model();
         let mut metadata = ModelMetadata::from(model.metadata());
         metadata.versions = vec![wafer_protocol::MODEL_VERSION.to_owned()];
         Ok(metadata)

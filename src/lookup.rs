@@ -3,12 +3,12 @@
 //! Only the `wafer-guest-lookup` build imports `wasi:keyvalue/store`; the plain guest refuses,
 //! when the model is loaded, a spec that looks anything up.
 
-use wafer_features::{Record, Spec};
+use wafer_features::Spec;
 use wafer_scoring::ScoringError;
 
-/// Fills the looked-up fields the records lack. Each store is opened once per call.
+/// A fetch that reads `wasi:keyvalue` stores, each opened once per call.
 #[cfg(feature = "lookup")]
-pub(crate) fn fill(spec: &Spec, records: &mut [Record]) -> Result<(), ScoringError> {
+pub(crate) fn fetch() -> impl FnMut(&str, &str) -> Result<Option<Vec<u8>>, String> {
     use std::collections::HashMap;
 
     use crate::bindings::wasi::keyvalue::store;
@@ -21,8 +21,7 @@ pub(crate) fn fill(spec: &Spec, records: &mut [Record]) -> Result<(), ScoringErr
         store::Error::Other(why) => why,
     };
     let mut buckets: HashMap<String, store::Bucket> = HashMap::new();
-    // fill_lookups fails only on the store's side (`FeatureError::Lookup`): the server's fault.
-    spec.fill_lookups(records, |name, key| {
+    move |name, key| {
         let bucket = match buckets.entry(name.to_owned()) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
@@ -30,14 +29,13 @@ pub(crate) fn fill(spec: &Spec, records: &mut [Record]) -> Result<(), ScoringErr
             }
         };
         bucket.get(key).map_err(describe)
-    })
-    .map_err(|e| ScoringError::Run(e.to_string()))
+    }
 }
 
-/// Without the store import there is nothing to fill; `check` refused specs with lookups.
+/// Without the store import there is nothing to fetch; `check` refused specs with lookups.
 #[cfg(not(feature = "lookup"))]
-pub(crate) fn fill(_spec: &Spec, _records: &mut [Record]) -> Result<(), ScoringError> {
-    Ok(())
+pub(crate) fn fetch() -> impl FnMut(&str, &str) -> Result<Option<Vec<u8>>, String> {
+    wafer_protocol::no_store
 }
 
 /// Whether this build can serve `spec`'s lookups.

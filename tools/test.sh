@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: adds the wasm targets, installs the pinned
 # wasmtime-cli when missing (the `wasmtime serve` compatibility test runs it), the pinned
-# tritonclient in tools/.venv-client and the ONNX node tests' cases, then tests.
+# tritonclient in tools/.venv-client, the ONNX node tests' cases and the browser build (with
+# wasm-bindgen-cli, binaryen, Chromium and the npm packages it is tested with), then tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,4 +25,7 @@ index=target/node-tests/index.json
 if [ ! -f "$index" ] || [ tools/node_tests.py -nt "$index" ] || [ tools/requirements-nodes.txt -nt "$index" ]; then
   python3 tools/node_tests.py target/node-tests
 fi
+# The browser build and what the browser test drives it with (wasm-bindgen-cli, binaryen,
+# Chromium, Playwright's driver); tests/all/browser.rs writes its own model bundles.
+bash tools/web.sh --package-only
 cargo test --workspace --release "$@"

@@ -13,12 +13,12 @@ use anyhow::{Context as _, bail};
 use sha2::{Digest, Sha256};
 use wafer_protocol::ProtocolError;
 use wasmtime::component::{Component, Instance, Linker};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Engine, Store};
 use wasmtime_wizer::{WasmtimeWizerComponent, Wizer};
 
 use crate::bindings::Scoring;
 use crate::bindings::wafer::inference::types::Tensor;
-use crate::runtime::HostState;
+use crate::runtime::{HostState, PoolLimits};
 
 /// The guest's build-time initializer. It stays exported in the snapshot (Wizer 48 would drop
 /// the core export that the component still lifts, since both share this name); there it only
@@ -128,7 +128,9 @@ impl Builder {
             .unwrap_or_else(|| options.guest.with_file_name(LOOKUP_GUEST));
         let mut wizer = Wizer::new();
         wizer.init_func(INIT_FUNC).keep_init_func(true);
-        let engine = Engine::new(&Config::new())?;
+        // The serving engine's code generation (epoch checks included), so the functions
+        // compiled here are the ones the models' components reuse.
+        let engine = Engine::new(&crate::runtime::engine_config(&PoolLimits::default())?)?;
         let mut linker = Linker::new(&engine);
         crate::runtime::add_to_linker(&mut linker)?;
         Ok(Builder {
@@ -230,8 +232,13 @@ impl Builder {
     ) -> anyhow::Result<Vec<u8>> {
         let (cx, instrumented) = self.wizer.instrument_component(&guest.bytes)?;
         let component = guest.compiled(&self.engine, || Ok(instrumented))?;
+        // Whatever randomness the initializer draws (a hash map's keys) is frozen into the
+        // snapshot; drawing it from the build's inputs makes the same inputs give the same
+        // bytes, so a rebuild hits the compiled cache and a build can be reproduced.
+        let seed = Sha256::digest(build_key(&guest.digest, onnx, features, self.snapshot));
+        let state = HostState::deterministic(seed.into());
         let (mut store, instance) = self
-            .initialized(&component, name, onnx, features, self.snapshot)
+            .initialized(state, &component, name, onnx, features, self.snapshot)
             .await?;
         let mut state = WasmtimeWizerComponent {
             store: &mut store,
@@ -243,13 +250,15 @@ impl Builder {
     /// A fresh instance of `component` (the generic guest) holding the model `onnx`.
     async fn initialized(
         &self,
+        state: HostState,
         component: &Component,
         name: &str,
         onnx: &[u8],
         features: Option<&str>,
         parse: bool,
     ) -> anyhow::Result<(Store<HostState>, Instance)> {
-        let mut store = Store::new(&self.engine, HostState::new());
+        let mut store = Store::new(&self.engine, state);
+        store.set_epoch_deadline(u64::MAX / 2);
         let instance = self.linker.instantiate_async(&mut store, component).await?;
         let init = instance
             .get_typed_func::<(&str, &[u8], Option<&str>, bool), (Result<(), String>,)>(
@@ -279,7 +288,9 @@ impl Builder {
         let component = self.plain.compiled(&self.engine, || {
             Ok(self.wizer.instrument_component(&self.plain.bytes)?.1)
         })?;
-        let (mut store, instance) = self.initialized(&component, name, onnx, None, true).await?;
+        let (mut store, instance) = self
+            .initialized(HostState::new(), &component, name, onnx, None, true)
+            .await?;
         let scoring = Scoring::new(&mut store, &instance)?;
         let inputs: Vec<Tensor> = inputs.into_iter().map(Tensor::from).collect();
         let outputs = scoring

@@ -5,9 +5,16 @@
 //! (wasmtime version and every setting that changes compiled code). Each file starts with the
 //! sha256 of the serialized bytes that follow; an entry whose checksum, header or settings do
 //! not match is logged, recompiled and replaced, never trusted.
+//!
+//! Below it, [`FunctionCache`] keeps Cranelift's per-function results for the life of the
+//! process: every model's component holds the same guest code under different data, so the
+//! second model compiles almost nothing.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
@@ -33,6 +40,36 @@ impl CacheOutcome {
             CacheOutcome::Miss => "miss",
             CacheOutcome::Replaced => "replaced",
         }
+    }
+}
+
+/// Cranelift's incremental cache, in memory: compiled functions by the hash of their IR. It
+/// holds the guests' code only (model data never reaches a function), so it stays as large as
+/// the distinct guests a process has compiled.
+#[derive(Debug, Default)]
+pub struct FunctionCache {
+    entries: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
+}
+
+impl FunctionCache {
+    /// The process's cache, shared by every engine that generates the same code (the build
+    /// engine and the serving engine both interrupt on epochs).
+    pub fn shared() -> Arc<FunctionCache> {
+        static SHARED: LazyLock<Arc<FunctionCache>> = LazyLock::new(Arc::default);
+        SHARED.clone()
+    }
+}
+
+impl wasmtime::CacheStore for FunctionCache {
+    fn get(&self, key: &[u8]) -> Option<Cow<'_, [u8]>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.get(key).map(|value| Cow::Owned(value.clone()))
+    }
+
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.insert(key.to_vec(), value);
+        true
     }
 }
 

@@ -96,15 +96,28 @@ enum Command {
         #[command(flatten)]
         guest: GuestArgs,
     },
-    /// Build a model folder into a self-contained component.
+    /// Build a model folder into a self-contained component, or with `--web` into the one-file
+    /// bundle that the browser build loads.
     Build {
         /// Folder holding model.onnx.
         model_dir: PathBuf,
-        /// Output path [default: target/wafer/<name>.wasm].
+        /// Output path [default: target/wafer/<name>.wasm, or target/web/models/<name>.wafer].
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Write the web bundle (model.onnx and features.toml in one file) instead.
+        #[arg(long)]
+        web: bool,
         #[command(flatten)]
         guest: GuestArgs,
+    },
+    /// Serve the demo page and the browser build (made by `tools/web.sh`) on a local address.
+    Web {
+        /// The folder `tools/web.sh` fills: index.html, pkg/ and models/.
+        #[arg(default_value = "target/web")]
+        dir: PathBuf,
+        /// Address to listen on; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        addr: SocketAddr,
     },
     /// The feature pipeline (`features.toml`) over files: the code the server runs.
     Features {
@@ -451,7 +464,34 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Build {
             model_dir,
             output,
+            web: true,
+            ..
+        } => {
+            let source = repo::source(&model_dir)?;
+            let output = output.unwrap_or_else(|| {
+                Path::new("target/web/models").join(format!("{}.wafer", source.name))
+            });
+            let bundle = wafer_host::web::bundle(&source)?;
+            if let Some(dir) = output.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            std::fs::write(&output, bundle)
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!("{}: web bundle → {}", source.name, output.display());
+            Ok(())
+        }
+        Command::Web { dir, addr } => {
+            wafer_host::web::serve_dir(dir.clone(), addr, |bound| {
+                println!("serving {} at http://{bound}/", dir.display());
+            })
+            .await
+        }
+        Command::Build {
+            model_dir,
+            output,
             guest,
+            web: false,
         } => {
             let builder = guest.builder()?;
             let source = repo::source(&model_dir)?;

@@ -16,7 +16,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 use crate::bindings::lookup::wasi::keyvalue::store as kv;
 use crate::bindings::wafer::inference::types::Tensor;
 use crate::bindings::{Scoring, ScoringPre};
-use crate::cache::{CacheOutcome, CompiledCache};
+use crate::cache::{CacheOutcome, CompiledCache, FunctionCache};
 use crate::convert;
 use crate::store::{FeatureStore, Snapshot};
 
@@ -74,6 +74,21 @@ impl HostState {
             table: ResourceTable::new(),
             memory: MemoryWatch::default(),
             features: None,
+        }
+    }
+
+    /// A state whose WASI randomness is the cycle of `seed`, for a build's initializer: a
+    /// snapshot then depends on its inputs only.
+    pub fn deterministic(seed: [u8; 32]) -> HostState {
+        let (low, _) = seed.split_first_chunk::<16>().expect("32 bytes");
+        let mut wasi = WasiCtx::builder();
+        wasi.inherit_stderr()
+            .secure_random(wasmtime_wasi::Deterministic::new(seed.to_vec()))
+            .insecure_random(wasmtime_wasi::Deterministic::new(seed.to_vec()))
+            .insecure_random_seed(u128::from_le_bytes(*low));
+        HostState {
+            wasi: wasi.build(),
+            ..HostState::new()
         }
     }
 
@@ -230,31 +245,40 @@ pub struct Runtime {
     features: Option<Arc<FeatureStore>>,
 }
 
+/// The engine configuration that serving uses: the pooling allocator sized from `limits`,
+/// copy-on-write memory images, epoch interruption, and the process's [`FunctionCache`]. The
+/// build engine takes it too, so the functions it compiles are the ones models reuse.
+pub fn engine_config(limits: &PoolLimits) -> anyhow::Result<Config> {
+    let n = limits.max_instances;
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(n)
+        // A guest component holds its main module plus a few adapter shims.
+        .total_core_instances(n * 8)
+        .total_memories(n * 2)
+        .total_tables(n * 4)
+        .total_stacks(n)
+        .max_memory_size(limits.max_memory_bytes)
+        // Reset a freed slot's first pages with memset instead of returning them to the
+        // kernel: the next instance then takes no page faults there (see BENCHMARKS.md).
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT)
+        .async_stack_keep_resident(KEEP_RESIDENT)
+        // Return the rest in batches: fewer `madvise` calls and TLB shootdowns.
+        .decommit_batch_size(16);
+    let mut config = Config::new();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config.memory_init_cow(true);
+    config.epoch_interruption(true);
+    config.enable_incremental_compilation(FunctionCache::shared())?;
+    Ok(config)
+}
+
 impl Runtime {
     /// An engine with the pooling allocator sized from `limits`, copy-on-write memory images
     /// (a fresh instance maps its snapshot instead of copying it), and epoch interruption for
     /// the guest timeout. With a `cache`, compiled components are kept on disk.
     pub fn new(limits: PoolLimits, cache: Option<CompiledCache>) -> anyhow::Result<Runtime> {
-        let n = limits.max_instances;
-        let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(n)
-            // A guest component holds its main module plus a few adapter shims.
-            .total_core_instances(n * 8)
-            .total_memories(n * 2)
-            .total_tables(n * 4)
-            .total_stacks(n)
-            .max_memory_size(limits.max_memory_bytes)
-            // Reset a freed slot's first pages with memset instead of returning them to the
-            // kernel: the next instance then takes no page faults there (see BENCHMARKS.md).
-            .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(KEEP_RESIDENT)
-            .async_stack_keep_resident(KEEP_RESIDENT)
-            // Return the rest in batches: fewer `madvise` calls and TLB shootdowns.
-            .decommit_batch_size(16);
-        let mut config = Config::new();
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        config.memory_init_cow(true);
-        config.epoch_interruption(true);
+        let config = engine_config(&limits)?;
         let engine = Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("creating the wasmtime engine")?;

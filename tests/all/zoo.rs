@@ -191,7 +191,7 @@ pub fn zoo_server() -> &'static Server {
 
 /// A v2 JSON request body for the case's inputs, with missing values sent as tritonclient sends
 /// them: the bare token `NaN`.
-fn json_request(case: &Case) -> String {
+pub fn json_request(case: &Case) -> String {
     let inputs: Vec<String> = case
         .inputs()
         .iter()

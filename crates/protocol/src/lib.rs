@@ -2,22 +2,27 @@
 //! component and the `wafer` host so both speak it identically.
 //!
 //! It holds the routes, the request and response bodies, the JSON codec between v2 tensors and
-//! [`wafer_scoring::Tensor`], and the one mapping from errors to HTTP statuses
-//! ([`ProtocolError::status`]). It does no I/O and knows nothing of HTTP servers.
+//! [`wafer_scoring::Tensor`], the one mapping from errors to HTTP statuses
+//! ([`ProtocolError::status`]), and the [`Pipeline`] (a model and its feature spec) that the
+//! guest component and the browser build both serve. It does no I/O and knows nothing of HTTP servers.
 
 pub mod binary;
+mod bundle;
 mod codec;
 mod error;
 mod json;
+mod pipeline;
 mod route;
 mod types;
 
+pub use bundle::Bundle;
 pub use codec::{
     BinaryOutputs, DecodedRequest, EncodedResponse, decode_infer_request, decode_rows,
     encode_infer_response, encode_v1_response, model_metadata, v1_instances,
 };
 pub use error::ProtocolError;
 pub use json::parse_json;
+pub use pipeline::{Fetch, Pipeline, no_store};
 pub use route::{Route, route};
 pub use types::{
     InferRequest, InferResponse, MetadataTensor, ModelMetadataResponse, RequestInput,

@@ -1,0 +1,271 @@
+//! A model with its feature spec: what the guest component and the browser build both serve,
+//! so raw records become the same tensors, and the same numbers, wherever the model runs.
+
+use wafer_features::{Record, Spec, Value};
+use wafer_scoring::{Dim, Model, ScoringError, Tensor, TensorData};
+
+/// Where looked-up fields come from: `fetch(store, key)` gives the stored JSON object's bytes,
+/// or `None` for an absent key. An error is the store's fault, not the request's.
+pub type Fetch<'a> = dyn FnMut(&str, &str) -> Result<Option<Vec<u8>>, String> + 'a;
+
+/// A fetch for a pipeline without lookups, or a place without stores: every key is absent.
+pub fn no_store(_store: &str, _key: &str) -> Result<Option<Vec<u8>>, String> {
+    Ok(None)
+}
+
+/// An ONNX model and, when it has one, the fitted `features.toml` that turns raw records into
+/// its inputs.
+#[derive(Debug)]
+pub struct Pipeline {
+    model: Model,
+    spec: Option<Spec>,
+}
+
+impl Pipeline {
+    /// Parses `onnx` and `features` (the text of `features.toml`), and checks that the spec is
+    /// fitted and fills inputs of the model with the model's datatypes.
+    pub fn load(name: &str, onnx: &[u8], features: Option<&str>) -> Result<Pipeline, ScoringError> {
+        let model = Model::load(name, onnx)?;
+        let spec = features
+            .map(|text| Spec::parse(text).map_err(|e| ScoringError::Load(e.to_string())))
+            .transpose()?;
+        if let Some(spec) = &spec {
+            check_spec(spec, &model)?;
+        }
+        Ok(Pipeline { model, spec })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The feature spec, if the model has one.
+    pub fn spec(&self) -> Option<&Spec> {
+        self.spec.as_ref()
+    }
+
+    /// Runs the model. With a feature spec, inputs named after the raw fields (one tensor per
+    /// field, `[N]` or `[N, 1]`, as MLServer's pandas codec sends them) go through it first.
+    pub fn predict(
+        &self,
+        inputs: Vec<Tensor>,
+        outputs: &[String],
+        fetch: &mut Fetch<'_>,
+    ) -> Result<Vec<Tensor>, ScoringError> {
+        let Some(spec) = &self.spec else {
+            return self.model.predict(inputs, outputs);
+        };
+        let is_model_input = |n: &str| self.model.metadata().inputs.iter().any(|i| i.name == n);
+        if inputs.iter().any(|t| is_model_input(t.name())) {
+            return self.model.predict(inputs, outputs);
+        }
+        let records = records_of_columns(spec, &inputs)?;
+        self.predict_on(spec, records, outputs, fetch)
+    }
+
+    /// Runs the model on a JSON array of records (through the spec) or of rows of numbers.
+    pub fn predict_records(
+        &self,
+        json: &str,
+        outputs: &[String],
+        fetch: &mut Fetch<'_>,
+    ) -> Result<Vec<Tensor>, ScoringError> {
+        let value =
+            crate::parse_json(json.as_bytes()).map_err(|e| ScoringError::Record(e.to_string()))?;
+        let serde_json::Value::Array(items) = value else {
+            return Err(ScoringError::Record(
+                "instances: expected a JSON array".into(),
+            ));
+        };
+        if !items.is_empty() && items.iter().all(serde_json::Value::is_object) {
+            let Some(spec) = &self.spec else {
+                return Err(ScoringError::Record(
+                    "this model has no features.toml, so it takes rows of numbers, not records"
+                        .into(),
+                ));
+            };
+            let records = items
+                .iter()
+                .filter_map(serde_json::Value::as_object)
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| (k.clone(), Value::from_json(v)))
+                        .collect()
+                })
+                .collect();
+            return self.predict_on(spec, records, outputs, fetch);
+        }
+        let input = self
+            .model
+            .metadata()
+            .inputs
+            .first()
+            .ok_or_else(|| ScoringError::Record("the model declares no input".into()))?;
+        let tensor = crate::decode_rows(json.as_bytes(), input)
+            .map_err(|e| ScoringError::Record(e.to_string()))?;
+        self.model.predict(vec![tensor], outputs)
+    }
+
+    fn predict_on(
+        &self,
+        spec: &Spec,
+        mut records: Vec<Record>,
+        outputs: &[String],
+        fetch: &mut Fetch<'_>,
+    ) -> Result<Vec<Tensor>, ScoringError> {
+        // A failed lookup is the store's fault: a run error, not the request's.
+        spec.fill_lookups(&mut records, fetch)
+            .map_err(|e| ScoringError::Run(e.to_string()))?;
+        let tensors = spec
+            .transform(&records)
+            .map_err(|e| ScoringError::Record(e.to_string()))?;
+        self.model.predict(tensors, outputs)
+    }
+}
+
+/// Checks that a spec is fitted and fills model inputs of the right datatypes.
+fn check_spec(spec: &Spec, model: &Model) -> Result<(), ScoringError> {
+    let bad = |why: String| Err(ScoringError::Load(format!("features.toml: {why}")));
+    if !spec.is_fitted() {
+        return bad("statistics are missing: run `wafer features fit` first".into());
+    }
+    let columns = spec.columns();
+    for output in &spec.outputs {
+        let Some(input) = model
+            .metadata()
+            .inputs
+            .iter()
+            .find(|i| i.name == output.name)
+        else {
+            return bad(format!(
+                "output \"{}\" is not an input of the model",
+                output.name
+            ));
+        };
+        if input.datatype.v2_name() != output.datatype {
+            return bad(format!(
+                "output \"{}\" is {}, the model's input is {}",
+                output.name, output.datatype, input.datatype
+            ));
+        }
+        let width = columns.get(&output.name).map_or(0, Vec::len);
+        if let [_, Dim::Fixed(takes)] = input.shape.as_slice()
+            && *takes != width
+        {
+            return bad(format!(
+                "output \"{}\" fills {width} columns, the model's input takes {takes}",
+                output.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Records from one tensor per raw field.
+fn records_of_columns(spec: &Spec, inputs: &[Tensor]) -> Result<Vec<Record>, ScoringError> {
+    let bad = |why: String| Err(ScoringError::Record(why));
+    let Some(first) = inputs.first() else {
+        return bad("no inputs".into());
+    };
+    let rows = first.shape().first().copied().unwrap_or(0);
+    let mut records: Vec<Record> = vec![Record::new(); rows];
+    for t in inputs {
+        if spec.field(t.name()).is_none() {
+            return bad(format!(
+                "input \"{}\" is neither a model input nor a field of its features.toml",
+                t.name()
+            ));
+        }
+        let column_shape = matches!(t.shape(), [n] | [n, 1] if *n == rows);
+        if !column_shape {
+            return bad(format!(
+                "input \"{}\": a field is one value per row, shape [{rows}] or [{rows},1]",
+                t.name()
+            ));
+        }
+        let values: Vec<Value> = match t.data() {
+            TensorData::F32(v) => v.iter().map(|&x| number(f64::from(x))).collect(),
+            TensorData::F64(v) => v.iter().map(|&x| number(x)).collect(),
+            TensorData::F16(v) => v.iter().map(|&x| number(x.to_f64())).collect(),
+            TensorData::I64(v) => v.iter().map(|&x| Value::Number(x as f64)).collect(),
+            TensorData::I32(v) => v.iter().map(|&x| Value::Number(f64::from(x))).collect(),
+            TensorData::I16(v) => v.iter().map(|&x| Value::Number(f64::from(x))).collect(),
+            TensorData::I8(v) => v.iter().map(|&x| Value::Number(f64::from(x))).collect(),
+            TensorData::U64(v) => v.iter().map(|&x| Value::Number(x as f64)).collect(),
+            TensorData::U32(v) => v.iter().map(|&x| Value::Number(f64::from(x))).collect(),
+            TensorData::U16(v) => v.iter().map(|&x| Value::Number(f64::from(x))).collect(),
+            TensorData::U8(v) => v.iter().map(|&x| Value::Number(f64::from(x))).collect(),
+            TensorData::Bool(v) => v.iter().map(|&x| Value::Bool(x)).collect(),
+            TensorData::String(v) => v.iter().map(|x| Value::Text(x.clone())).collect(),
+        };
+        for (record, value) in records.iter_mut().zip(values) {
+            record.insert(t.name().to_owned(), value);
+        }
+    }
+    Ok(records)
+}
+
+fn number(x: f64) -> Value {
+    if x.is_nan() {
+        Value::Missing
+    } else {
+        Value::Number(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ONNX: &[u8] = include_bytes!("../../../models/credit/model.onnx");
+    const SPEC: &str = include_str!("../../../models/credit/features.toml");
+
+    #[test]
+    fn a_spec_that_does_not_fit_the_model_is_refused_at_load() {
+        let narrow = SPEC.replace("unknown = \"bucket\"", "unknown = \"error\"");
+        let err = Pipeline::load("credit", ONNX, Some(&narrow)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot load model: features.toml: output \"X\" fills 29 columns, the model's input \
+             takes 30"
+        );
+    }
+
+    #[test]
+    fn looked_up_fields_come_from_the_fetch_and_an_absent_key_takes_the_defaults() {
+        let pipeline = Pipeline::load("credit", ONNX, Some(SPEC)).expect("loads");
+        let record = r#"[{"user_id": "u7", "age": 41, "income": 52000, "country": "FR",
+                          "merchant": "mcc22", "signup": 1747392028}]"#;
+        let inline = r#"[{"user_id": "u7", "age": 41, "income": 52000, "country": "FR",
+                          "merchant": "mcc22", "signup": 1747392028,
+                          "avg_spend_30d": 80.5, "orders_90d": 9}]"#;
+        let mut asked = Vec::new();
+        let mut fetch = |store: &str, key: &str| {
+            asked.push(format!("{store}/{key}"));
+            Ok(Some(
+                br#"{"avg_spend_30d": 80.5, "orders_90d": 9}"#.to_vec(),
+            ))
+        };
+        let looked_up = pipeline
+            .predict_records(record, &[], &mut fetch)
+            .expect("runs");
+        assert_eq!(asked, ["users/u7"], "one fetch per store and key");
+        let given = pipeline
+            .predict_records(inline, &[], &mut no_store)
+            .expect("runs");
+        assert_eq!(looked_up, given);
+        let absent = pipeline
+            .predict_records(record, &[], &mut no_store)
+            .expect("runs");
+        assert_ne!(absent, given, "defaults differ from the stored values");
+        let mut broken = |_: &str, _: &str| Err("disk on fire".to_owned());
+        let err = pipeline
+            .predict_records(record, &[], &mut broken)
+            .unwrap_err();
+        assert!(
+            matches!(err, ScoringError::Run(_)),
+            "the store's fault: {err}"
+        );
+    }
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds the browser package into target/web (the wafer-web crate through wasm-bindgen, the
+# demo page, and a web bundle per bundled and zoo model), then serves the page
+# with `wafer web` and prints its URL. `--package-only` stops after the package and the page
+# (what tests/all/browser.rs needs; it writes its own bundles).
+#
+# Installs what it needs when missing: the wasm32-unknown-unknown target, wasm-bindgen-cli at
+# the crate's exact version, Debian's Chromium, and the page's npm packages from
+# web/package-lock.json (Playwright's driver and onnxruntime-web, for the tests and benchmark).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WASM_BINDGEN_VERSION=0.2.130
+OUT=target/web
+rustup target add wasm32-unknown-unknown >/dev/null
+if ! wasm-bindgen --version 2>/dev/null | grep -q " $WASM_BINDGEN_VERSION\b"; then
+  # Its lockfile names webpki-roots 1.0.11, which the registry no longer serves; then the
+  # newest compatible dependencies are taken (the CLI itself is still the exact version).
+  cargo install --locked wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" ||
+    cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+fi
+if ! cmp -s web/package-lock.json web/node_modules/.wafer-lock.json 2>/dev/null; then
+  (cd web && npm ci --no-audit --no-fund --ignore-scripts)
+  cp web/package-lock.json web/node_modules/.wafer-lock.json
+fi
+if [ ! -x /usr/bin/chromium ]; then
+  apt-get install -y -q chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
+fi
+
+cargo build --profile web --target wasm32-unknown-unknown -p wafer-web
+wasm=target/wasm32-unknown-unknown/web/wafer_web.wasm
+mkdir -p "$OUT/pkg" "$OUT/models/zoo"
+if [ ! -f "$OUT/pkg/wafer_web_bg.wasm" ] || [ "$wasm" -nt "$OUT/pkg/wafer_web_bg.wasm" ]; then
+  # No wasm-opt pass: Debian's binaryen (108) breaks wasm-bindgen's externref table, and a
+  # current one (132, from npm) made the gzipped file larger (BENCHMARKS.md, browser).
+  wasm-bindgen --target web --out-dir "$OUT/pkg" "$wasm"
+fi
+cp web/index.html web/demo.js "$OUT/"
+raw=$(stat -c %s "$OUT/pkg/wafer_web_bg.wasm")
+gz=$(gzip -9 -c "$OUT/pkg/wafer_web_bg.wasm" | wc -c)
+echo "wafer_web_bg.wasm: $raw bytes, $gz gzipped"
+[ "${1:-}" = "--package-only" ] && exit 0
+
+cargo build --release -p wafer
+for model in models/iris models/digits models/credit; do
+  target/release/wafer build --web "$model" -o "$OUT/models/$(basename "$model").wafer"
+done
+cp models/credit/users.csv "$OUT/models/credit.users.csv"
+for model in models/zoo/*/; do
+  target/release/wafer build --web "$model" -o "$OUT/models/zoo/$(basename "$model").wafer" >/dev/null
+done
+exec target/release/wafer web "$OUT" "$@"

@@ -1,0 +1,169 @@
+//! wafer-web: a wafer model and its feature pipeline in the browser.
+//!
+//! It wraps [`wafer_protocol::Pipeline`] (the same model loading, feature spec, v2 codec and
+//! error messages as the server) in a small wasm-bindgen API for `wasm32-unknown-unknown`:
+//!
+//! ```js
+//! import init, { Model } from "./pkg/wafer_web.js";
+//! await init();
+//! const model = Model.fromBundle(new Uint8Array(await (await fetch("credit.wafer")).arrayBuffer()));
+//! model.metadata();                      // the v2 model metadata
+//! model.infer({ inputs: [...] });        // a v2 request in, a v2 response out
+//! model.predictRecords([{ age: 41 }], { stores: { customers: { c1: { income: 5e4 } } } });
+//! ```
+//!
+//! Errors are thrown as JS `Error`s whose message is what the server puts in
+//! `{"error": ...}`. It does no I/O: the page fetches the model's bytes, and looked-up fields
+//! come from plain JS objects or `Map`s that the page passes in.
+
+use js_sys::{JSON, Map, Reflect};
+use wafer_protocol::{BinaryOutputs, Bundle, Pipeline, ProtocolError};
+use wasm_bindgen::prelude::*;
+
+/// A loaded model with its optional feature spec.
+#[wasm_bindgen]
+pub struct Model {
+    name: String,
+    pipeline: Pipeline,
+}
+
+#[wasm_bindgen]
+impl Model {
+    /// Loads a model from its `model.onnx` bytes and, if it has one, the text of its fitted
+    /// `features.toml`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(name: &str, onnx: &[u8], features: Option<String>) -> Result<Model, JsError> {
+        let pipeline = Pipeline::load(name, onnx, features.as_deref()).map_err(error)?;
+        Ok(Model {
+            name: name.to_owned(),
+            pipeline,
+        })
+    }
+
+    /// Loads the one-file bundle that `wafer build --web` writes.
+    #[wasm_bindgen(js_name = fromBundle)]
+    pub fn from_bundle(bytes: &[u8]) -> Result<Model, JsError> {
+        let bundle = Bundle::from_bytes(bytes).map_err(error)?;
+        Model::new(&bundle.name, &bundle.onnx, bundle.features)
+    }
+
+    /// The model's name.
+    #[wasm_bindgen(getter)]
+    pub fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    /// The v2 model metadata: `{name, versions, platform, inputs, outputs}`.
+    pub fn metadata(&self) -> Result<JsValue, JsError> {
+        let mut metadata = wafer_protocol::model_metadata(self.pipeline.model().metadata());
+        metadata.versions = vec![wafer_protocol::MODEL_VERSION.to_owned()];
+        to_js(&wafer_protocol::to_json(&metadata))
+    }
+
+    /// A v2 inference request (an object, or its JSON text) in, the v2 response object out,
+    /// through the server's codec.
+    pub fn infer(&self, request: JsValue) -> Result<JsValue, JsError> {
+        let body = json_text(&request)?;
+        let decoded = wafer_protocol::decode_infer_request(body.as_bytes(), None).map_err(error)?;
+        let outputs = self
+            .pipeline
+            .predict(
+                decoded.inputs,
+                &decoded.outputs,
+                &mut wafer_protocol::no_store,
+            )
+            .map_err(error)?;
+        let response = wafer_protocol::encode_infer_response(
+            &self.name,
+            Some(wafer_protocol::MODEL_VERSION),
+            decoded.id,
+            outputs,
+            &BinaryOutputs::default(),
+        );
+        to_js(&response.body)
+    }
+
+    /// Raw records (an array of objects, through the model's `features.toml`, or of rows of
+    /// numbers) in, a v2 response object out. `options.stores` gives the looked-up fields:
+    /// `{store: {key: {field: value}}}`, where either level may be a `Map`; an absent key
+    /// leaves its fields to their defaults. `options.outputs` names the outputs to return.
+    #[wasm_bindgen(js_name = predictRecords)]
+    pub fn predict_records(&self, records: JsValue, options: JsValue) -> Result<JsValue, JsError> {
+        let records = json_text(&records)?;
+        let stores = field(&options, "stores");
+        let outputs: Vec<String> = match field(&options, "outputs") {
+            Some(list) => serde_json::from_str(&json_text(&list)?)
+                .map_err(|e| JsError::new(&format!("options.outputs: {e}")))?,
+            None => Vec::new(),
+        };
+        let mut fetch = |store: &str, key: &str| lookup(stores.as_ref(), store, key);
+        let outputs = self
+            .pipeline
+            .predict_records(&records, &outputs, &mut fetch)
+            .map_err(error)?;
+        let response = wafer_protocol::encode_infer_response(
+            &self.name,
+            Some(wafer_protocol::MODEL_VERSION),
+            None,
+            outputs,
+            &BinaryOutputs::default(),
+        );
+        to_js(&response.body)
+    }
+}
+
+/// The JS error for a failure: the message the server answers with.
+fn error(e: impl Into<ProtocolError>) -> JsError {
+    JsError::new(&e.into().to_string())
+}
+
+/// A value's JSON text: a string is taken as JSON already.
+fn json_text(value: &JsValue) -> Result<String, JsError> {
+    if let Some(text) = value.as_string() {
+        return Ok(text);
+    }
+    JSON::stringify(value)
+        .ok()
+        .and_then(|s| s.as_string())
+        .ok_or_else(|| JsError::new("the value cannot be written as JSON"))
+}
+
+/// Parses JSON bytes that this crate wrote into a JS value.
+fn to_js(json: &[u8]) -> Result<JsValue, JsError> {
+    let text = std::str::from_utf8(json).map_err(|e| JsError::new(&e.to_string()))?;
+    JSON::parse(text).map_err(|_| JsError::new("internal error: unparsable response"))
+}
+
+/// `object[name]` (or `map.get(name)`), when present and not null.
+fn field(object: &JsValue, name: &str) -> Option<JsValue> {
+    if object.is_undefined() || object.is_null() {
+        return None;
+    }
+    let value = match object.dyn_ref::<Map>() {
+        Some(map) => map.get(&JsValue::from_str(name)),
+        None => Reflect::get(object, &JsValue::from_str(name)).ok()?,
+    };
+    (!value.is_undefined() && !value.is_null()).then_some(value)
+}
+
+/// A looked-up object's JSON bytes, from the page's stores.
+fn lookup(stores: Option<&JsValue>, store: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
+    let Some(stores) = stores else {
+        return Ok(None);
+    };
+    let Some(bucket) = field(stores, store) else {
+        return Ok(None);
+    };
+    let Some(object) = field(&bucket, key) else {
+        return Ok(None);
+    };
+    let object = match object.dyn_ref::<Map>() {
+        Some(map) => js_sys::Object::from_entries(map)
+            .map(JsValue::from)
+            .map_err(|_| "a stored Map cannot be read".to_owned())?,
+        None => object,
+    };
+    let text =
+        json_text(&object).map_err(|_| "a stored value cannot be written as JSON".to_owned())?;
+    Ok(Some(text.into_bytes()))
+}
