@@ -98,14 +98,14 @@ fn drive(job: &Value) -> Value {
     serde_json::from_slice(&out.stdout).expect("the driver prints JSON")
 }
 
-/// One request per row, as the page sends them.
-fn row_cases(model: &str, cases: &mut Vec<Value>) {
+/// One request per row, as the page sends them, through `call` (`infer` or `run`).
+fn row_cases(model: &str, call: &str, cases: &mut Vec<Value>) {
     let f = fixture(model);
     for (i, row) in f.rows.iter().enumerate() {
         cases.push(json!({
-            "id": format!("{model}/{i}"),
+            "id": format!("{model}-{call}/{i}"),
             "bundle": format!("models/{model}.wafer"),
-            "call": "infer",
+            "call": call,
             "input": crate::support::infer_request(&f.input, std::slice::from_ref(row)),
         }));
     }
@@ -168,8 +168,10 @@ fn the_demo_page_gives_scikit_learns_labels_and_onnxruntimes_numbers_in_chromium
         "models/credit.wafer".to_owned(),
     ];
     let mut cases = Vec::new();
-    row_cases("iris", &mut cases);
-    row_cases("digits", &mut cases);
+    for call in ["infer", "run"] {
+        row_cases("iris", call, &mut cases);
+        row_cases("digits", call, &mut cases);
+    }
     let records: Vec<Value> = serde_json::from_str(
         &std::fs::read_to_string(repo_root().join("models/credit/test_records.json"))
             .expect("records"),
@@ -201,8 +203,24 @@ fn the_demo_page_gives_scikit_learns_labels_and_onnxruntimes_numbers_in_chromium
 
     for model in ["iris", "digits"] {
         let f = fixture(model);
-        let got = rows_of(&outputs_of(&report, &format!("{model}/")));
-        assert_matches(model, &got, &f.sklearn_labels, &f.ort_probabilities, 1e-5);
+        for call in ["infer", "run"] {
+            let outputs = outputs_of(&report, &format!("{model}-{call}/"));
+            let got = rows_of(&outputs);
+            assert_matches(model, &got, &f.sklearn_labels, &f.ort_probabilities, 1e-5);
+            if call == "run" {
+                let typed: Vec<&Value> = outputs[0]
+                    .as_array()
+                    .expect("outputs")
+                    .iter()
+                    .map(|o| &o["typed"])
+                    .collect();
+                assert_eq!(
+                    typed,
+                    ["BigInt64Array", "Float32Array"],
+                    "{model}: typed outputs"
+                );
+            }
+        }
     }
     let expected: Value = serde_json::from_str(
         &std::fs::read_to_string(repo_root().join("models/credit/expected.json")).expect("read"),

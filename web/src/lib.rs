@@ -9,6 +9,7 @@
 //! const model = Model.fromBundle(new Uint8Array(await (await fetch("credit.wafer")).arrayBuffer()));
 //! model.metadata();                      // the v2 model metadata
 //! model.infer({ inputs: [...] });        // a v2 request in, a v2 response out
+//! model.run({ X: { data: Float32Array.of(5.1, 3.5, 1.4, 0.2), shape: [1, 4] } });
 //! model.predictRecords([{ age: 41 }], { stores: { customers: { c1: { income: 5e4 } } } });
 //! ```
 //!
@@ -19,6 +20,25 @@
 use js_sys::{JSON, Map, Reflect};
 use wafer_protocol::{BinaryOutputs, Bundle, Pipeline, ProtocolError};
 use wasm_bindgen::prelude::*;
+
+/// Runs the static constructors (tract registers its operators through `inventory`) once, when
+/// the module is initialized. Calling them explicitly also stops wasm-ld from wrapping every
+/// export in a call to them, which cost tens of microseconds a prediction.
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen(start)]
+#[expect(
+    unsafe_code,
+    reason = "the linker-made constructor list, run once at start"
+)]
+fn start() {
+    unsafe extern "C" {
+        fn __wasm_call_ctors();
+    }
+    // SAFETY: wasm-bindgen calls the start function once, before any other export.
+    unsafe {
+        __wasm_call_ctors();
+    }
+}
 
 /// A loaded model with its optional feature spec.
 #[wasm_bindgen]
@@ -83,6 +103,32 @@ impl Model {
         to_js(&response.body)
     }
 
+    /// Typed tensors in and out, as onnxruntime-web takes them, with no JSON on the way:
+    /// `{name: {data, shape}}`, where `data` is a typed array (`Float32Array`, `Float64Array`,
+    /// `BigInt64Array`, `Int32Array`, `Uint8Array`, ...) or an array of strings; each output
+    /// comes back as `{data, shape, datatype}`. FP16 travels as its bits, in a `Uint16Array`.
+    pub fn run(&self, inputs: &js_sys::Object) -> Result<js_sys::Object, JsError> {
+        let inputs = js_sys::Object::entries(inputs)
+            .iter()
+            .map(|entry| {
+                let entry = js_sys::Array::from(&entry);
+                let name = entry.get(0).as_string().unwrap_or_default();
+                typed::tensor(&name, &entry.get(1))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(error)?;
+        let outputs = self
+            .pipeline
+            .predict(inputs, &[], &mut wafer_protocol::no_store)
+            .map_err(error)?;
+        let result = js_sys::Object::new();
+        for tensor in &outputs {
+            Reflect::set(&result, &tensor.name().into(), &typed::object(tensor))
+                .map_err(|_| JsError::new("internal error: cannot set an output"))?;
+        }
+        Ok(result)
+    }
+
     /// Raw records (an array of objects, through the model's `features.toml`, or of rows of
     /// numbers) in, a v2 response object out. `options.stores` gives the looked-up fields:
     /// `{store: {key: {field: value}}}`, where either level may be a `Map`; an absent key
@@ -109,6 +155,110 @@ impl Model {
             &BinaryOutputs::default(),
         );
         to_js(&response.body)
+    }
+}
+
+mod typed {
+    //! Typed arrays to and from tensors.
+
+    use js_sys::{Array, Reflect};
+    use wafer_scoring::{Tensor, TensorData, f16};
+    use wasm_bindgen::{JsCast, JsValue};
+
+    use wafer_protocol::ProtocolError;
+
+    /// A tensor from `{data, shape}`.
+    pub fn tensor(name: &str, value: &JsValue) -> Result<Tensor, ProtocolError> {
+        let bad = |why: &str| ProtocolError::InvalidRequest(format!("input \"{name}\": {why}"));
+        let get = |key: &str| Reflect::get(value, &key.into()).unwrap_or(JsValue::UNDEFINED);
+        let shape = get("shape");
+        if !Array::is_array(&shape) {
+            return Err(bad("shape must be an array of sizes"));
+        }
+        let shape = Array::from(&shape)
+            .iter()
+            .map(|d| {
+                d.as_f64()
+                    .filter(|d| d.fract() == 0.0 && *d >= 0.0 && *d <= u32::MAX.into())
+                    .map(|d| d as usize)
+                    .ok_or_else(|| bad("shape must be an array of sizes"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let data = get("data");
+        let data = if let Some(a) = data.dyn_ref::<js_sys::Float32Array>() {
+            TensorData::F32(a.to_vec())
+        } else if let Some(a) = data.dyn_ref::<js_sys::Float64Array>() {
+            TensorData::F64(a.to_vec())
+        } else if let Some(a) = data.dyn_ref::<js_sys::BigInt64Array>() {
+            TensorData::I64(a.to_vec())
+        } else if let Some(a) = data.dyn_ref::<js_sys::BigUint64Array>() {
+            TensorData::U64(a.to_vec())
+        } else if let Some(a) = data.dyn_ref::<js_sys::Int32Array>() {
+            TensorData::I32(a.to_vec())
+        } else if let Some(a) = data.dyn_ref::<js_sys::Uint32Array>() {
+            TensorData::U32(a.to_vec())
+        } else if let Some(a) = data.dyn_ref::<js_sys::Int16Array>() {
+            TensorData::I16(a.to_vec())
+        } else if let Some(a) = data.dyn_ref::<js_sys::Uint16Array>() {
+            TensorData::U16(a.to_vec())
+        } else if let Some(a) = data.dyn_ref::<js_sys::Int8Array>() {
+            TensorData::I8(a.to_vec())
+        } else if let Some(a) = data.dyn_ref::<js_sys::Uint8Array>() {
+            TensorData::U8(a.to_vec())
+        } else if Array::is_array(&data) {
+            let strings: Option<Vec<String>> =
+                Array::from(&data).iter().map(|v| v.as_string()).collect();
+            TensorData::String(
+                strings.ok_or_else(|| bad("data must be a typed array, or an array of strings"))?,
+            )
+        } else {
+            return Err(bad("data must be a typed array, or an array of strings"));
+        };
+        Ok(Tensor::new(name, shape, data)?)
+    }
+
+    /// `{data, shape, datatype}` for a tensor.
+    pub fn object(tensor: &Tensor) -> JsValue {
+        let data: JsValue = match tensor.data() {
+            TensorData::F32(v) => js_sys::Float32Array::from(v.as_slice()).into(),
+            TensorData::F64(v) => js_sys::Float64Array::from(v.as_slice()).into(),
+            TensorData::F16(v) => {
+                let bits: Vec<u16> = v.iter().map(|x| f16::to_bits(*x)).collect();
+                js_sys::Uint16Array::from(bits.as_slice()).into()
+            }
+            TensorData::I64(v) => js_sys::BigInt64Array::from(v.as_slice()).into(),
+            TensorData::U64(v) => js_sys::BigUint64Array::from(v.as_slice()).into(),
+            TensorData::I32(v) => js_sys::Int32Array::from(v.as_slice()).into(),
+            TensorData::U32(v) => js_sys::Uint32Array::from(v.as_slice()).into(),
+            TensorData::I16(v) => js_sys::Int16Array::from(v.as_slice()).into(),
+            TensorData::U16(v) => js_sys::Uint16Array::from(v.as_slice()).into(),
+            TensorData::I8(v) => js_sys::Int8Array::from(v.as_slice()).into(),
+            TensorData::U8(v) => js_sys::Uint8Array::from(v.as_slice()).into(),
+            TensorData::Bool(v) => v
+                .iter()
+                .map(|&b| JsValue::from_bool(b))
+                .collect::<Array>()
+                .into(),
+            TensorData::String(v) => v
+                .iter()
+                .map(|s| JsValue::from_str(s))
+                .collect::<Array>()
+                .into(),
+        };
+        let shape: Array = tensor
+            .shape()
+            .iter()
+            .map(|&d| JsValue::from_f64(d as f64))
+            .collect();
+        let object = js_sys::Object::new();
+        let _ = Reflect::set(&object, &"data".into(), &data);
+        let _ = Reflect::set(&object, &"shape".into(), &shape);
+        let _ = Reflect::set(
+            &object,
+            &"datatype".into(),
+            &tensor.datatype().v2_name().into(),
+        );
+        object.into()
     }
 }
 

@@ -36,6 +36,16 @@ try {
   result.cases = await page.evaluate((cases) => cases.map((c) => {
     try {
       const model = window.loaded[c.bundle];
+      if (c.call === "run") {
+        // Typed arrays in and out; outputs as v2 JSON outputs, for the same comparison.
+        const feeds = {};
+        for (const t of c.input.inputs) feeds[t.name] = { data: Float32Array.from(t.data), shape: t.shape };
+        const outputs = Object.entries(model.run(feeds)).map(([name, t]) => ({
+          name, datatype: t.datatype, shape: t.shape, data: Array.from(t.data, Number),
+          typed: t.data.constructor.name,
+        }));
+        return { id: c.id, outputs };
+      }
       const response = c.call === "infer" ? model.infer(c.input) : model.predictRecords(c.input, c.options);
       return { id: c.id, outputs: response.outputs };
     } catch (e) {
