@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WASM_BINDGEN_VERSION=0.2.130
-OUT=target/web
+TARGET=${CARGO_TARGET_DIR:-target}
+OUT=$TARGET/web
 rustup target add wasm32-unknown-unknown >/dev/null
 if ! wasm-bindgen --version 2>/dev/null | grep -q " $WASM_BINDGEN_VERSION\b"; then
   # Its lockfile names webpki-roots 1.0.11, which the registry no longer serves; then the
@@ -28,7 +29,7 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 
 cargo build --profile web --target wasm32-unknown-unknown -p wafer-web
-wasm=target/wasm32-unknown-unknown/web/wafer_web.wasm
+wasm=$TARGET/wasm32-unknown-unknown/web/wafer_web.wasm
 mkdir -p "$OUT/pkg" "$OUT/models/zoo"
 if [ ! -f "$OUT/pkg/wafer_web_bg.wasm" ] || [ "$wasm" -nt "$OUT/pkg/wafer_web_bg.wasm" ]; then
   # No wasm-opt pass: Debian's binaryen (108) breaks wasm-bindgen's externref table, and a
@@ -43,10 +44,10 @@ echo "wafer_web_bg.wasm: $raw bytes, $gz gzipped"
 
 cargo build --release -p wafer
 for model in models/iris models/digits models/credit; do
-  target/release/wafer build --web "$model" -o "$OUT/models/$(basename "$model").wafer"
+  "$TARGET/release/wafer" build --web "$model" -o "$OUT/models/$(basename "$model").wafer"
 done
 cp models/credit/users.csv "$OUT/models/credit.users.csv"
 for model in models/zoo/*/; do
-  target/release/wafer build --web "$model" -o "$OUT/models/zoo/$(basename "$model").wafer" >/dev/null
+  "$TARGET/release/wafer" build --web "$model" -o "$OUT/models/zoo/$(basename "$model").wafer" >/dev/null
 done
-exec target/release/wafer web "$OUT" "$@"
+exec "$TARGET/release/wafer" web "$OUT" "$@"
