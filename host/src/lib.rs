@@ -15,4 +15,5 @@ pub mod repo;
 pub mod runtime;
 pub mod serve;
 pub mod store;
+pub mod stream;
 pub mod web;

@@ -22,7 +22,7 @@ use wafer_host::cache::CompiledCache;
 use wafer_host::repo::Loader;
 use wafer_host::runtime::{LoadedModel, PoolLimits, Runtime};
 use wafer_host::store::{self, FeatureStore};
-use wafer_host::{offline, repo, serve};
+use wafer_host::{offline, repo, serve, stream};
 
 /// Serverless WebAssembly inference: ONNX models as per-request WASI components.
 #[derive(Parser, Debug)]
@@ -129,8 +129,17 @@ enum Command {
         /// A model folder, or a component built by `wafer build`.
         model: PathBuf,
         /// A v2 inference request or a JSON array of rows; `-` reads stdin.
-        #[arg(short, long)]
-        input: PathBuf,
+        #[arg(
+            short,
+            long,
+            required_unless_present = "stream",
+            conflicts_with = "stream"
+        )]
+        input: Option<PathBuf>,
+        /// Read newline-delimited JSON on stdin (records, rows or v2 requests) and answer each
+        /// line on stdout as it arrives, flushed; a bad line answers `{"line": n, "error": ...}`.
+        #[arg(long)]
+        stream: bool,
         /// Where built components go.
         #[arg(long, default_value = "target/wafer")]
         build_dir: PathBuf,
@@ -507,12 +516,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Predict {
             model,
             input,
+            stream,
             build_dir,
             cache,
             guest,
             db,
         } => {
-            let body = read_input(&input)?;
+            let body = match &input {
+                Some(input) => read_input(input)?,
+                None => Vec::new(),
+            };
             let mut runtime = Runtime::new(PoolLimits::default(), cache.cache())?;
             let model = if model.is_dir() {
                 let source = repo::source(&model)?;
@@ -539,6 +552,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     .unwrap_or("model");
                 runtime.load(name, &wasm).await?
             };
+            if stream {
+                let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+                let summary = stream::predict_lines(&model, stdin, tokio::io::stdout()).await?;
+                tracing::info!(
+                    scored = summary.scored,
+                    rejected = summary.rejected,
+                    "stream ended"
+                );
+                return Ok(());
+            }
             let response = predict(&model, &body).await?;
             println!("{}", String::from_utf8_lossy(&response));
             Ok(())

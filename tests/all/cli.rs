@@ -167,3 +167,73 @@ fn compile_fills_the_cache_that_serve_and_predict_use() {
     let component = built_component("iris");
     assert!(compile(component.to_str().expect("utf-8 path")).contains("compiled cache hit"));
 }
+
+#[test]
+fn predict_stream_answers_each_line_before_the_next_is_sent() {
+    use std::io::BufRead as _;
+
+    let mut child = wafer()
+        .args(["predict", "models/iris", "--stream", "--build-dir"])
+        .arg(build_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("wafer predict --stream starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    // A stream that stops answering must fail the test, not hang it.
+    let pid = child.id();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(300));
+        let _ = std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status();
+    });
+    let mut sent = 0;
+    let mut exchange = |line: &str| -> Value {
+        // A blank line is counted, not answered: send it ahead of the next one.
+        if sent == 11 {
+            writeln!(stdin).expect("write a blank line");
+            sent += 1;
+        }
+        writeln!(stdin, "{line}").expect("write a line");
+        stdin.flush().expect("flush");
+        sent += 1;
+        let mut answer = String::new();
+        stdout.read_line(&mut answer).expect("read an answer");
+        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer:?}"))
+    };
+    let f = fixture("iris");
+    let mut got = (Vec::new(), Vec::new());
+    for (i, row) in f.rows.iter().enumerate() {
+        // Rows and whole v2 requests, alternately; each answered before the next is written.
+        let line = if i % 2 == 0 {
+            serde_json::to_string(row).expect("row")
+        } else {
+            infer_request(&f.input, std::slice::from_ref(row)).to_string()
+        };
+        let answer = exchange(&line);
+        let number = if i <= 10 { i + 1 } else { i + 3 };
+        assert_eq!(answer["line"], number, "{answer}");
+        let (labels, probabilities) = labels_and_probabilities(&answer);
+        got.0.extend(labels);
+        got.1.extend(probabilities);
+        if i == 10 {
+            let bad = exchange("[1, 2]");
+            assert_eq!(bad["line"], 13, "line 12 was blank");
+            let error = bad["error"].as_str().expect("an error line");
+            assert!(error.contains("expected 4 values"), "{error}");
+        }
+    }
+    assert_matches(
+        "iris --stream",
+        &got,
+        &f.sklearn_labels,
+        &f.ort_probabilities,
+        1e-5,
+    );
+    drop(stdin);
+    let status = child.wait().expect("exits");
+    assert!(status.success(), "the stream ends with stdin: {status}");
+}

@@ -1,0 +1,92 @@
+//! Streams of newline-delimited JSON: one prediction per line, each answer written and flushed
+//! as soon as it is computed (`wafer predict --stream`).
+//!
+//! A line is a raw record (a JSON object, through the model's `features.toml`), a row of
+//! numbers (a JSON array, for the model's first input), or a whole v2 inference request (an
+//! object with `inputs`). Its answer is the v2 response with the line's number added,
+//! `{"line": n, "model_name", "model_version", "outputs"}`; a line that cannot be scored answers
+//! `{"line": n, "error": "..."}` and the stream goes on. Blank lines are skipped but counted.
+
+use anyhow::Context as _;
+use serde_json::Value;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use wafer_protocol::{self as protocol, ProtocolError};
+
+use crate::runtime::LoadedModel;
+
+/// What a stream carried.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Lines answered with a prediction.
+    pub scored: u64,
+    /// Lines answered with an error.
+    pub rejected: u64,
+}
+
+/// Answers every line of `input` on `output`, flushing after each, until `input` ends.
+pub async fn predict_lines(
+    model: &LoadedModel,
+    input: impl AsyncBufRead + Unpin,
+    mut output: impl AsyncWrite + Unpin,
+) -> anyhow::Result<Summary> {
+    let mut lines = input.lines();
+    let mut summary = Summary::default();
+    let mut number = 0u64;
+    while let Some(line) = lines.next_line().await.context("reading the stream")? {
+        number += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let answer = match answer(model, &line).await {
+            Ok(mut response) => {
+                summary.scored += 1;
+                if let Value::Object(fields) = &mut response {
+                    fields.insert("line".into(), number.into());
+                }
+                response
+            }
+            Err(e) => {
+                summary.rejected += 1;
+                serde_json::json!({ "line": number, "error": e.to_string() })
+            }
+        };
+        let mut bytes = serde_json::to_vec(&answer).context("writing an answer")?;
+        bytes.push(b'\n');
+        output
+            .write_all(&bytes)
+            .await
+            .context("writing the stream")?;
+        output.flush().await.context("writing the stream")?;
+    }
+    Ok(summary)
+}
+
+/// The v2 response to one line.
+async fn answer(model: &LoadedModel, line: &str) -> Result<Value, ProtocolError> {
+    let value = protocol::parse_json(line.as_bytes())?;
+    let (outputs, id) = match &value {
+        Value::Object(fields) if fields.contains_key("inputs") => {
+            let request = protocol::decode_infer_request(line.as_bytes(), None)?;
+            let outputs = model.predict(request.inputs, &request.outputs).await.0;
+            (outputs, request.id)
+        }
+        Value::Object(_) | Value::Array(_) => {
+            let records = format!("[{line}]");
+            (model.predict_records(records, &[]).await.0, None)
+        }
+        _ => {
+            return Err(ProtocolError::InvalidRequest(
+                "a line is a record (object), a row (array) or a v2 request".into(),
+            ));
+        }
+    };
+    let response = protocol::encode_infer_response(
+        model.name(),
+        Some(protocol::MODEL_VERSION),
+        id,
+        outputs?,
+        &protocol::BinaryOutputs::default(),
+    );
+    serde_json::from_slice(&response.body)
+        .map_err(|e| ProtocolError::Internal(format!("unreadable response: {e}")))
+}
