@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -24,6 +24,37 @@ use crate::runtime::{LoadedModel, Measured};
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY: usize = 64 << 20;
+
+/// The content type of a streamed inference: one record, row or v2 request per line in, one
+/// answer per line out.
+pub const NDJSON: &str = "application/x-ndjson";
+
+/// Answers a streamed request holds before it stops reading more lines (the client is slowed
+/// down, not buffered without limit).
+const STREAM_ANSWERS: usize = 16;
+
+/// The longest line a stream accepts, in bytes.
+const MAX_LINE: usize = 16 << 20;
+
+/// A response body: whole, or a stream of answers.
+type Body = Either<Full<Bytes>, ChannelBody>;
+
+/// A streamed response: each message of the channel is sent as it comes.
+pub struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|bytes| bytes.map(|b| Ok(Frame::data(b))))
+    }
+}
 
 /// How `wafer serve` starts.
 #[derive(Clone, Debug)]
@@ -156,9 +187,14 @@ impl Server {
             };
             let server = Arc::clone(&self);
             tokio::spawn(async move {
-                let service = service_fn(move |req| {
+                let service = service_fn(move |req: Request<Incoming>| {
                     let server = Arc::clone(&server);
-                    async move { Ok::<_, Infallible>(server.handle(req, peer).await) }
+                    async move {
+                        if is_ndjson(&req) {
+                            return Ok::<_, Infallible>(server.stream(req));
+                        }
+                        Ok(server.handle(req, peer).await.map(Either::Left))
+                    }
                 });
                 if let Err(e) = http1::Builder::new()
                     .keep_alive(true)
@@ -243,6 +279,95 @@ impl Server {
         response
             .body(Full::new(Bytes::from(body)))
             .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+    }
+
+    /// Answers a streamed inference (`application/x-ndjson`) line by line, as the lines arrive.
+    /// The answers are not counted in the per-invocation metrics.
+    fn stream(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let error = |e: ProtocolError| {
+            Response::builder()
+                .status(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST))
+                .header("content-type", "application/json")
+                .body(Either::Left(Full::new(Bytes::from(e.body()))))
+                .unwrap_or_else(|_| Response::new(Either::Left(Full::new(Bytes::new()))))
+        };
+        let name = match protocol::route(req.method().as_str(), req.uri().path()) {
+            Ok(Route::Infer { model, version }) => {
+                let found = self
+                    .model(&model)
+                    .and_then(|m| protocol::check_version(m.name(), version.as_deref()));
+                if let Err(e) = found {
+                    return error(e);
+                }
+                model
+            }
+            Ok(_) => {
+                return error(ProtocolError::InvalidRequest(format!(
+                    "only .../infer takes {NDJSON}"
+                )));
+            }
+            Err(e) => return error(e),
+        };
+        let (answers, body) = tokio::sync::mpsc::channel(STREAM_ANSWERS);
+        tokio::spawn(async move {
+            let Ok(model) = self.model(&name) else {
+                return;
+            };
+            let mut request = req.into_body();
+            let mut pending: Vec<u8> = Vec::new();
+            let mut number = 0u64;
+            let mut ended = false;
+            while !ended {
+                match request.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            pending.extend_from_slice(&data);
+                        }
+                    }
+                    // The request ended, or the client went away: answer what is left.
+                    Some(Err(_)) | None => ended = true,
+                }
+                while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    number += 1;
+                    if !self.answer(model, number, &line, &answers).await {
+                        return; // The client stopped reading: stop the work.
+                    }
+                }
+                if pending.len() > MAX_LINE {
+                    let e = ProtocolError::PayloadTooLarge { limit: MAX_LINE };
+                    let body = serde_json::json!({ "line": number + 1, "error": e.to_string() });
+                    let _ = answers.send(Bytes::from(protocol::to_json(&body))).await;
+                    return;
+                }
+            }
+            if !pending.is_empty() {
+                self.answer(model, number + 1, &pending, &answers).await;
+            }
+        });
+        Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", NDJSON)
+            .body(Either::Right(ChannelBody(body)))
+            .unwrap_or_else(|_| Response::new(Either::Left(Full::new(Bytes::new()))))
+    }
+
+    /// Answers one streamed line; false once the client has stopped reading.
+    async fn answer(
+        &self,
+        model: &LoadedModel,
+        number: u64,
+        line: &[u8],
+        answers: &tokio::sync::mpsc::Sender<Bytes>,
+    ) -> bool {
+        let line = String::from_utf8_lossy(line);
+        let Ok(_permit) = self.permits.acquire().await else {
+            return false;
+        };
+        match crate::stream::answer_line(model, number, &line).await {
+            Some((bytes, _)) => answers.send(Bytes::from(bytes)).await.is_ok(),
+            None => !answers.is_closed(),
+        }
     }
 
     async fn respond<'a>(
@@ -368,6 +493,14 @@ struct Call<'a> {
     model: Option<&'a LoadedModel>,
     request_bytes: u64,
     measured: Measured,
+}
+
+/// Whether a request streams newline-delimited JSON.
+fn is_ndjson(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(NDJSON))
 }
 
 /// Reads a request body of at most [`MAX_BODY`] bytes.

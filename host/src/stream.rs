@@ -6,6 +6,8 @@
 //! object with `inputs`). Its answer is the v2 response with the line's number added,
 //! `{"line": n, "model_name", "model_version", "outputs"}`; a line that cannot be scored answers
 //! `{"line": n, "error": "..."}` and the stream goes on. Blank lines are skipped but counted.
+//! `wafer serve` answers `POST .../infer` bodies of `application/x-ndjson` the same way, line
+//! by line ([`answer_line`]).
 
 use anyhow::Context as _;
 use serde_json::Value;
@@ -34,24 +36,10 @@ pub async fn predict_lines(
     let mut number = 0u64;
     while let Some(line) = lines.next_line().await.context("reading the stream")? {
         number += 1;
-        if line.trim().is_empty() {
+        let Some((bytes, scored)) = answer_line(model, number, &line).await else {
             continue;
-        }
-        let answer = match answer(model, &line).await {
-            Ok(mut response) => {
-                summary.scored += 1;
-                if let Value::Object(fields) = &mut response {
-                    fields.insert("line".into(), number.into());
-                }
-                response
-            }
-            Err(e) => {
-                summary.rejected += 1;
-                serde_json::json!({ "line": number, "error": e.to_string() })
-            }
         };
-        let mut bytes = serde_json::to_vec(&answer).context("writing an answer")?;
-        bytes.push(b'\n');
+        summary.count(scored);
         output
             .write_all(&bytes)
             .await
@@ -59,6 +47,40 @@ pub async fn predict_lines(
         output.flush().await.context("writing the stream")?;
     }
     Ok(summary)
+}
+
+impl Summary {
+    /// Counts one answered line.
+    pub fn count(&mut self, scored: bool) {
+        if scored {
+            self.scored += 1;
+        } else {
+            self.rejected += 1;
+        }
+    }
+}
+
+/// The answer to line `number` (counting from 1) with its newline, and whether it was scored;
+/// `None` for a blank line, which is not answered.
+pub async fn answer_line(model: &LoadedModel, number: u64, line: &str) -> Option<(Vec<u8>, bool)> {
+    if line.trim().is_empty() {
+        return None;
+    }
+    let (answer, scored) = match answer(model, line).await {
+        Ok(mut response) => {
+            if let Value::Object(fields) = &mut response {
+                fields.insert("line".into(), number.into());
+            }
+            (response, true)
+        }
+        Err(e) => (
+            serde_json::json!({ "line": number, "error": e.to_string() }),
+            false,
+        ),
+    };
+    let mut bytes = protocol::to_json(&answer);
+    bytes.push(b'\n');
+    Some((bytes, scored))
 }
 
 /// The v2 response to one line.

@@ -11,6 +11,7 @@ mod metrics;
 mod node_tests;
 mod serve;
 mod spin;
+mod streaming;
 mod support;
 mod supported;
 mod tritonclient;

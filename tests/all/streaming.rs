@@ -1,0 +1,161 @@
+//! Streamed inference over HTTP: `POST /v2/models/{m}/infer` with `application/x-ndjson`,
+//! answered line by line while the request is still being sent.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{fixture, infer_request, post, wafer_server};
+
+/// A hand-driven HTTP/1.1 request with a chunked body, and its chunked response.
+struct Stream {
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+    pending: Vec<u8>,
+}
+
+impl Stream {
+    fn open(base: &str, path: &str) -> Stream {
+        let addr = base.trim_start_matches("http://");
+        let writer = TcpStream::connect(addr).expect("connect");
+        // A stream that stops answering fails the test rather than hanging it.
+        writer
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .expect("timeout");
+        let reader = BufReader::new(writer.try_clone().expect("clone"));
+        let mut stream = Stream {
+            writer,
+            reader,
+            pending: Vec::new(),
+        };
+        write!(
+            stream.writer,
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-ndjson\r\n\
+             Transfer-Encoding: chunked\r\n\r\n"
+        )
+        .expect("request head");
+        stream
+    }
+
+    /// Sends one line as one chunk.
+    fn send(&mut self, line: &str) {
+        let data = format!("{line}\n");
+        write!(self.writer, "{:x}\r\n{data}\r\n", data.len()).expect("send a line");
+        self.writer.flush().expect("flush");
+    }
+
+    fn finish(&mut self) {
+        self.writer.write_all(b"0\r\n\r\n").expect("end the body");
+    }
+
+    /// The status and content type, once the response head has come.
+    fn head(&mut self) -> (u16, String) {
+        let mut status = String::new();
+        self.reader.read_line(&mut status).expect("status line");
+        let code = status
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let mut content_type = String::new();
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).expect("header");
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-type:") {
+                content_type = v.trim().to_owned();
+            }
+        }
+        (code, content_type)
+    }
+
+    /// The next answer line, or `None` at the end of the response.
+    fn answer(&mut self) -> Option<Value> {
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                return Some(serde_json::from_slice(&line).expect("an answer is JSON"));
+            }
+            let mut size = String::new();
+            self.reader.read_line(&mut size).expect("chunk size");
+            let size = usize::from_str_radix(size.trim(), 16).expect("hex chunk size");
+            let mut data = vec![0; size + 2];
+            self.reader.read_exact(&mut data).expect("chunk");
+            if size == 0 {
+                return None;
+            }
+            self.pending.extend_from_slice(&data[..size]);
+        }
+    }
+}
+
+#[test]
+fn each_line_is_answered_before_the_next_is_sent_and_a_bad_line_does_not_end_the_stream() {
+    let server = wafer_server();
+    let f = fixture("iris");
+    let mut stream = Stream::open(&server.base, "/v2/models/iris/infer");
+    let mut head = None;
+    for (i, row) in f.rows.iter().enumerate() {
+        let line = if i % 2 == 0 {
+            serde_json::to_string(row).expect("row")
+        } else {
+            infer_request(&f.input, std::slice::from_ref(row)).to_string()
+        };
+        stream.send(&line);
+        if head.is_none() {
+            head = Some(stream.head());
+            assert_eq!(head, Some((200, "application/x-ndjson".to_owned())));
+        }
+        let answer = stream
+            .answer()
+            .expect("an answer before the next line is sent");
+        assert_eq!(answer["line"], i + 1, "{answer}");
+        // The same outputs as /infer gives for the same row.
+        let body = infer_request(&f.input, std::slice::from_ref(row)).to_string();
+        let direct = post(
+            &format!("{}/v2/models/iris/infer", server.base),
+            body.as_bytes(),
+        );
+        assert_eq!(answer["outputs"], direct.json["outputs"], "row {i}");
+    }
+    stream.send("[1, 2]");
+    let bad = stream.answer().expect("an error line");
+    assert_eq!(bad["line"], f.rows.len() + 1);
+    let error = bad["error"].as_str().expect("error");
+    assert!(error.contains("expected 4 values"), "{error}");
+    stream.send("{\"inputs\": nope");
+    let bad = stream.answer().expect("an error line");
+    assert!(
+        bad["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("malformed JSON")),
+        "{bad}"
+    );
+    stream.send(&serde_json::to_string(&f.rows[0]).expect("row"));
+    let after = stream.answer().expect("the stream goes on");
+    assert_eq!(after["line"], f.rows.len() + 3);
+    assert_eq!(after["outputs"][0]["data"][0], f.sklearn_labels[0]);
+    stream.finish();
+    assert!(
+        stream.answer().is_none(),
+        "the response ends with the request"
+    );
+}
+
+#[test]
+fn a_stream_to_an_unknown_model_or_another_route_is_refused_whole() {
+    let server = wafer_server();
+    let mut stream = Stream::open(&server.base, "/v2/models/nosuch/infer");
+    stream.send("[1, 2, 3, 4]");
+    assert_eq!(stream.head().0, 404);
+    let mut stream = Stream::open(&server.base, "/v2/models/iris");
+    stream.send("[1, 2, 3, 4]");
+    assert_eq!(stream.head().0, 405, "metadata is GET only");
+    let mut stream = Stream::open(&server.base, "/v1/models/iris:predict");
+    stream.send("[1, 2, 3, 4]");
+    assert_eq!(stream.head().0, 400, "only /infer streams");
+}
