@@ -233,33 +233,11 @@ impl Server {
             "request"
         );
         if let Some(model) = call.model {
-            let m = call.measured;
-            let outcome = match status {
-                200 => Outcome::Ok,
-                _ if m.timed_out => Outcome::Timeout,
-                400..=499 => Outcome::ClientError,
-                _ => Outcome::GuestError,
-            };
             let reason = (status != 200)
                 .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
                 .flatten()
                 .and_then(|v| v["error"].as_str().map(str::to_owned));
-            self.metrics.record(&Invocation {
-                model: model.name().to_owned(),
-                version: protocol::MODEL_VERSION.to_owned(),
-                instantiate_us: m.instantiate_us,
-                guest_us: m.guest_us,
-                total_us: started.elapsed().as_micros() as u64,
-                memory_bytes: m.memory_bytes,
-                request_bytes: call.request_bytes,
-                response_bytes: body.len() as u64,
-                outcome,
-                reason,
-                cold: m.cold,
-                cache: model.cache(),
-                lookups: m.lookups,
-                lookup_misses: m.lookup_misses,
-            });
+            self.record(model, status, reason, &call, started, body.len());
         }
         let mut response = Response::builder()
             .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
@@ -281,8 +259,43 @@ impl Server {
             .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
     }
 
+    /// Records one invocation of `model` that ended with `status`.
+    fn record(
+        &self,
+        model: &LoadedModel,
+        status: u16,
+        reason: Option<String>,
+        call: &Call<'_>,
+        started: Instant,
+        response_bytes: usize,
+    ) {
+        let m = call.measured;
+        let outcome = match status {
+            200 => Outcome::Ok,
+            _ if m.timed_out => Outcome::Timeout,
+            400..=499 => Outcome::ClientError,
+            _ => Outcome::GuestError,
+        };
+        self.metrics.record(&Invocation {
+            model: model.name().to_owned(),
+            version: protocol::MODEL_VERSION.to_owned(),
+            instantiate_us: m.instantiate_us,
+            guest_us: m.guest_us,
+            total_us: started.elapsed().as_micros() as u64,
+            memory_bytes: m.memory_bytes,
+            request_bytes: call.request_bytes,
+            response_bytes: response_bytes as u64,
+            outcome,
+            reason,
+            cold: m.cold,
+            cache: model.cache(),
+            lookups: m.lookups,
+            lookup_misses: m.lookup_misses,
+        });
+    }
+
     /// Answers a streamed inference (`application/x-ndjson`) line by line, as the lines arrive.
-    /// The answers are not counted in the per-invocation metrics.
+    /// Each line is one invocation in the metrics.
     fn stream(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let error = |e: ProtocolError| {
             Response::builder()
@@ -360,14 +373,25 @@ impl Server {
         line: &[u8],
         answers: &tokio::sync::mpsc::Sender<Bytes>,
     ) -> bool {
-        let line = String::from_utf8_lossy(line);
+        let started = Instant::now();
+        let text = String::from_utf8_lossy(line);
         let Ok(_permit) = self.permits.acquire().await else {
             return false;
         };
-        match crate::stream::answer_line(model, number, &line).await {
-            Some((bytes, _)) => answers.send(Bytes::from(bytes)).await.is_ok(),
-            None => !answers.is_closed(),
-        }
+        let Some(answer) = crate::stream::answer_line(model, number, &text).await else {
+            return !answers.is_closed();
+        };
+        let call = Call {
+            model: Some(model),
+            request_bytes: line.len() as u64,
+            measured: answer.measured,
+        };
+        let (status, reason) = match &answer.error {
+            None => (200, None),
+            Some(e) => (e.status(), Some(e.to_string())),
+        };
+        self.record(model, status, reason, &call, started, answer.bytes.len());
+        answers.send(Bytes::from(answer.bytes)).await.is_ok()
     }
 
     async fn respond<'a>(

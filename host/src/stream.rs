@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use wafer_protocol::{self as protocol, ProtocolError};
 
-use crate::runtime::LoadedModel;
+use crate::runtime::{LoadedModel, Measured};
 
 /// What a stream carried.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -36,12 +36,12 @@ pub async fn predict_lines(
     let mut number = 0u64;
     while let Some(line) = lines.next_line().await.context("reading the stream")? {
         number += 1;
-        let Some((bytes, scored)) = answer_line(model, number, &line).await else {
+        let Some(answer) = answer_line(model, number, &line).await else {
             continue;
         };
-        summary.count(scored);
+        summary.count(answer.error.is_none());
         output
-            .write_all(&bytes)
+            .write_all(&answer.bytes)
             .await
             .context("writing the stream")?;
         output.flush().await.context("writing the stream")?;
@@ -60,48 +60,80 @@ impl Summary {
     }
 }
 
-/// The answer to line `number` (counting from 1) with its newline, and whether it was scored;
-/// `None` for a blank line, which is not answered.
-pub async fn answer_line(model: &LoadedModel, number: u64, line: &str) -> Option<(Vec<u8>, bool)> {
+/// One line's answer.
+#[derive(Debug)]
+pub struct Answer {
+    /// The answer line, with its newline.
+    pub bytes: Vec<u8>,
+    /// Why the line was not scored, if it was not.
+    pub error: Option<ProtocolError>,
+    /// What running it measured.
+    pub measured: Measured,
+}
+
+/// The answer to line `number` (counting from 1); `None` for a blank line, which is not
+/// answered.
+pub async fn answer_line(model: &LoadedModel, number: u64, line: &str) -> Option<Answer> {
     if line.trim().is_empty() {
         return None;
     }
-    let (answer, scored) = match answer(model, line).await {
+    let (result, measured) = answer(model, line).await;
+    let (json, error) = match result {
         Ok(mut response) => {
             if let Value::Object(fields) = &mut response {
                 fields.insert("line".into(), number.into());
             }
-            (response, true)
+            (response, None)
         }
         Err(e) => (
             serde_json::json!({ "line": number, "error": e.to_string() }),
-            false,
+            Some(e),
         ),
     };
-    let mut bytes = protocol::to_json(&answer);
+    let mut bytes = protocol::to_json(&json);
     bytes.push(b'\n');
-    Some((bytes, scored))
+    Some(Answer {
+        bytes,
+        error,
+        measured,
+    })
 }
 
-/// The v2 response to one line.
-async fn answer(model: &LoadedModel, line: &str) -> Result<Value, ProtocolError> {
-    let value = protocol::parse_json(line.as_bytes())?;
-    let (outputs, id) = match &value {
+/// The v2 response to one line, and what running it measured.
+async fn answer(model: &LoadedModel, line: &str) -> (Result<Value, ProtocolError>, Measured) {
+    let value = match protocol::parse_json(line.as_bytes()) {
+        Ok(value) => value,
+        Err(e) => return (Err(e), Measured::default()),
+    };
+    let ((outputs, measured), id) = match &value {
         Value::Object(fields) if fields.contains_key("inputs") => {
-            let request = protocol::decode_infer_request(line.as_bytes(), None)?;
-            let outputs = model.predict(request.inputs, &request.outputs).await.0;
-            (outputs, request.id)
+            let request = match protocol::decode_infer_request(line.as_bytes(), None) {
+                Ok(request) => request,
+                Err(e) => return (Err(e), Measured::default()),
+            };
+            let run = model.predict(request.inputs, &request.outputs).await;
+            (run, request.id)
         }
         Value::Object(_) | Value::Array(_) => {
             let records = format!("[{line}]");
-            (model.predict_records(records, &[]).await.0, None)
+            (model.predict_records(records, &[]).await, None)
         }
         _ => {
-            return Err(ProtocolError::InvalidRequest(
-                "a line is a record (object), a row (array) or a v2 request".into(),
-            ));
+            let why = "a line is a record (object), a row (array) or a v2 request";
+            return (
+                Err(ProtocolError::InvalidRequest(why.into())),
+                Measured::default(),
+            );
         }
     };
+    (respond(model, id, outputs), measured)
+}
+
+fn respond(
+    model: &LoadedModel,
+    id: Option<String>,
+    outputs: Result<Vec<wafer_scoring::Tensor>, ProtocolError>,
+) -> Result<Value, ProtocolError> {
     let response = protocol::encode_infer_response(
         model.name(),
         Some(protocol::MODEL_VERSION),

@@ -159,3 +159,39 @@ fn a_stream_to_an_unknown_model_or_another_route_is_refused_whole() {
     stream.send("[1, 2, 3, 4]");
     assert_eq!(stream.head().0, 400, "only /infer streams");
 }
+
+#[test]
+fn each_streamed_line_is_one_invocation_in_the_metrics() {
+    let server = crate::support::start_wafer(&crate::support::build_dir(), &[]);
+    let f = fixture("iris");
+    let mut stream = Stream::open(&server.base, "/v2/models/iris/infer");
+    for row in &f.rows[..4] {
+        stream.send(&serde_json::to_string(row).expect("row"));
+    }
+    stream.send("[1, 2]");
+    stream.finish();
+    assert_eq!(stream.head().0, 200);
+    let mut answers = 0;
+    while stream.answer().is_some() {
+        answers += 1;
+    }
+    assert_eq!(answers, 5);
+    let text = crate::support::get(&format!("{}/metrics", server.base)).text;
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("/metrics parses");
+    let count = |outcome: &str| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "wafer_requests_total")
+            .filter(|s| s.labels.get("model") == Some("iris"))
+            .filter(|s| s.labels.get("outcome") == Some(outcome))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    assert_eq!(count("ok"), 4.0, "{text}");
+    assert_eq!(count("client_error"), 1.0, "{text}");
+}
