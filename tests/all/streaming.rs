@@ -148,15 +148,14 @@ fn each_line_is_answered_before_the_next_is_sent_and_a_bad_line_does_not_end_the
 
 #[test]
 fn a_stream_to_an_unknown_model_or_another_route_is_refused_whole() {
+    // The refusal comes from the request head alone; the server may close the connection
+    // before any line is sent, so none is.
     let server = wafer_server();
     let mut stream = Stream::open(&server.base, "/v2/models/nosuch/infer");
-    stream.send("[1, 2, 3, 4]");
     assert_eq!(stream.head().0, 404);
     let mut stream = Stream::open(&server.base, "/v2/models/iris");
-    stream.send("[1, 2, 3, 4]");
     assert_eq!(stream.head().0, 405, "metadata is GET only");
     let mut stream = Stream::open(&server.base, "/v1/models/iris:predict");
-    stream.send("[1, 2, 3, 4]");
     assert_eq!(stream.head().0, 400, "only /infer streams");
 }
 
