@@ -194,3 +194,45 @@ fn each_streamed_line_is_one_invocation_in_the_metrics() {
     assert_eq!(count("ok"), 4.0, "{text}");
     assert_eq!(count("client_error"), 1.0, "{text}");
 }
+
+#[test]
+fn a_client_that_disconnects_stops_the_work() {
+    const LINES: usize = 20_000;
+    let server = crate::support::start_wafer(&crate::support::build_dir(), &[]);
+    let scored = || -> f64 {
+        let text = crate::support::get(&format!("{}/metrics", server.base)).text;
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+            .expect("/metrics parses");
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "wafer_requests_total")
+            .filter(|s| s.labels.get("model") == Some("iris"))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    let mut stream = Stream::open(&server.base, "/v2/models/iris/infer");
+    let lines = "[5.1, 3.5, 1.4, 0.2]\n".repeat(LINES);
+    write!(stream.writer, "{:x}\r\n{lines}\r\n", lines.len()).expect("send the lines");
+    stream.writer.flush().expect("flush");
+    assert_eq!(stream.head().0, 200);
+    stream.answer().expect("the first answer");
+    // Leave without reading the rest.
+    drop(stream);
+    let mut last = scored();
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = scored();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    assert!(
+        last < LINES as f64,
+        "all {LINES} lines were scored for a client that had gone"
+    );
+}
