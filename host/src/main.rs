@@ -572,23 +572,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
 /// One prediction from a v2 request, or from a JSON array of raw records (through the model's
 /// features.toml) or of rows of numbers for its first input.
 async fn predict(model: &LoadedModel, body: &[u8]) -> Result<Vec<u8>, ProtocolError> {
-    let value = protocol::parse_json(body)?;
-    let (outputs, id) = if value.is_array() {
-        (model.predict_records(value.to_string(), &[]).await.0, None)
+    let input = if protocol::parse_json(body)?.is_array() {
+        stream::Input::Records(String::from_utf8_lossy(body).into_owned())
     } else {
-        let request = protocol::decode_infer_request(body, None)?;
-        let outputs = model.predict(request.inputs, &request.outputs).await.0;
-        (outputs, request.id)
+        stream::Input::Request(body)
     };
-    // The CLI prints JSON: binary tensor data is for HTTP clients.
-    Ok(protocol::encode_infer_response(
-        model.name(),
-        Some(protocol::MODEL_VERSION),
-        id,
-        outputs?,
-        &protocol::BinaryOutputs::default(),
-    )
-    .body)
+    stream::respond(model, input).await.0
 }
 
 async fn exit_when_stdin_closes() {

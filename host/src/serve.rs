@@ -340,13 +340,17 @@ impl Server {
                     // The request ended, or the client went away: answer what is left.
                     Some(Err(_)) | None => ended = true,
                 }
-                while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = pending.drain(..=end).collect();
+                // Answer every whole line of what has come, then drop them at once.
+                let mut start = 0;
+                while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
+                    let line = &pending[start..=start + end];
+                    start += end + 1;
                     number += 1;
-                    if !self.answer(model, number, &line, &answers).await {
+                    if !self.answer(model, number, line, &answers).await {
                         return; // The client stopped reading: stop the work.
                     }
                 }
+                pending.drain(..start);
                 if pending.len() > MAX_LINE {
                     let e = ProtocolError::PayloadTooLarge { limit: MAX_LINE };
                     let body = serde_json::json!({ "line": number + 1, "error": e.to_string() });

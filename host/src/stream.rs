@@ -99,48 +99,64 @@ pub async fn answer_line(model: &LoadedModel, number: u64, line: &str) -> Option
     })
 }
 
+/// What a prediction is asked with.
+pub enum Input<'a> {
+    /// A whole v2 inference request.
+    Request(&'a [u8]),
+    /// A JSON array of raw records (through the model's `features.toml`) or of rows of numbers
+    /// for its first input.
+    Records(String),
+}
+
+/// Runs `input` on `model` and encodes the v2 response: JSON only, binary tensor data being for
+/// HTTP clients. `wafer predict` answers with it, once or per line.
+pub async fn respond(
+    model: &LoadedModel,
+    input: Input<'_>,
+) -> (Result<Vec<u8>, ProtocolError>, Measured) {
+    let ((outputs, measured), id) = match input {
+        Input::Request(body) => match protocol::decode_infer_request(body, None) {
+            Ok(request) => (
+                model.predict(request.inputs, &request.outputs).await,
+                request.id,
+            ),
+            Err(e) => return (Err(e), Measured::default()),
+        },
+        Input::Records(records) => (model.predict_records(records, &[]).await, None),
+    };
+    let body = outputs.map(|outputs| {
+        protocol::encode_infer_response(
+            model.name(),
+            Some(protocol::MODEL_VERSION),
+            id,
+            outputs,
+            &protocol::BinaryOutputs::default(),
+        )
+        .body
+    });
+    (body, measured)
+}
+
 /// The v2 response to one line, and what running it measured.
 async fn answer(model: &LoadedModel, line: &str) -> (Result<Value, ProtocolError>, Measured) {
-    let value = match protocol::parse_json(line.as_bytes()) {
-        Ok(value) => value,
-        Err(e) => return (Err(e), Measured::default()),
-    };
-    let ((outputs, measured), id) = match &value {
-        Value::Object(fields) if fields.contains_key("inputs") => {
-            let request = match protocol::decode_infer_request(line.as_bytes(), None) {
-                Ok(request) => request,
-                Err(e) => return (Err(e), Measured::default()),
-            };
-            let run = model.predict(request.inputs, &request.outputs).await;
-            (run, request.id)
+    let input = match protocol::parse_json(line.as_bytes()) {
+        Ok(Value::Object(fields)) if fields.contains_key("inputs") => {
+            Input::Request(line.as_bytes())
         }
-        Value::Object(_) | Value::Array(_) => {
-            let records = format!("[{line}]");
-            (model.predict_records(records, &[]).await, None)
-        }
-        _ => {
+        Ok(Value::Object(_) | Value::Array(_)) => Input::Records(format!("[{line}]")),
+        Ok(_) => {
             let why = "a line is a record (object), a row (array) or a v2 request";
             return (
                 Err(ProtocolError::InvalidRequest(why.into())),
                 Measured::default(),
             );
         }
+        Err(e) => return (Err(e), Measured::default()),
     };
-    (respond(model, id, outputs), measured)
-}
-
-fn respond(
-    model: &LoadedModel,
-    id: Option<String>,
-    outputs: Result<Vec<wafer_scoring::Tensor>, ProtocolError>,
-) -> Result<Value, ProtocolError> {
-    let response = protocol::encode_infer_response(
-        model.name(),
-        Some(protocol::MODEL_VERSION),
-        id,
-        outputs?,
-        &protocol::BinaryOutputs::default(),
-    );
-    serde_json::from_slice(&response.body)
-        .map_err(|e| ProtocolError::Internal(format!("unreadable response: {e}")))
+    let (body, measured) = respond(model, input).await;
+    let response = body.and_then(|body| {
+        serde_json::from_slice(&body)
+            .map_err(|e| ProtocolError::Internal(format!("unreadable response: {e}")))
+    });
+    (response, measured)
 }
