@@ -1,12 +1,13 @@
 //! The KServe v2 REST API over `wasi:http/incoming-handler`, for Spin and `wasmtime serve`.
 
+use wafer_protocol::ndjson::{self, LineInput};
 use wafer_protocol::{self as protocol, ProtocolError, Route};
 
 use crate::bindings::exports::wasi::http::incoming_handler;
 use crate::bindings::wasi::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
-use crate::bindings::wasi::io::streams::StreamError;
+use crate::bindings::wasi::io::streams::{OutputStream, StreamError};
 use crate::state;
 
 /// The largest request body read, in bytes.
@@ -27,6 +28,14 @@ impl incoming_handler::Guest for crate::Component {
             Method::Other(m) => m,
         };
         let path = request.path_with_query().unwrap_or_else(|| "/".to_owned());
+        let ndjson = request
+            .headers()
+            .get("content-type")
+            .first()
+            .is_some_and(|v| v.starts_with(ndjson::CONTENT_TYPE.as_bytes()));
+        if ndjson {
+            return stream(&method, &path, request, response_out);
+        }
         let (status, body, header_length) = match respond(&method, &path, &request) {
             Ok(r) => (200, r.body, r.header_length),
             Err(e) => (e.status(), e.body(), None),
@@ -103,6 +112,111 @@ fn respond(
     Ok(json(body))
 }
 
+/// Answers a streamed inference (`application/x-ndjson` on `.../infer`) line by line as the
+/// lines arrive: each answer is written and flushed before the next line is read, so a client
+/// that sends faster than it reads is slowed down by the host's flow control.
+fn stream(method: &str, path: &str, request: IncomingRequest, response_out: ResponseOutparam) {
+    let name = match stream_model(method, path) {
+        Ok(name) => name,
+        Err(e) => return send(response_out, e.status(), &e.body(), None),
+    };
+    let input = request.consume().ok().and_then(|body| {
+        let stream = body.stream().ok()?;
+        Some((body, stream))
+    });
+    let Some((_body, input)) = input else {
+        let e = ProtocolError::InvalidRequest("cannot read body".into());
+        return send(response_out, e.status(), &e.body(), None);
+    };
+    let headers = Fields::new();
+    let _ = headers.set("content-type", &[ndjson::CONTENT_TYPE.as_bytes().to_vec()]);
+    let response = OutgoingResponse::new(headers);
+    let _ = response.set_status_code(200);
+    let Ok(out_body) = response.body() else {
+        return;
+    };
+    ResponseOutparam::set(response_out, Ok(response));
+    let Ok(out) = out_body.write() else {
+        return;
+    };
+    let mut lines = ndjson::Lines::default();
+    loop {
+        let ended = match input.blocking_read(64 * 1024) {
+            Ok(chunk) => {
+                lines.push(&chunk);
+                false
+            }
+            // The request ended, or the client went away: answer what is left.
+            Err(_) => true,
+        };
+        while let Some((number, line)) = lines.next_line() {
+            if let Some(answer) = answer_line(&name, number, line)
+                && !write_all(&out, &answer)
+            {
+                return; // The client went away: stop the work.
+            }
+        }
+        if let Some(refusal) = lines.overlong() {
+            write_all(&out, &refusal);
+            break;
+        }
+        if ended {
+            if let Some((number, line)) = lines.rest()
+                && let Some(answer) = answer_line(&name, number, line)
+            {
+                write_all(&out, &answer);
+            }
+            break;
+        }
+    }
+    drop(out);
+    let _ = OutgoingBody::finish(out_body, None);
+}
+
+/// The model a stream's route names, checked to be this one.
+fn stream_model(method: &str, path: &str) -> Result<String, ProtocolError> {
+    let Route::Infer { model, version } = protocol::route(method, path)? else {
+        return Err(ProtocolError::InvalidRequest(format!(
+            "only .../infer takes {}",
+            ndjson::CONTENT_TYPE
+        )));
+    };
+    let pipeline = state::pipeline().map_err(|e| ProtocolError::Internal(e.to_string()))?;
+    let name = &pipeline.model().metadata().name;
+    if &model != name {
+        return Err(ProtocolError::ModelNotFound(model));
+    }
+    protocol::check_version(name, version.as_deref())?;
+    Ok(model)
+}
+
+/// The answer to one streamed line; `None` for a blank line.
+fn answer_line(name: &str, number: u64, line: &[u8]) -> Option<Vec<u8>> {
+    let result = ndjson::parse_line(line)?.and_then(|input| {
+        let (id, outputs) = match input {
+            LineInput::Request(body) => {
+                let decoded = protocol::decode_infer_request(body, None)?;
+                (
+                    decoded.id,
+                    state::predict(decoded.inputs, &decoded.outputs)?,
+                )
+            }
+            LineInput::Records(records) => (None, state::predict_records(&records, &[])?),
+        };
+        let binary = protocol::BinaryOutputs::default();
+        Ok(protocol::encode_infer_response(name, None, id, outputs, &binary).body)
+    });
+    Some(ndjson::answer(number, result.as_deref()))
+}
+
+/// Writes and flushes `bytes`; false once the stream is closed.
+fn write_all(out: &OutputStream, bytes: &[u8]) -> bool {
+    // `blocking-write-and-flush` takes at most 4096 bytes at a time.
+    bytes
+        .chunks(4096)
+        .all(|chunk| out.blocking_write_and_flush(chunk).is_ok())
+}
+
 fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, ProtocolError> {
     let broken = |what: &str| ProtocolError::InvalidRequest(format!("cannot read body: {what}"));
     let body = request.consume().map_err(|()| broken("already consumed"))?;
@@ -152,12 +266,10 @@ fn send(response_out: ResponseOutparam, status: u16, body: &[u8], header_length:
         return;
     };
     ResponseOutparam::set(response_out, Ok(response));
-    if let Ok(stream) = out_body.write() {
-        for chunk in body.chunks(4096) {
-            if stream.blocking_write_and_flush(chunk).is_err() {
-                return;
-            }
-        }
+    if let Ok(stream) = out_body.write()
+        && !write_all(&stream, body)
+    {
+        return;
     }
     let _ = OutgoingBody::finish(out_body, None);
 }

@@ -81,6 +81,34 @@ impl scorer::Guest for Component {
         Ok(outputs.into_iter().map(Tensor::from).collect())
     }
 
+    fn predict_batch(records: String, outputs: Vec<String>) -> Result<scorer::Batch, Error> {
+        let batch = state::predict_batch(&records, &outputs).map_err(convert::error)?;
+        let index = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+        Ok(scorer::Batch {
+            outputs: batch.outputs.into_iter().map(Tensor::from).collect(),
+            kept: batch.kept.into_iter().map(index).collect(),
+            rejected: batch
+                .rejected
+                .into_iter()
+                .map(|(row, reason)| scorer::RejectedRow {
+                    row: index(row),
+                    reason,
+                })
+                .collect(),
+        })
+    }
+
+    fn features() -> Result<Option<String>, Error> {
+        let pipeline = state::pipeline().map_err(convert::error)?;
+        pipeline
+            .spec()
+            .map(|spec| {
+                spec.to_toml()
+                    .map_err(|e| Error::Runtime(format!("writing features.toml: {e}")))
+            })
+            .transpose()
+    }
+
     fn stats() -> InstanceStats {
         state::stats()
     }

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use wafer_protocol::Pipeline;
+use wafer_protocol::{Batch, Pipeline};
 use wafer_scoring::{ScoringError, Tensor};
 
 use crate::bindings::wafer::inference::types::InstanceStats;
@@ -76,6 +76,12 @@ pub(crate) fn predict(
 pub(crate) fn predict_records(json: &str, outputs: &[String]) -> Result<Vec<Tensor>, ScoringError> {
     PREDICTIONS.fetch_add(1, Ordering::Relaxed);
     pipeline()?.predict_records(json, outputs, &mut crate::lookup::fetch())
+}
+
+/// Runs the model on a batch, setting bad rows aside; see [`Pipeline::predict_batch`].
+pub(crate) fn predict_batch(json: &str, outputs: &[String]) -> Result<Batch, ScoringError> {
+    PREDICTIONS.fetch_add(1, Ordering::Relaxed);
+    pipeline()?.predict_batch(json, outputs, &mut crate::lookup::fetch())
 }
 
 /// This instance's counters.

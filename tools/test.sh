@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: adds the wasm targets, installs the pinned
 # wasmtime-cli when missing (the `wasmtime serve` compatibility test runs it), the pinned
-# tritonclient in tools/.venv-client, the ONNX node tests' cases and the browser build (with
+# tritonclient in tools/.venv-client, pandas in tools/.venv-batch, the ONNX node tests' cases and the browser build (with
 # wasm-bindgen-cli, binaryen, Chromium and the npm packages it is tested with), then tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,13 @@ if ! cmp -s tools/requirements-client.txt tools/.venv-client/requirements.txt 2>
   python3 -m venv tools/.venv-client
   tools/.venv-client/bin/pip install --quiet -r tools/requirements-client.txt
   cp tools/requirements-client.txt tools/.venv-client/requirements.txt
+fi
+# pandas and pyarrow (tools/.venv-batch, pinned): tests/all/batch.rs writes Parquet inputs and
+# reads wafer's Parquet output as pandas does.
+if ! cmp -s tools/requirements-batch.txt tools/.venv-batch/requirements.txt 2>/dev/null; then
+  python3 -m venv tools/.venv-batch
+  tools/.venv-batch/bin/pip install --quiet -r tools/requirements-batch.txt
+  cp tools/requirements-batch.txt tools/.venv-batch/requirements.txt
 fi
 # The ONNX backend node tests, generated from the pinned onnx wheel (tools/.venv-nodes) into
 # target/node-tests; tests/all/node_tests.rs runs them all, natively and in wasm (~20 s).

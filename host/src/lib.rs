@@ -5,6 +5,7 @@
 //! the KServe v2 REST API and records per-invocation metrics. It is not the guest: scoring
 //! itself happens inside the component (`wafer-guest`, on `wafer-scoring`).
 
+pub mod batch;
 pub mod bindings;
 pub mod build;
 pub mod cache;

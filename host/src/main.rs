@@ -22,7 +22,7 @@ use wafer_host::cache::CompiledCache;
 use wafer_host::repo::Loader;
 use wafer_host::runtime::{LoadedModel, PoolLimits, Runtime};
 use wafer_host::store::{self, FeatureStore};
-use wafer_host::{offline, repo, serve, stream};
+use wafer_host::{batch, offline, repo, serve, stream};
 
 /// Serverless WebAssembly inference: ONNX models as per-request WASI components.
 #[derive(Parser, Debug)]
@@ -124,6 +124,11 @@ enum Command {
         #[command(subcommand)]
         command: FeaturesCommand,
     },
+    /// Score a file into another (CSV, JSON Lines or Parquet, by extension), in parallel
+    /// chunks committed as they finish: `--resume` continues a killed job without losing or
+    /// repeating a row. Exits 0 when every row was scored, 3 when some were rejected (see
+    /// `--rejects`), 2 when the input does not fit the model, 1 on any other error.
+    Batch(BatchArgs),
     /// Run one prediction and print the v2 response.
     Predict {
         /// A model folder, or a component built by `wafer build`.
@@ -150,6 +155,50 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+}
+
+#[derive(clap::Args, Debug)]
+struct BatchArgs {
+    /// A model folder, or a component built by `wafer build`.
+    model: PathBuf,
+    /// The rows to score: .csv (with a header), .jsonl (records or rows of numbers), .parquet.
+    #[arg(short, long)]
+    input: PathBuf,
+    /// The predictions: .csv, .jsonl or .parquet; the row's number (or id) then every output,
+    /// a column per class for probabilities. Written whole at the end.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Where the rows that could not be scored go, with their reasons (.csv or .jsonl).
+    #[arg(long)]
+    rejects: Option<PathBuf>,
+    /// For a model without features.toml: the columns that fill its input, in order
+    /// [default: every column but the id column].
+    #[arg(long, value_delimiter = ',')]
+    columns: Option<Vec<String>>,
+    /// The column that names each row in the output [default: the row's number, from 0].
+    #[arg(long)]
+    id_column: Option<String>,
+    /// Workers, each with its own instance of the model [default: the cores].
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Rows per chunk: scored in one call and committed at once.
+    #[arg(long, default_value_t = 4096)]
+    chunk: usize,
+    /// Continue an interrupted job from its last committed chunk.
+    #[arg(long)]
+    resume: bool,
+    /// No progress bar.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Where built components go.
+    #[arg(long, default_value = "target/wafer")]
+    build_dir: PathBuf,
+    #[command(flatten)]
+    cache: CacheArgs,
+    #[command(flatten)]
+    guest: GuestArgs,
+    #[command(flatten)]
+    db: DbArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -280,11 +329,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(run(cli.command));
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Batch(args) => batch(args).await,
+            command => run(command).await.map(|()| ExitCode::SUCCESS),
+        }
+    });
     // Don't wait for blocking reads still pending (stdin, under --exit-on-stdin-close).
     runtime.shutdown_background();
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             let bad_input = e
@@ -317,6 +371,7 @@ fn init_logging(format: LogFormat) {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Batch(args) => batch(args).await.map(|_| ()),
         Command::Features { command } => match command {
             FeaturesCommand::Fit {
                 spec,
@@ -526,32 +581,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 Some(input) => read_input(input)?,
                 None => Vec::new(),
             };
-            let mut runtime = Runtime::new(PoolLimits::default(), cache.cache())?;
-            let model = if model.is_dir() {
-                let source = repo::source(&model)?;
-                if let Some(db) = db.open_if(!source.lookup_stores()?.is_empty())? {
-                    runtime = runtime.with_features(db);
-                }
-                let loader = Loader {
-                    builder: guest.builder()?,
-                    runtime,
-                    build_dir,
-                };
-                loader.load(&source).await?
-            } else {
-                // A built component may look fields up: read the default database if it exists.
-                let default_exists = Path::new(store::DEFAULT_DB).is_file();
-                if let Some(db) = db.open_if(default_exists)? {
-                    runtime = runtime.with_features(db);
-                }
-                let wasm = std::fs::read(&model)
-                    .with_context(|| format!("reading the component {}", model.display()))?;
-                let name = model
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or("model");
-                runtime.load(name, &wasm).await?
-            };
+            let runtime = Runtime::new(PoolLimits::default(), cache.cache())?;
+            let model = repo::open(
+                &model,
+                runtime,
+                || guest.builder(),
+                build_dir,
+                db.db.as_deref(),
+            )
+            .await?;
             if stream {
                 let stdin = tokio::io::BufReader::new(tokio::io::stdin());
                 let summary = stream::predict_lines(&model, stdin, tokio::io::stdout()).await?;
@@ -567,6 +605,68 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Exit code of a batch job that set rows aside.
+const EXIT_SOME_REJECTED: u8 = 3;
+
+async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
+    let limits = PoolLimits {
+        timeout: batch::CHUNK_TIMEOUT,
+        ..PoolLimits::default()
+    };
+    let runtime = Runtime::new(limits, args.cache.cache())?;
+    let guest = args.guest;
+    let model = repo::open(
+        &args.model,
+        runtime,
+        || guest.builder(),
+        args.build_dir,
+        args.db.db.as_deref(),
+    )
+    .await?;
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
+    let options = batch::Options {
+        input: args.input,
+        output: args.output,
+        rejects: args.rejects,
+        columns: args.columns,
+        id_column: args.id_column,
+        workers,
+        chunk: args.chunk,
+        resume: args.resume,
+        progress: !args.quiet,
+    };
+    let started = std::time::Instant::now();
+    let summary = batch::run(Arc::new(model), &options).await?;
+    let secs = started.elapsed().as_secs_f64();
+    let rows = summary.scored + summary.rejected;
+    eprintln!(
+        "{} rows scored, {} rejected{} in {secs:.1} s ({:.0} rows/s) → {}{}",
+        summary.scored,
+        summary.rejected,
+        if summary.resumed_chunks > 0 {
+            format!(
+                " (resumed after {} of {} chunks)",
+                summary.resumed_chunks, summary.chunks
+            )
+        } else {
+            String::new()
+        },
+        rows as f64 / secs.max(1e-9),
+        options.output.display(),
+        match &options.rejects {
+            Some(path) if summary.rejected > 0 => format!(", rejects → {}", path.display()),
+            _ => String::new(),
+        }
+    );
+    Ok(if summary.rejected > 0 {
+        ExitCode::from(EXIT_SOME_REJECTED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// One prediction from a v2 request, or from a JSON array of raw records (through the model's

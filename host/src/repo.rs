@@ -83,6 +83,41 @@ pub fn source(dir: &Path) -> anyhow::Result<ModelSource> {
     Ok(ModelSource { name, dir })
 }
 
+/// Opens one model, as `wafer predict` and `wafer batch` take it: a model folder (built when
+/// stale, by `builder`, into `build_dir`) or a component `wafer build` wrote. The feature
+/// database is `db` when named; otherwise the default one, opened when the folder's model
+/// looks fields up, or, for a component, when it exists.
+pub async fn open(
+    path: &Path,
+    mut runtime: Runtime,
+    builder: impl FnOnce() -> anyhow::Result<Builder>,
+    build_dir: PathBuf,
+    db: Option<&Path>,
+) -> anyhow::Result<LoadedModel> {
+    let default_db = Path::new(crate::store::DEFAULT_DB);
+    if path.is_dir() {
+        let source = source(path)?;
+        let looks_up = !source.lookup_stores()?.is_empty();
+        if let Some(db) = db.or(looks_up.then_some(default_db)) {
+            runtime = runtime.with_features(crate::store::FeatureStore::open(db)?);
+        }
+        let loader = Loader {
+            builder: builder()?,
+            runtime,
+            build_dir,
+        };
+        return loader.load(&source).await;
+    }
+    // A built component may look fields up: read the default database if it exists.
+    if let Some(db) = db.or(default_db.is_file().then_some(default_db)) {
+        runtime = runtime.with_features(crate::store::FeatureStore::open(db)?);
+    }
+    let wasm =
+        std::fs::read(path).with_context(|| format!("reading the component {}", path.display()))?;
+    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+    runtime.load(name, &wasm).await
+}
+
 /// Builds components (when stale) and loads them, for a whole repository at once.
 pub struct Loader {
     /// Builds the components.

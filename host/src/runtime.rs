@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use sha2::Digest as _;
 use wafer_protocol::ProtocolError;
 use wafer_scoring as scoring;
 use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
@@ -334,6 +335,8 @@ impl Runtime {
             cold: AtomicBool::new(true),
             deadline_ticks: self.deadline_ticks,
             features: self.features.clone(),
+            digest: format!("{:x}", sha2::Sha256::digest(wasm)),
+            spec: None,
         };
         let (mut store, instance) = model.instantiate().await?;
         let metadata = instance
@@ -342,6 +345,12 @@ impl Runtime {
             .await?
             .map_err(convert::guest_error)
             .with_context(|| format!("reading the metadata of model \"{name}\""))?;
+        model.spec = instance
+            .wafer_inference_scorer()
+            .call_features(&mut store)
+            .await?
+            .map_err(convert::guest_error)
+            .with_context(|| format!("reading the features.toml of model \"{name}\""))?;
         model.metadata = scoring::ModelMetadata::from(metadata);
         model.metadata.name = name.to_owned();
         tracing::info!(
@@ -374,6 +383,9 @@ pub struct LoadedModel {
     cold: AtomicBool,
     deadline_ticks: u64,
     features: Option<Arc<FeatureStore>>,
+    digest: String,
+    /// The fitted `features.toml` the component holds, if any.
+    spec: Option<String>,
 }
 
 /// What one invocation measured, whatever its result.
@@ -408,6 +420,25 @@ impl LoadedModel {
     /// The model's inputs and outputs, as its component reports them.
     pub fn metadata(&self) -> &scoring::ModelMetadata {
         &self.metadata
+    }
+
+    /// The SHA-256 of the component, in hex: what identifies the model a job ran.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// The fitted `features.toml` that raw records go through, if the model has one.
+    pub fn features_toml(&self) -> Option<&str> {
+        self.spec.as_deref()
+    }
+
+    /// One instance for many calls, replaced only when it traps: what `wafer batch`'s
+    /// workers score their chunks in.
+    pub fn session(self: &Arc<Self>) -> Session {
+        Session {
+            model: Arc::clone(self),
+            live: None,
+        }
     }
 
     /// Whether the compiled code came from the cache.
@@ -492,29 +523,124 @@ impl LoadedModel {
             measured.lookups = reads;
             measured.lookup_misses = reads.saturating_sub(hits);
         }
-        let result = result.map_err(|e| {
-            if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
-                measured.timed_out = true;
-                ProtocolError::Timeout(format!("model \"{}\" ran past its deadline", self.name))
-            } else {
-                ProtocolError::Internal(format!("model \"{}\" trapped: {e:#}", self.name))
-            }
-        })?;
-        let stats = scorer.call_stats(&mut store).await.map_err(|e| {
-            ProtocolError::Internal(format!("model \"{}\" trapped: {e:#}", self.name))
-        })?;
+        let result = result.map_err(|e| self.trapped(&e, measured))?;
+        let stats = scorer
+            .call_stats(&mut store)
+            .await
+            .map_err(|e| self.trapped(&e, measured))?;
         measured.instance_predictions = stats.predictions;
         measured.model_parses = stats.model_parses;
         result
             .map_err(convert::guest_error)?
             .into_iter()
-            .map(|t| {
-                scoring::Tensor::try_from(t).map_err(|e| {
-                    ProtocolError::Internal(format!("the component returned a bad tensor: {e}"))
-                })
-            })
+            .map(host_tensor)
             .collect()
     }
+}
+
+impl LoadedModel {
+    /// The error of a call that trapped: a timeout when the deadline interrupted it.
+    fn trapped(&self, e: &wasmtime::Error, measured: &mut Measured) -> ProtocolError {
+        if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+            measured.timed_out = true;
+            ProtocolError::Timeout(format!("model \"{}\" ran past its deadline", self.name))
+        } else {
+            ProtocolError::Internal(format!("model \"{}\" trapped: {e:#}", self.name))
+        }
+    }
+}
+
+/// One instance of a model kept for many calls ([`LoadedModel::session`]). The guest keeps no
+/// state between calls but its counters, so a chunk scored here gets what a fresh instance
+/// would give; an instance that traps is dropped and the next call gets a fresh one.
+pub struct Session {
+    model: Arc<LoadedModel>,
+    live: Option<(Store<HostState>, Scoring)>,
+}
+
+impl Session {
+    /// The model.
+    pub fn model(&self) -> &LoadedModel {
+        &self.model
+    }
+
+    /// Runs the model on tensors, as [`LoadedModel::predict`] does.
+    pub async fn predict(
+        &mut self,
+        inputs: Vec<scoring::Tensor>,
+        outputs: &[String],
+    ) -> Result<Vec<scoring::Tensor>, ProtocolError> {
+        let inputs: Vec<Tensor> = inputs.into_iter().map(Tensor::from).collect();
+        let result = self
+            .call(async |scorer, store| scorer.call_predict(store, &inputs, outputs).await)
+            .await?;
+        result
+            .map_err(convert::guest_error)?
+            .into_iter()
+            .map(host_tensor)
+            .collect()
+    }
+
+    /// Runs the guest's `predict-batch` on a JSON array of records or rows: the rows the spec
+    /// or the input refuses come back set aside instead of failing the call.
+    pub async fn predict_batch(
+        &mut self,
+        records: &str,
+        outputs: &[String],
+    ) -> Result<wafer_protocol::Batch, ProtocolError> {
+        let batch = self
+            .call(async |scorer, store| scorer.call_predict_batch(store, records, outputs).await)
+            .await?
+            .map_err(convert::guest_error)?;
+        let index = |i: u32| i as usize;
+        Ok(wafer_protocol::Batch {
+            outputs: batch
+                .outputs
+                .into_iter()
+                .map(host_tensor)
+                .collect::<Result<_, _>>()?,
+            kept: batch.kept.into_iter().map(index).collect(),
+            rejected: batch
+                .rejected
+                .into_iter()
+                .map(|r| (index(r.row), r.reason))
+                .collect(),
+        })
+    }
+
+    /// Calls into the live instance (made on first use) under the model's deadline; a trap
+    /// drops it.
+    async fn call<T>(
+        &mut self,
+        f: impl AsyncFnOnce(
+            &crate::bindings::exports::wafer::inference::scorer::Guest,
+            &mut Store<HostState>,
+        ) -> wasmtime::Result<T>,
+    ) -> Result<T, ProtocolError> {
+        let model = Arc::clone(&self.model);
+        if self.live.is_none() {
+            let live = model.instantiate().await.map_err(|e| {
+                ProtocolError::Internal(format!("instantiating \"{}\": {e:#}", model.name))
+            })?;
+            self.live = Some(live);
+        }
+        let Some((store, instance)) = self.live.as_mut() else {
+            unreachable!("made above");
+        };
+        store.set_epoch_deadline(model.deadline_ticks);
+        let result = f(instance.wafer_inference_scorer(), store).await;
+        store.set_epoch_deadline(u64::MAX / 2);
+        result.map_err(|e| {
+            self.live = None;
+            model.trapped(&e, &mut Measured::default())
+        })
+    }
+}
+
+/// A tensor the component returned, as the host's type.
+fn host_tensor(t: Tensor) -> Result<scoring::Tensor, ProtocolError> {
+    scoring::Tensor::try_from(t)
+        .map_err(|e| ProtocolError::Internal(format!("the component returned a bad tensor: {e}")))
 }
 
 /// What one invocation hands the guest.

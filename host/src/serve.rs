@@ -16,7 +16,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use wafer_protocol::{self as protocol, ProtocolError, Route};
+use wafer_protocol::{self as protocol, ProtocolError, Route, ndjson};
 
 use crate::metrics::{Invocation, Metrics, Outcome};
 use crate::repo::{Loader, ModelSource};
@@ -27,14 +27,11 @@ pub const MAX_BODY: usize = 64 << 20;
 
 /// The content type of a streamed inference: one record, row or v2 request per line in, one
 /// answer per line out.
-pub const NDJSON: &str = "application/x-ndjson";
+const NDJSON: &str = ndjson::CONTENT_TYPE;
 
 /// Answers a streamed request holds before it stops reading more lines (the client is slowed
 /// down, not buffered without limit).
 const STREAM_ANSWERS: usize = 16;
-
-/// The longest line a stream accepts, in bytes.
-const MAX_LINE: usize = 16 << 20;
 
 /// A response body: whole, or a stream of answers.
 type Body = Either<Full<Bytes>, ChannelBody>;
@@ -327,39 +324,30 @@ impl Server {
                 return;
             };
             let mut request = req.into_body();
-            let mut pending: Vec<u8> = Vec::new();
-            let mut number = 0u64;
+            let mut lines = ndjson::Lines::default();
             let mut ended = false;
             while !ended {
                 match request.frame().await {
                     Some(Ok(frame)) => {
                         if let Ok(data) = frame.into_data() {
-                            pending.extend_from_slice(&data);
+                            lines.push(&data);
                         }
                     }
                     // The request ended, or the client went away: answer what is left.
                     Some(Err(_)) | None => ended = true,
                 }
-                // Answer every whole line of what has come, then drop them at once.
-                let mut start = 0;
-                while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
-                    let line = &pending[start..=start + end];
-                    start += end + 1;
-                    number += 1;
+                while let Some((number, line)) = lines.next_line() {
                     if !self.answer(model, number, line, &answers).await {
                         return; // The client stopped reading: stop the work.
                     }
                 }
-                pending.drain(..start);
-                if pending.len() > MAX_LINE {
-                    let e = ProtocolError::PayloadTooLarge { limit: MAX_LINE };
-                    let body = serde_json::json!({ "line": number + 1, "error": e.to_string() });
-                    let _ = answers.send(Bytes::from(protocol::to_json(&body))).await;
+                if let Some(refusal) = lines.overlong() {
+                    let _ = answers.send(Bytes::from(refusal)).await;
                     return;
                 }
             }
-            if !pending.is_empty() {
-                self.answer(model, number + 1, &pending, &answers).await;
+            if let Some((number, line)) = lines.rest() {
+                self.answer(model, number, line, &answers).await;
             }
         });
         Response::builder()
@@ -378,11 +366,10 @@ impl Server {
         answers: &tokio::sync::mpsc::Sender<Bytes>,
     ) -> bool {
         let started = Instant::now();
-        let text = String::from_utf8_lossy(line);
         let Ok(_permit) = self.permits.acquire().await else {
             return false;
         };
-        let Some(answer) = crate::stream::answer_line(model, number, &text).await else {
+        let Some(answer) = crate::stream::answer_line(model, number, line).await else {
             return !answers.is_closed();
         };
         let call = Call {

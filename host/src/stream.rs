@@ -1,17 +1,11 @@
-//! Streams of newline-delimited JSON: one prediction per line, each answer written and flushed
-//! as soon as it is computed (`wafer predict --stream`).
-//!
-//! A line is a raw record (a JSON object, through the model's `features.toml`), a row of
-//! numbers (a JSON array, for the model's first input), or a whole v2 inference request (an
-//! object with `inputs`). Its answer is the v2 response with the line's number added,
-//! `{"line": n, "model_name", "model_version", "outputs"}`; a line that cannot be scored answers
-//! `{"line": n, "error": "..."}` and the stream goes on. Blank lines are skipped but counted.
-//! `wafer serve` answers `POST .../infer` bodies of `application/x-ndjson` the same way, line
-//! by line ([`answer_line`]).
+//! Streams of newline-delimited JSON on a model loaded here: `wafer predict --stream` over
+//! stdin and stdout, and the lines `wafer serve` answers on `POST .../infer` bodies of
+//! `application/x-ndjson` ([`answer_line`]). What a line holds and what it is answered with is
+//! [`wafer_protocol::ndjson`]'s, shared with the guest's own HTTP handler.
 
 use anyhow::Context as _;
-use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use wafer_protocol::ndjson::{self, LineInput};
 use wafer_protocol::{self as protocol, ProtocolError};
 
 use crate::runtime::{LoadedModel, Measured};
@@ -28,13 +22,21 @@ pub struct Summary {
 /// Answers every line of `input` on `output`, flushing after each, until `input` ends.
 pub async fn predict_lines(
     model: &LoadedModel,
-    input: impl AsyncBufRead + Unpin,
+    mut input: impl AsyncBufRead + Unpin,
     mut output: impl AsyncWrite + Unpin,
 ) -> anyhow::Result<Summary> {
-    let mut lines = input.lines();
     let mut summary = Summary::default();
     let mut number = 0u64;
-    while let Some(line) = lines.next_line().await.context("reading the stream")? {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = input
+            .read_until(b'\n', &mut line)
+            .await
+            .context("reading the stream")?;
+        if read == 0 {
+            break;
+        }
         number += 1;
         let Some(answer) = answer_line(model, number, &line).await else {
             continue;
@@ -73,28 +75,16 @@ pub struct Answer {
 
 /// The answer to line `number` (counting from 1); `None` for a blank line, which is not
 /// answered.
-pub async fn answer_line(model: &LoadedModel, number: u64, line: &str) -> Option<Answer> {
-    if line.trim().is_empty() {
-        return None;
-    }
-    let (result, measured) = answer(model, line).await;
-    let (json, error) = match result {
-        Ok(mut response) => {
-            if let Value::Object(fields) = &mut response {
-                fields.insert("line".into(), number.into());
-            }
-            (response, None)
-        }
-        Err(e) => (
-            serde_json::json!({ "line": number, "error": e.to_string() }),
-            Some(e),
-        ),
+pub async fn answer_line(model: &LoadedModel, number: u64, line: &[u8]) -> Option<Answer> {
+    let (result, measured) = match ndjson::parse_line(line)? {
+        Ok(LineInput::Request(body)) => respond(model, Input::Request(body)).await,
+        Ok(LineInput::Records(records)) => respond(model, Input::Records(records)).await,
+        Err(e) => (Err(e), Measured::default()),
     };
-    let mut bytes = protocol::to_json(&json);
-    bytes.push(b'\n');
+    let bytes = ndjson::answer(number, result.as_deref());
     Some(Answer {
         bytes,
-        error,
+        error: result.err(),
         measured,
     })
 }
@@ -135,28 +125,4 @@ pub async fn respond(
         .body
     });
     (body, measured)
-}
-
-/// The v2 response to one line, and what running it measured.
-async fn answer(model: &LoadedModel, line: &str) -> (Result<Value, ProtocolError>, Measured) {
-    let input = match protocol::parse_json(line.as_bytes()) {
-        Ok(Value::Object(fields)) if fields.contains_key("inputs") => {
-            Input::Request(line.as_bytes())
-        }
-        Ok(Value::Object(_) | Value::Array(_)) => Input::Records(format!("[{line}]")),
-        Ok(_) => {
-            let why = "a line is a record (object), a row (array) or a v2 request";
-            return (
-                Err(ProtocolError::InvalidRequest(why.into())),
-                Measured::default(),
-            );
-        }
-        Err(e) => return (Err(e), Measured::default()),
-    };
-    let (body, measured) = respond(model, input).await;
-    let response = body.and_then(|body| {
-        serde_json::from_slice(&body)
-            .map_err(|e| ProtocolError::Internal(format!("unreadable response: {e}")))
-    });
-    (response, measured)
 }

@@ -95,9 +95,25 @@ impl Stream {
 
 #[test]
 fn each_line_is_answered_before_the_next_is_sent_and_a_bad_line_does_not_end_the_stream() {
-    let server = wafer_server();
+    line_by_line(&wafer_server().base);
+}
+
+#[test]
+fn the_guest_streams_the_same_way_under_wasmtime_serve() {
+    let component = crate::support::built_component("iris");
+    let mut cmd = std::process::Command::new(crate::wasmtime_serve::wasmtime());
+    cmd.args(["serve", "-Scli=y", "--addr", "127.0.0.1:0"])
+        .arg(&component);
+    let server = crate::support::Server::start(cmd, true).expect("wasmtime serve starts");
+    line_by_line(&server.base);
+}
+
+/// Sends iris's test rows one line at a time on a stream to `base`, each only after the
+/// previous one's answer has come, then bad lines and a good one; every answer is checked
+/// against what `base` answers on `/infer`.
+fn line_by_line(base: &str) {
     let f = fixture("iris");
-    let mut stream = Stream::open(&server.base, "/v2/models/iris/infer");
+    let mut stream = Stream::open(base, "/v2/models/iris/infer");
     let mut head = None;
     for (i, row) in f.rows.iter().enumerate() {
         let line = if i % 2 == 0 {
@@ -116,10 +132,7 @@ fn each_line_is_answered_before_the_next_is_sent_and_a_bad_line_does_not_end_the
         assert_eq!(answer["line"], i + 1, "{answer}");
         // The same outputs as /infer gives for the same row.
         let body = infer_request(&f.input, std::slice::from_ref(row)).to_string();
-        let direct = post(
-            &format!("{}/v2/models/iris/infer", server.base),
-            body.as_bytes(),
-        );
+        let direct = post(&format!("{base}/v2/models/iris/infer"), body.as_bytes());
         assert_eq!(answer["outputs"], direct.json["outputs"], "row {i}");
     }
     stream.send("[1, 2]");
@@ -235,4 +248,61 @@ fn a_client_that_disconnects_stops_the_work() {
         last < LINES as f64,
         "all {LINES} lines were scored for a client that had gone"
     );
+}
+
+#[test]
+fn a_client_that_sends_faster_than_it_reads_is_slowed_down_and_loses_nothing() {
+    const LINES: usize = 100_000;
+    let server = crate::support::start_wafer(&crate::support::build_dir(), &[]);
+    let scored = || -> f64 {
+        let text = crate::support::get(&format!("{}/metrics", server.base)).text;
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+            .expect("/metrics parses");
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "wafer_requests_total")
+            .filter(|s| s.labels.get("model") == Some("iris"))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    let mut stream = Stream::open(&server.base, "/v2/models/iris/infer");
+    // Send every line from another thread, reading nothing meanwhile.
+    let mut writer = stream.writer.try_clone().expect("clone");
+    let sender = std::thread::spawn(move || {
+        let lines = "[5.1, 3.5, 1.4, 0.2]\n".repeat(LINES);
+        for chunk in lines.as_bytes().chunks(64 * 1024) {
+            write!(writer, "{:x}\r\n", chunk.len()).expect("chunk head");
+            writer.write_all(chunk).expect("chunk");
+            writer.write_all(b"\r\n").expect("chunk end");
+        }
+        writer.write_all(b"0\r\n\r\n").expect("end the body");
+    });
+    // The server scores until the answers it holds and the socket buffers are full, then waits.
+    let mut last = scored();
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = scored();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    assert!(
+        last < (LINES / 2) as f64,
+        "{last} of {LINES} lines were scored for a client reading nothing: answers are buffered \
+         without bound"
+    );
+    // Reading lets it go on, to the last line.
+    assert_eq!(stream.head().0, 200);
+    let mut answers = 0;
+    while let Some(answer) = stream.answer() {
+        answers += 1;
+        assert_eq!(answer["line"], answers, "answers in order, none lost");
+    }
+    sender.join().expect("the sender");
+    assert_eq!(answers, LINES);
 }

@@ -12,7 +12,7 @@ use crate::support::{
 };
 
 /// The `wasmtime` CLI: `$WASMTIME`, else on `PATH`, else in cargo's bin folder.
-fn wasmtime() -> PathBuf {
+pub(crate) fn wasmtime() -> PathBuf {
     if let Some(path) = std::env::var_os("WASMTIME") {
         return PathBuf::from(path);
     }

@@ -25,6 +25,7 @@ pub use record::{Record, Typed, Value};
 pub use spec::{
     Encode, Feature, Field, FieldType, Impute, Lookup, Output, Part, Spec, Transform, Unknown,
 };
+pub use transform::Rows;
 
 use thiserror::Error;
 use wafer_scoring::{DataType, Dim, Tensor, TensorData, TensorInfo, f16};
@@ -126,6 +127,24 @@ pub enum FeatureError {
         /// Its datatype.
         datatype: DataType,
     },
+}
+
+impl FeatureError {
+    /// The row the error is about, when it is about one row rather than the whole batch.
+    pub fn row(&self) -> Option<usize> {
+        match self {
+            FeatureError::MissingField { row, .. }
+            | FeatureError::WrongType { row, .. }
+            | FeatureError::UnknownCategory { row, .. }
+            | FeatureError::NotWhole { row, .. }
+            | FeatureError::RowWidth { row, .. }
+            | FeatureError::Value { row, .. } => Some(*row),
+            FeatureError::NoRows
+            | FeatureError::Spec(_)
+            | FeatureError::Lookup { .. }
+            | FeatureError::NotAMatrix { .. } => None,
+        }
+    }
 }
 
 /// Assembles rows of numbers into the `[N, F]` tensor that `input` declares, converting every

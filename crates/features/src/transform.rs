@@ -53,6 +53,18 @@ impl Spec {
     /// Transforms records into the model's input tensors, `[N, columns]` each, in `[[output]]`
     /// order. Errors name the row and field.
     pub fn transform(&self, records: &[Record]) -> Result<Vec<Tensor>, FeatureError> {
+        let rows = self.transform_each(records)?;
+        match rows.rejected.into_iter().next() {
+            Some(first) => Err(first),
+            None => Ok(rows.tensors),
+        }
+    }
+
+    /// Transforms the records it can and sets the others aside: a record that is missing a
+    /// required field, has a value of the wrong type, an unknown category or a fraction in an
+    /// integer output is rejected with its reason, and the tensors hold the rest, in order.
+    /// Only a spec that cannot transform anything (not fitted, no records) fails as a whole.
+    pub fn transform_each(&self, records: &[Record]) -> Result<Rows, FeatureError> {
         if records.is_empty() {
             return Err(FeatureError::NoRows);
         }
@@ -65,54 +77,99 @@ impl Spec {
                 ))
             })?;
         }
-        let mut columns: Vec<Vec<f64>> = vec![Vec::new(); self.outputs.len()];
-        for (row, record) in records.iter().enumerate() {
-            let fields = self.resolve(row, record)?;
-            for feature in &self.features {
-                let out = self
-                    .outputs
+        let targets: Vec<usize> = self
+            .features
+            .iter()
+            .map(|feature| {
+                self.outputs
                     .iter()
                     .position(|o| o.name == feature.output_name(self))
-                    .unwrap_or(0);
-                feature.apply(row, &fields, &mut columns[out])?;
+                    .unwrap_or(0)
+            })
+            .collect();
+        let whole: Vec<bool> = self
+            .outputs
+            .iter()
+            .map(|o| DataType::from_v2_name(&o.datatype) == Some(DataType::I64))
+            .collect();
+        let mut columns: Vec<Vec<f64>> = vec![Vec::new(); self.outputs.len()];
+        let mut kept = Vec::with_capacity(records.len());
+        let mut rejected = Vec::new();
+        for (row, record) in records.iter().enumerate() {
+            let lengths: Vec<usize> = columns.iter().map(Vec::len).collect();
+            let applied = self.resolve(row, record).and_then(|fields| {
+                for (feature, &out) in self.features.iter().zip(&targets) {
+                    feature.apply(row, &fields, &mut columns[out])?;
+                }
+                whole_row(&self.outputs, &whole, &columns, &lengths, row)
+            });
+            match applied {
+                Ok(()) => kept.push(row),
+                Err(e) => {
+                    for (column, len) in columns.iter_mut().zip(lengths) {
+                        column.truncate(len);
+                    }
+                    rejected.push(e);
+                }
             }
         }
-        self.outputs
+        let n = kept.len();
+        let tensors = self
+            .outputs
             .iter()
             .zip(columns)
             .map(|(o, values)| {
-                let width = values.len() / records.len();
+                let width = if n == 0 { 0 } else { values.len() / n };
                 let data = match DataType::from_v2_name(&o.datatype) {
                     Some(DataType::F64) => TensorData::F64(values),
-                    Some(DataType::I64) => TensorData::I64(
-                        values
-                            .iter()
-                            .enumerate()
-                            .map(|(i, &v)| {
-                                if v.fract() == 0.0 {
-                                    #[expect(
-                                        clippy::cast_possible_truncation,
-                                        reason = "checked whole"
-                                    )]
-                                    Ok(v as i64)
-                                } else {
-                                    Err(FeatureError::NotWhole {
-                                        output: o.name.clone(),
-                                        row: i / width.max(1),
-                                        value: v,
-                                    })
-                                }
-                            })
-                            .collect::<Result<_, _>>()?,
-                    ),
+                    #[expect(clippy::cast_possible_truncation, reason = "checked whole")]
+                    Some(DataType::I64) => {
+                        TensorData::I64(values.iter().map(|&v| v as i64).collect())
+                    }
                     #[expect(clippy::cast_possible_truncation, reason = "FP32 outputs")]
                     _ => TensorData::F32(values.iter().map(|&v| v as f32).collect()),
                 };
-                Tensor::new(o.name.clone(), vec![records.len(), width], data)
+                Tensor::new(o.name.clone(), vec![n, width], data)
                     .map_err(|e| FeatureError::Spec(e.to_string()))
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok(Rows {
+            tensors,
+            kept,
+            rejected,
+        })
     }
+}
+
+/// What [`Spec::transform_each`] made of a batch of records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rows {
+    /// The model's input tensors, `[kept, columns]` each, in `[[output]]` order.
+    pub tensors: Vec<Tensor>,
+    /// The indices of the records the tensors hold, ascending.
+    pub kept: Vec<usize>,
+    /// Why each other record was rejected; every error names its row.
+    pub rejected: Vec<FeatureError>,
+}
+
+/// Checks that the values one row added to the integer outputs are whole.
+fn whole_row(
+    outputs: &[crate::spec::Output],
+    whole: &[bool],
+    columns: &[Vec<f64>],
+    lengths: &[usize],
+    row: usize,
+) -> Result<(), FeatureError> {
+    for (((o, &whole), values), &from) in outputs.iter().zip(whole).zip(columns).zip(lengths) {
+        if let Some(&value) = values[from..].iter().find(|v| whole && v.fract() != 0.0) {
+            return Err(FeatureError::NotWhole {
+                output: o.name.clone(),
+                row,
+                value,
+            });
+        }
+    }
+    Ok(())
 }
 
 impl Feature {
@@ -246,5 +303,83 @@ impl Feature {
             });
         }
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(fields: &[(&str, Value)]) -> Record {
+        fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn bad_records_are_set_aside_and_the_rest_transformed_in_order() {
+        let spec = Spec::parse(
+            r#"
+[[field]]
+name = "age"
+type = "float"
+required = true
+
+[[field]]
+name = "city"
+type = "string"
+
+[[feature]]
+name = "age"
+field = "age"
+transform = "identity"
+
+[[feature]]
+name = "city"
+field = "city"
+transform = "one_hot"
+vocabulary = ["oslo", "rome"]
+unknown = "error"
+
+[[output]]
+name = "X"
+datatype = "FP32"
+"#,
+        )
+        .expect("spec parses");
+        let text = |s: &str| Value::Text(s.into());
+        let records = [
+            record(&[("age", Value::Number(30.0)), ("city", text("rome"))]),
+            record(&[("city", text("oslo"))]),
+            record(&[("age", text("old")), ("city", text("oslo"))]),
+            record(&[("age", Value::Number(41.0)), ("city", text("paris"))]),
+            record(&[("age", Value::Number(52.0)), ("city", text("oslo"))]),
+        ];
+        let rows = spec.transform_each(&records).expect("transforms");
+        assert_eq!(rows.kept, [0, 4]);
+        let reasons: Vec<String> = rows.rejected.iter().map(ToString::to_string).collect();
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert_eq!(reasons[0], "row 1: field \"age\" is required");
+        assert!(
+            reasons[1].starts_with("row 2: field \"age\""),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[2].contains("unknown category \"paris\""),
+            "{reasons:?}"
+        );
+        assert_eq!(rows.tensors[0].shape(), &[2, 3]);
+        assert_eq!(
+            rows.tensors[0].data(),
+            &TensorData::F32(vec![30.0, 0.0, 1.0, 52.0, 1.0, 0.0])
+        );
+        // The strict transform stops at the first of them.
+        assert_eq!(
+            spec.transform(&records)
+                .expect_err("row 1 is bad")
+                .to_string(),
+            reasons[0]
+        );
     }
 }

@@ -365,7 +365,7 @@ fn flatten<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {
 }
 
 /// A float from a JSON number, a non-finite token, or `null` (missing, `NaN`).
-fn number(v: &Value) -> Option<f64> {
+pub(crate) fn number(v: &Value) -> Option<f64> {
     match v {
         Value::Number(n) => n.as_f64(),
         Value::Null => Some(f64::NAN),

@@ -11,6 +11,7 @@ mod bundle;
 mod codec;
 mod error;
 mod json;
+pub mod ndjson;
 mod pipeline;
 mod route;
 mod types;
@@ -22,7 +23,7 @@ pub use codec::{
 };
 pub use error::ProtocolError;
 pub use json::parse_json;
-pub use pipeline::{Fetch, Pipeline, no_store};
+pub use pipeline::{Batch, Fetch, Pipeline, no_store};
 pub use route::{Route, route};
 pub use types::{
     InferRequest, InferResponse, MetadataTensor, ModelMetadataResponse, RequestInput,

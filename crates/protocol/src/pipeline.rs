@@ -107,6 +107,102 @@ impl Pipeline {
         self.model.predict(vec![tensor], outputs)
     }
 
+    /// Runs the model on a JSON array of records (through the spec) or, for a model without
+    /// one, of rows of numbers for its first input, as [`Pipeline::predict_records`] does,
+    /// except that a row the spec or the input refuses is set aside with its reason instead of
+    /// failing the batch. Whole-batch failures (unreadable JSON, a store that fails, a model
+    /// that fails) are still errors.
+    pub fn predict_batch(
+        &self,
+        json: &str,
+        outputs: &[String],
+        fetch: &mut Fetch<'_>,
+    ) -> Result<Batch, ScoringError> {
+        let value =
+            crate::parse_json(json.as_bytes()).map_err(|e| ScoringError::Record(e.to_string()))?;
+        let serde_json::Value::Array(items) = value else {
+            return Err(ScoringError::Record("expected a JSON array".into()));
+        };
+        let mut rejected = Vec::new();
+        let (inputs, kept) =
+            match &self.spec {
+                Some(spec) => {
+                    let mut kept = Vec::with_capacity(items.len());
+                    let mut records: Vec<Record> = Vec::with_capacity(items.len());
+                    for (row, item) in items.iter().enumerate() {
+                        match item.as_object() {
+                            Some(o) => {
+                                kept.push(row);
+                                records.push(
+                                    o.iter()
+                                        .map(|(k, v)| (k.clone(), Value::from_json(v)))
+                                        .collect(),
+                                );
+                            }
+                            None => rejected
+                                .push((row, format!("{item} is not a record (a JSON object)"))),
+                        }
+                    }
+                    if records.is_empty() {
+                        return Ok(Batch::none(rejected));
+                    }
+                    spec.fill_lookups(&mut records, fetch)
+                        .map_err(|e| ScoringError::Run(e.to_string()))?;
+                    let rows = spec
+                        .transform_each(&records)
+                        .map_err(|e| ScoringError::Record(e.to_string()))?;
+                    for e in &rows.rejected {
+                        let row = e.row().unwrap_or_default();
+                        rejected.push((kept[row], without_row(&e.to_string(), row)));
+                    }
+                    rejected.sort_by_key(|r| r.0);
+                    let kept: Vec<usize> = rows.kept.iter().map(|&i| kept[i]).collect();
+                    (rows.tensors, kept)
+                }
+                None => {
+                    let input = self.model.metadata().inputs.first().ok_or_else(|| {
+                        ScoringError::Record("the model declares no input".into())
+                    })?;
+                    let mut kept = Vec::with_capacity(items.len());
+                    let mut numbers = Vec::with_capacity(items.len());
+                    for (row, item) in items.iter().enumerate() {
+                        let n = match numbers_of(item) {
+                            Ok(n) => n,
+                            Err(why) => {
+                                rejected.push((row, why));
+                                continue;
+                            }
+                        };
+                        match wafer_features::assemble_rows(input, std::slice::from_ref(&n)) {
+                            Ok(_) => {
+                                kept.push(row);
+                                numbers.push(n);
+                            }
+                            Err(e) if e.row().is_some() => {
+                                rejected.push((row, without_row(&e.to_string(), 0)));
+                            }
+                            Err(e) => return Err(ScoringError::Record(e.to_string())),
+                        }
+                    }
+                    if numbers.is_empty() {
+                        return Ok(Batch::none(rejected));
+                    }
+                    let tensor = wafer_features::assemble_rows(input, &numbers)
+                        .map_err(|e| ScoringError::Record(e.to_string()))?;
+                    (vec![tensor], kept)
+                }
+            };
+        if kept.is_empty() {
+            return Ok(Batch::none(rejected));
+        }
+        let outputs = self.model.predict(inputs, outputs)?;
+        Ok(Batch {
+            outputs,
+            kept,
+            rejected,
+        })
+    }
+
     fn predict_on(
         &self,
         spec: &Spec,
@@ -121,6 +217,55 @@ impl Pipeline {
             .transform(&records)
             .map_err(|e| ScoringError::Record(e.to_string()))?;
         self.model.predict(tensors, outputs)
+    }
+}
+
+/// What [`Pipeline::predict_batch`] made of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// The outputs of the scored rows, in order; empty when no row was scored.
+    pub outputs: Vec<Tensor>,
+    /// The indices of the scored rows in the batch, ascending.
+    pub kept: Vec<usize>,
+    /// The rows set aside, by index in the batch, with why; ascending.
+    pub rejected: Vec<(usize, String)>,
+}
+
+impl Batch {
+    fn none(rejected: Vec<(usize, String)>) -> Batch {
+        Batch {
+            outputs: Vec::new(),
+            kept: Vec::new(),
+            rejected,
+        }
+    }
+}
+
+/// A row of numbers from a JSON array (null for missing).
+fn numbers_of(item: &serde_json::Value) -> Result<Vec<f64>, String> {
+    let serde_json::Value::Array(cells) = item else {
+        return Err(format!("{item} is not a row (a JSON array of numbers)"));
+    };
+    cells
+        .iter()
+        .enumerate()
+        .map(|(c, v)| {
+            crate::codec::number(v).ok_or_else(|| format!("column {c}: {v} is not a number"))
+        })
+        .collect()
+}
+
+/// An error's text without the `row N: ` or `row N, ` that starts it: a batch's rejects carry
+/// their row apart.
+fn without_row(text: &str, row: usize) -> String {
+    let prefix = format!("row {row}");
+    match text.strip_prefix(&prefix) {
+        Some(rest) => rest
+            .strip_prefix(": ")
+            .or_else(|| rest.strip_prefix(", "))
+            .unwrap_or(rest)
+            .to_owned(),
+        None => text.to_owned(),
     }
 }
 
@@ -267,5 +412,74 @@ mod tests {
             matches!(err, ScoringError::Run(_)),
             "the store's fault: {err}"
         );
+    }
+
+    #[test]
+    fn a_batch_sets_bad_rows_aside_and_scores_the_rest_as_single_rows() {
+        let pipeline = Pipeline::load("credit", ONNX, Some(SPEC)).expect("loads");
+        let good = |age: u32| {
+            format!(
+                r#"{{"user_id": "u{age}", "age": {age}, "income": 52000, "country": "FR",
+                   "merchant": "mcc22", "signup": 1747392028}}"#
+            )
+        };
+        let batch = format!(
+            "[{}, [1, 2], {}, {{\"age\": \"old\", \"income\": 1}}, {}]",
+            good(30),
+            good(41),
+            good(52)
+        );
+        let out = pipeline
+            .predict_batch(&batch, &[], &mut no_store)
+            .expect("runs");
+        assert_eq!(out.kept, [0, 2, 4]);
+        let rows: Vec<usize> = out.rejected.iter().map(|r| r.0).collect();
+        assert_eq!(rows, [1, 3], "{:?}", out.rejected);
+        assert!(
+            out.rejected[0].1.contains("not a record"),
+            "{:?}",
+            out.rejected
+        );
+        assert!(
+            out.rejected[1].1.starts_with("field \"age\""),
+            "the reason leaves the row to the caller: {:?}",
+            out.rejected
+        );
+        let alone = pipeline
+            .predict_records(
+                &format!("[{}, {}, {}]", good(30), good(41), good(52)),
+                &[],
+                &mut no_store,
+            )
+            .expect("runs");
+        assert_eq!(out.outputs, alone);
+    }
+
+    #[test]
+    fn a_batch_of_rows_checks_each_row_against_the_input() {
+        let iris = include_bytes!("../../../models/iris/model.onnx");
+        let pipeline = Pipeline::load("iris", iris, None).expect("loads");
+        let out = pipeline
+            .predict_batch(
+                r#"[[5.1, 3.5, 1.4, 0.2], [1, 2], ["a", 1, 2, 3], [6.7, 3.0, 5.2, 2.3], {"a": 1}]"#,
+                &[],
+                &mut no_store,
+            )
+            .expect("runs");
+        assert_eq!(out.kept, [0, 3]);
+        let reasons: Vec<&str> = out.rejected.iter().map(|r| r.1.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "expected 4 values for input \"X\", got 2",
+                "column 0: \"a\" is not a number",
+                "{\"a\":1} is not a row (a JSON array of numbers)",
+            ]
+        );
+        assert_eq!(out.outputs[0].shape()[0], 2);
+        let none = pipeline
+            .predict_batch("[[1]]", &[], &mut no_store)
+            .expect("runs");
+        assert!(none.outputs.is_empty() && none.kept.is_empty());
     }
 }
