@@ -1,18 +1,13 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: adds the wasm targets, installs the pinned
-# wasmtime-cli when missing (the `wasmtime serve` compatibility test runs it), the pinned
-# tritonclient in tools/.venv-client, pandas in tools/.venv-batch, the ONNX node tests' cases and the browser build (with
-# wasm-bindgen-cli, binaryen, Chromium and the npm packages it is tested with), then tests.
+# tritonclient in tools/.venv-client and pandas in tools/.venv-batch, the ONNX node tests' cases
+# and the browser build (with wasm-bindgen-cli, Chromium and the npm packages it is tested with),
+# then tests. `wasmtime serve` (wasmtime-cli 48.0.8's command) is the workspace's
+# tools/wasmtime-serve, built by `cargo test --workspace` with the host's wasmtime crates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-WASMTIME_VERSION=48.0.8
 rustup target add wasm32-wasip2 wasm32-unknown-unknown
-if ! command -v wasmtime >/dev/null 2>&1 || ! wasmtime --version | grep -q " $WASMTIME_VERSION"; then
-  # Only the features the tests use; about 5 minutes on 2 cores.
-  cargo install --locked wasmtime-cli --version "$WASMTIME_VERSION" --no-default-features \
-    --features run,serve,wizer,cranelift,parallel-compilation,pooling-allocator,cache,config,component-model,component-model-async,logging
-fi
 # The real Python tritonclient[http] that tests/all/tritonclient.rs drives (pinned, from PyPI).
 if ! cmp -s tools/requirements-client.txt tools/.venv-client/requirements.txt 2>/dev/null; then
   python3 -m venv tools/.venv-client

@@ -316,6 +316,9 @@ impl GuestArgs {
 /// Exit code for input the model cannot take.
 const EXIT_BAD_INPUT: u8 = 2;
 
+/// Exit code of a batch job that scored every row but the rejected ones.
+const EXIT_SOME_REJECTED: u8 = 3;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -329,18 +332,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Batch(args) => batch(args).await,
-            command => run(command).await.map(|()| ExitCode::SUCCESS),
-        }
-    });
+    let result = runtime.block_on(run(cli.command));
     // Don't wait for blocking reads still pending (stdin, under --exit-on-stdin-close).
     runtime.shutdown_background();
     match result {
-        Ok(code) => code,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if e.downcast_ref::<batch::SomeRejected>().is_some() {
+                return ExitCode::from(EXIT_SOME_REJECTED);
+            }
             let bad_input = e
                 .downcast_ref::<ProtocolError>()
                 .is_some_and(|p| p.status() < 500)
@@ -371,7 +372,7 @@ fn init_logging(format: LogFormat) {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Batch(args) => batch(args).await.map(|_| ()),
+        Command::Batch(args) => batch(args).await,
         Command::Features { command } => match command {
             FeaturesCommand::Fit {
                 spec,
@@ -607,10 +608,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// Exit code of a batch job that set rows aside.
-const EXIT_SOME_REJECTED: u8 = 3;
-
-async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
+async fn batch(args: BatchArgs) -> anyhow::Result<()> {
     let limits = PoolLimits {
         timeout: batch::CHUNK_TIMEOUT,
         ..PoolLimits::default()
@@ -662,11 +660,14 @@ async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
             _ => String::new(),
         }
     );
-    Ok(if summary.rejected > 0 {
-        ExitCode::from(EXIT_SOME_REJECTED)
-    } else {
-        ExitCode::SUCCESS
-    })
+    if summary.rejected > 0 {
+        return Err(batch::SomeRejected {
+            rejected: summary.rejected,
+            rows: summary.scored + summary.rejected,
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// One prediction from a v2 request, or from a JSON array of raw records (through the model's

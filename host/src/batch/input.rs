@@ -685,7 +685,7 @@ mod tests {
             ],
             class_labels: vec![],
         };
-        let (header, block) = csv_block("a,b,c\n1,2,x\n3,oops,x\n5,6.5,x\n7,,x\n");
+        let (header, block) = csv_block("a,b,c\n1,2,x\n3,oops,x\n5,6.5,x\n7,8,x\n");
         let layout = Layout {
             shape: Shape::Numbers {
                 columns: vec!["b".into(), "a".into()],

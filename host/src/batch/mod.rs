@@ -59,6 +59,17 @@ pub struct Options {
     pub progress: bool,
 }
 
+/// A job that finished with rows set aside: the output holds every other row. `wafer batch`
+/// exits 3 with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{rejected} of {rows} rows could not be scored")]
+pub struct SomeRejected {
+    /// Rows set aside.
+    pub rejected: u64,
+    /// Rows in the input.
+    pub rows: u64,
+}
+
 /// What a finished job did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
