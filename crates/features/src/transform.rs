@@ -119,7 +119,7 @@ impl Spec {
             .iter()
             .zip(columns)
             .map(|(o, values)| {
-                let width = if n == 0 { 0 } else { values.len() / n };
+                let width = values.len().checked_div(n).unwrap_or(0);
                 let data = match DataType::from_v2_name(&o.datatype) {
                     Some(DataType::F64) => TensorData::F64(values),
                     #[expect(clippy::cast_possible_truncation, reason = "checked whole")]

@@ -464,9 +464,10 @@ fn layout(
     }
     let shape = if model.features_toml().is_some() {
         if options.columns.is_some() {
-            return Err(misfit(format!(
+            return Err(misfit(
                 "--columns is for models without a features.toml; this model takes raw records"
-            )));
+                    .into(),
+            ));
         }
         Shape::Records
     } else {
