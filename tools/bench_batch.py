@@ -214,8 +214,8 @@ def start_server():
                              str(db)], cwd=ROOT, env={**wafer_env(), "WAFER_LOG": "info"},
                             stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
-        if "listening" in line:
-            addr = line.split("addr=")[-1].split()[0].strip()
+        if "listening on http://" in line:
+            addr = line.split("http://")[-1].split()[0].strip().rstrip("/")
             threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
             host, port = addr.rsplit(":", 1)
             return proc, (host, int(port))

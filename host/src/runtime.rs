@@ -271,6 +271,10 @@ pub fn engine_config(limits: &PoolLimits) -> anyhow::Result<Config> {
     config.memory_init_cow(true);
     config.epoch_interruption(true);
     config.enable_incremental_compilation(FunctionCache::shared())?;
+    // `WAFER_PERFMAP=1` names guest functions for `perf` (in /tmp/perf-<pid>.map).
+    if std::env::var_os("WAFER_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     Ok(config)
 }
 

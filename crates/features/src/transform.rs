@@ -1,8 +1,6 @@
 //! Applying a fitted spec to records: the one implementation used offline, in the server and in
 //! the browser.
 
-use std::collections::HashMap;
-
 use wafer_scoring::{DataType, Tensor, TensorData};
 
 use crate::FeatureError;
@@ -18,13 +16,10 @@ struct Resolved {
 }
 
 impl Spec {
-    /// Resolves every field of one record: required fields present, types right, defaults in.
-    fn resolve(
-        &self,
-        row: usize,
-        record: &Record,
-    ) -> Result<HashMap<&str, Resolved>, FeatureError> {
-        let mut out = HashMap::with_capacity(self.fields.len());
+    /// Resolves every field of one record, in `[[field]]` order: required fields present,
+    /// types right, defaults in.
+    fn resolve(&self, row: usize, record: &Record) -> Result<Vec<Resolved>, FeatureError> {
+        let mut out = Vec::with_capacity(self.fields.len());
         for field in &self.fields {
             let raw = record.get(&field.name).unwrap_or(&Value::Missing);
             let was_missing = *raw == Value::Missing;
@@ -45,7 +40,7 @@ impl Spec {
                     field: field.name.clone(),
                     why,
                 })?;
-            out.insert(field.name.as_str(), Resolved { value, was_missing });
+            out.push(Resolved { value, was_missing });
         }
         Ok(out)
     }
@@ -87,6 +82,27 @@ impl Spec {
                     .unwrap_or(0)
             })
             .collect();
+        // Each feature's inputs, as places in `[[field]]` order.
+        let inputs: Vec<Vec<usize>> = self
+            .features
+            .iter()
+            .map(|f| {
+                f.inputs()
+                    .iter()
+                    .map(|name| {
+                        self.fields
+                            .iter()
+                            .position(|d| &d.name == name)
+                            .ok_or_else(|| {
+                                FeatureError::Spec(format!(
+                                    "feature \"{}\": field \"{name}\" is not declared",
+                                    f.name
+                                ))
+                            })
+                    })
+                    .collect()
+            })
+            .collect::<Result<_, _>>()?;
         let whole: Vec<bool> = self
             .outputs
             .iter()
@@ -98,8 +114,8 @@ impl Spec {
         for (row, record) in records.iter().enumerate() {
             let lengths: Vec<usize> = columns.iter().map(Vec::len).collect();
             let applied = self.resolve(row, record).and_then(|fields| {
-                for (feature, &out) in self.features.iter().zip(&targets) {
-                    feature.apply(row, &fields, &mut columns[out])?;
+                for ((feature, &out), inputs) in self.features.iter().zip(&targets).zip(&inputs) {
+                    feature.apply(row, &fields, inputs, &mut columns[out])?;
                 }
                 whole_row(&self.outputs, &whole, &columns, &lengths, row)
             });
@@ -177,11 +193,11 @@ impl Feature {
     fn apply(
         &self,
         row: usize,
-        fields: &HashMap<&str, Resolved>,
+        fields: &[Resolved],
+        inputs: &[usize],
         out: &mut Vec<f64>,
     ) -> Result<(), FeatureError> {
-        let inputs = self.inputs();
-        let get = |i: usize| &fields[inputs[i].as_str()];
+        let get = |i: usize| &fields[inputs[i]];
         let x = get(0).value.number();
         match &self.transform {
             Transform::Identity => out.push(x),

@@ -597,25 +597,43 @@ fn number(v: f64) -> Value {
 
 /// Appends a record as a JSON object; missing values are left out.
 fn write_record<'a>(out: &mut String, fields: impl Iterator<Item = (&'a str, Value)>) {
+    use std::fmt::Write as _;
     out.push('{');
     let mut first = true;
     for (name, value) in fields {
-        let json = match value {
-            Value::Missing => continue,
-            Value::Number(n) if n.is_finite() => Json::from(n),
-            Value::Number(n) => Json::from(n.to_string()),
-            Value::Bool(b) => Json::from(b),
-            Value::Text(t) => Json::from(t),
-        };
+        if value == Value::Missing {
+            continue;
+        }
         if !first {
             out.push(',');
         }
         first = false;
-        out.push_str(&Json::from(name).to_string());
+        push_json_str(out, name);
         out.push(':');
-        out.push_str(&json.to_string());
+        match value {
+            Value::Missing => {}
+            // Display writes a finite f64 as its shortest round-trip digits, never with an
+            // exponent: valid JSON.
+            Value::Number(n) if n.is_finite() => {
+                let _ = write!(out, "{n}");
+            }
+            Value::Number(n) => push_json_str(out, &n.to_string()),
+            Value::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+            Value::Text(t) => push_json_str(out, &t),
+        }
     }
     out.push('}');
+}
+
+/// Appends `s` as a JSON string.
+fn push_json_str(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&Json::from(s).to_string());
+    }
 }
 
 /// A value as the text that names a row.
@@ -662,7 +680,7 @@ mod tests {
         };
         assert_eq!(
             json,
-            r#"[{"id":"a","age":41.0,"city":"oslo"},{"id":"b","city":"rome"}]"#
+            r#"[{"id":"a","age":41,"city":"oslo"},{"id":"b","city":"rome"}]"#
         );
         assert_eq!(
             shaped.rejected,
