@@ -49,15 +49,17 @@ def run_wafer_batch(model, src, dst, *extra):
     """Runs wafer batch; returns (seconds, peak RSS in bytes of the child)."""
     if dst.exists():
         dst.unlink()
-    cmd = [str(WAFER), "batch", model, "--quiet", "-i", str(src), "-o", str(dst), *extra]
+    # GNU time measures the peak RSS of wafer alone (a fork of this Python would count the
+    # parent's pages until the exec).
+    cmd = ["/usr/bin/time", "-f", "%M", str(WAFER), "batch", model, "--quiet", "-i", str(src),
+           "-o", str(dst), *extra]
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=wafer_env(), stderr=subprocess.PIPE)
-    _, _, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(cmd, cwd=ROOT, env=wafer_env(), stderr=subprocess.PIPE, text=True)
     took = time.perf_counter() - start
-    stderr = proc.stderr.read().decode()
-    if not dst.exists():
-        sys.exit(f"wafer batch failed: {stderr}")
-    return took, usage.ru_maxrss * 1024, stderr.strip()
+    lines = proc.stderr.strip().splitlines()
+    if not dst.exists() or not lines:
+        sys.exit(f"wafer batch failed: {proc.stderr}")
+    return took, int(lines[-1]) * 1024, "\n".join(lines[:-1]).strip()
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -211,12 +213,12 @@ def start_server():
                         "--db", str(db), "models/credit/users.csv"], cwd=ROOT, env=wafer_env(),
                        check=True, capture_output=True)
     proc = subprocess.Popen([str(WAFER), "serve", "models", "--addr", "127.0.0.1:0", "--db",
-                             str(db)], cwd=ROOT, env={**wafer_env(), "WAFER_LOG": "info"},
-                            stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:
+                             str(db)], cwd=ROOT, env=wafer_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:
         if "listening on http://" in line:
             addr = line.split("http://")[-1].split()[0].strip().rstrip("/")
-            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
             host, port = addr.rsplit(":", 1)
             return proc, (host, int(port))
     sys.exit("wafer serve did not start")

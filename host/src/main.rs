@@ -182,7 +182,7 @@ struct BatchArgs {
     #[arg(long)]
     workers: Option<usize>,
     /// Rows per chunk: scored in one call and committed at once.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 16384)]
     chunk: usize,
     /// Continue an interrupted job from its last committed chunk.
     #[arg(long)]
