@@ -73,8 +73,9 @@ pub(crate) fn progress(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// Writes `contents` to `path` through a temporary file in the same folder and a rename.
-fn write_atomically(
+/// Writes `path` through a temporary file in the same folder, synced, and a rename: on error
+/// the file is as it was.
+pub(crate) fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut File) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {

@@ -164,7 +164,11 @@ fn served(model: &str, input: &str, rows: &[Vec<f64>]) -> Vec<(i64, Vec<f32>)> {
     let url = format!("{}/v2/models/{model}/infer", wafer_server().base);
     let answer = post(&url, infer_request(input, rows).to_string().as_bytes());
     assert_eq!(answer.status, 200, "{}", answer.text);
-    let (labels, probabilities) = labels_and_probabilities(&answer.json);
+    fp32(labels_and_probabilities(&answer.json))
+}
+
+/// Labels and probabilities as `(label, FP32 probabilities)` per row.
+fn fp32((labels, probabilities): (Vec<i64>, Vec<Vec<f64>>)) -> Vec<(i64, Vec<f32>)> {
     #[expect(clippy::cast_possible_truncation, reason = "FP32 outputs")]
     labels
         .into_iter()
@@ -271,13 +275,7 @@ fn credit_served() -> Vec<(i64, Vec<f32>)> {
             .as_bytes(),
     );
     assert_eq!(answer.status, 200, "{}", answer.text);
-    let (labels, probabilities) = crate::support::v1_labels_and_probabilities(&answer.json);
-    #[expect(clippy::cast_possible_truncation, reason = "FP32 outputs")]
-    labels
-        .into_iter()
-        .zip(probabilities)
-        .map(|(l, p)| (l, p.into_iter().map(|x| x as f32).collect()))
-        .collect()
+    fp32(crate::support::v1_labels_and_probabilities(&answer.json))
 }
 
 fn credit_db() -> PathBuf {

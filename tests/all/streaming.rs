@@ -212,21 +212,7 @@ fn each_streamed_line_is_one_invocation_in_the_metrics() {
 fn a_client_that_disconnects_stops_the_work() {
     const LINES: usize = 20_000;
     let server = crate::support::start_wafer(&crate::support::build_dir(), &[]);
-    let scored = || -> f64 {
-        let text = crate::support::get(&format!("{}/metrics", server.base)).text;
-        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
-            .expect("/metrics parses");
-        scrape
-            .samples
-            .iter()
-            .filter(|s| s.metric == "wafer_requests_total")
-            .filter(|s| s.labels.get("model") == Some("iris"))
-            .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
-                _ => 0.0,
-            })
-            .sum()
-    };
+    let scored = || iris_lines_scored(&server.base);
     let mut stream = Stream::open(&server.base, "/v2/models/iris/infer");
     let lines = "[5.1, 3.5, 1.4, 0.2]\n".repeat(LINES);
     write!(stream.writer, "{:x}\r\n{lines}\r\n", lines.len()).expect("send the lines");
@@ -254,21 +240,7 @@ fn a_client_that_disconnects_stops_the_work() {
 fn a_client_that_sends_faster_than_it_reads_is_slowed_down_and_loses_nothing() {
     const LINES: usize = 100_000;
     let server = crate::support::start_wafer(&crate::support::build_dir(), &[]);
-    let scored = || -> f64 {
-        let text = crate::support::get(&format!("{}/metrics", server.base)).text;
-        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
-            .expect("/metrics parses");
-        scrape
-            .samples
-            .iter()
-            .filter(|s| s.metric == "wafer_requests_total")
-            .filter(|s| s.labels.get("model") == Some("iris"))
-            .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
-                _ => 0.0,
-            })
-            .sum()
-    };
+    let scored = || iris_lines_scored(&server.base);
     let mut stream = Stream::open(&server.base, "/v2/models/iris/infer");
     // Send every line from another thread, reading nothing meanwhile.
     let mut writer = stream.writer.try_clone().expect("clone");
@@ -305,4 +277,21 @@ fn a_client_that_sends_faster_than_it_reads_is_slowed_down_and_loses_nothing() {
     }
     sender.join().expect("the sender");
     assert_eq!(answers, LINES);
+}
+
+/// How many iris invocations (streamed lines among them) the server at `base` has counted.
+fn iris_lines_scored(base: &str) -> f64 {
+    let text = crate::support::get(&format!("{base}/metrics")).text;
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("/metrics parses");
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "wafer_requests_total")
+        .filter(|s| s.labels.get("model") == Some("iris"))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
 }

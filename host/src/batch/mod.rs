@@ -317,26 +317,15 @@ pub async fn run(model: Arc<LoadedModel>, options: &Options) -> anyhow::Result<S
     })
 }
 
-/// Writes `path` whole: through a temporary file beside it, renamed over it.
+/// Writes `path` whole: through a synced temporary file beside it, renamed over it.
 fn write_durably_over(
     path: &Path,
     write: impl FnOnce(File) -> anyhow::Result<File>,
 ) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} names no file", path.display()))?;
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    let result = write_durably(&tmp, write).and_then(|()| {
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::offline::write_atomically(path, |f| {
+        write(f.try_clone()?)?;
+        Ok(())
+    })
 }
 
 /// Opens the work folder: a new one, or with `resume` the interrupted job's, checked to be the
