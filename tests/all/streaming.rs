@@ -212,7 +212,6 @@ fn each_streamed_line_is_one_invocation_in_the_metrics() {
 fn a_client_that_disconnects_stops_the_work() {
     const LINES: usize = 20_000;
     let server = crate::support::start_wafer(&crate::support::build_dir(), &[]);
-    let scored = || iris_lines_scored(&server.base);
     let mut stream = Stream::open(&server.base, "/v2/models/iris/infer");
     let lines = "[5.1, 3.5, 1.4, 0.2]\n".repeat(LINES);
     write!(stream.writer, "{:x}\r\n{lines}\r\n", lines.len()).expect("send the lines");
@@ -221,15 +220,7 @@ fn a_client_that_disconnects_stops_the_work() {
     stream.answer().expect("the first answer");
     // Leave without reading the rest.
     drop(stream);
-    let mut last = scored();
-    loop {
-        std::thread::sleep(Duration::from_millis(500));
-        let now = scored();
-        if now == last {
-            break;
-        }
-        last = now;
-    }
+    let last = settled(&server.base);
     assert!(
         last < LINES as f64,
         "all {LINES} lines were scored for a client that had gone"
@@ -240,7 +231,6 @@ fn a_client_that_disconnects_stops_the_work() {
 fn a_client_that_sends_faster_than_it_reads_is_slowed_down_and_loses_nothing() {
     const LINES: usize = 100_000;
     let server = crate::support::start_wafer(&crate::support::build_dir(), &[]);
-    let scored = || iris_lines_scored(&server.base);
     let mut stream = Stream::open(&server.base, "/v2/models/iris/infer");
     // Send every line from another thread, reading nothing meanwhile.
     let mut writer = stream.writer.try_clone().expect("clone");
@@ -254,15 +244,7 @@ fn a_client_that_sends_faster_than_it_reads_is_slowed_down_and_loses_nothing() {
         writer.write_all(b"0\r\n\r\n").expect("end the body");
     });
     // The server scores until the answers it holds and the socket buffers are full, then waits.
-    let mut last = scored();
-    loop {
-        std::thread::sleep(Duration::from_millis(500));
-        let now = scored();
-        if now == last {
-            break;
-        }
-        last = now;
-    }
+    let last = settled(&server.base);
     assert!(
         last < (LINES / 2) as f64,
         "{last} of {LINES} lines were scored for a client reading nothing: answers are buffered \
@@ -294,4 +276,17 @@ fn iris_lines_scored(base: &str) -> f64 {
             _ => 0.0,
         })
         .sum()
+}
+
+/// The iris count once it has stopped moving for half a second.
+fn settled(base: &str) -> f64 {
+    let mut last = iris_lines_scored(base);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = iris_lines_scored(base);
+        if now == last {
+            return last;
+        }
+        last = now;
+    }
 }
