@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_main};
-use wafer_host::build::{BuildOptions, Builder, find_guest};
+use wafer_host::runtime::build::{BuildOptions, Builder, find_guest};
 use wafer_host::runtime::{LoadedModel, PoolLimits, Runtime};
 use wafer_scoring::{Model, Tensor, TensorData};
 

@@ -4,17 +4,17 @@
 //! them on wasmtime with a fresh instance per invocation, caches compiled components, serves
 //! the KServe v2 REST API and records per-invocation metrics. It is not the guest: scoring
 //! itself happens inside the component (`wafer-guest`, on `wafer-scoring`).
+//!
+//! One module per capability:
+//! - [`runtime`]: wasmtime: the engine, instances, the compiled cache, building components;
+//! - [`serving`]: the model repository and `wafer serve`'s HTTP API, streams, the web page;
+//! - [`store`]: the online feature database and the feature pipeline over files;
+//! - [`batch`]: `wafer batch`, files scored in committed chunks;
+//! - [`monitoring`]: per-invocation metrics, Prometheus and the stats endpoint.
 
 pub mod batch;
 pub mod bindings;
-pub mod build;
-pub mod cache;
-pub mod convert;
-pub mod metrics;
-pub mod offline;
-pub mod repo;
+pub mod monitoring;
 pub mod runtime;
-pub mod serve;
+pub mod serving;
 pub mod store;
-pub mod stream;
-pub mod web;

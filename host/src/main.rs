@@ -17,12 +17,14 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use wafer_protocol::{self as protocol, ProtocolError};
 
-use wafer_host::build::{self, BuildOptions, Builder};
-use wafer_host::cache::CompiledCache;
-use wafer_host::repo::Loader;
+use wafer_host::batch;
+use wafer_host::runtime::build::{self, BuildOptions, Builder};
+use wafer_host::runtime::cache::CompiledCache;
 use wafer_host::runtime::{LoadedModel, PoolLimits, Runtime};
+use wafer_host::serving::repo::{self, Loader};
+use wafer_host::serving::{self as serve, stream};
+use wafer_host::store::offline;
 use wafer_host::store::{self, FeatureStore};
-use wafer_host::{batch, offline, repo, serve, stream};
 
 /// Serverless WebAssembly inference: ONNX models as per-request WASI components.
 #[derive(Parser, Debug)]
@@ -536,7 +538,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let output = output.unwrap_or_else(|| {
                 Path::new("target/web/models").join(format!("{}.wafer", source.name))
             });
-            let bundle = wafer_host::web::bundle(&source)?;
+            let bundle = wafer_host::serving::web::bundle(&source)?;
             if let Some(dir) = output.parent() {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
@@ -547,7 +549,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Web { dir, addr } => {
-            wafer_host::web::serve_dir(dir.clone(), addr, |bound| {
+            wafer_host::serving::web::serve_dir(dir.clone(), addr, |bound| {
                 println!("serving {} at http://{bound}/", dir.display());
             })
             .await

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use serde_json::Value;
-use wafer_host::build::{BuildOptions, Builder};
+use wafer_host::runtime::build::{BuildOptions, Builder};
 use wafer_scoring::{DataType, Model, Tensor, TensorData, f16};
 
 use crate::support::{guest_wasm, repo_root, target_dir};

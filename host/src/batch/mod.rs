@@ -322,7 +322,7 @@ fn write_durably_over(
     path: &Path,
     write: impl FnOnce(File) -> anyhow::Result<File>,
 ) -> anyhow::Result<()> {
-    crate::offline::write_atomically(path, |f| {
+    crate::store::offline::write_atomically(path, |f| {
         write(f.try_clone()?)?;
         Ok(())
     })

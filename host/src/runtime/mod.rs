@@ -1,5 +1,10 @@
 //! The wasmtime side: one engine, one `InstancePre` per model, a fresh `Store` and instance
-//! per invocation.
+//! per invocation ([`LoadedModel`]) or one kept for many calls ([`Session`]); and what feeds it:
+//! building components ([`build`]), the compiled cache ([`cache`]), WIT conversions ([`convert`]).
+
+pub mod build;
+pub mod cache;
+pub mod convert;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,8 +22,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 use crate::bindings::lookup::wasi::keyvalue::store as kv;
 use crate::bindings::wafer::inference::types::Tensor;
 use crate::bindings::{Scoring, ScoringPre};
-use crate::cache::{CacheOutcome, CompiledCache, FunctionCache};
-use crate::convert;
+use crate::runtime::cache::{CacheOutcome, CompiledCache, FunctionCache};
 use crate::store::{FeatureStore, Snapshot};
 
 /// Per-store state: the WASI context the guest's standard library needs, the `wasi:http`

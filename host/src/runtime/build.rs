@@ -173,7 +173,7 @@ impl Builder {
         // component carries it.
         let spec_path = model_dir.join("features.toml");
         let (features, lookups) = if spec_path.is_file() {
-            let spec = crate::offline::read_spec(&spec_path)
+            let spec = crate::store::offline::read_spec(&spec_path)
                 .with_context(|| format!("building model \"{name}\""))?;
             let text = std::fs::read_to_string(&spec_path)
                 .with_context(|| format!("reading {}", spec_path.display()))?;
@@ -298,7 +298,7 @@ impl Builder {
             .call_predict(&mut store, &inputs, &[])
             .await?;
         Ok(outputs
-            .map_err(crate::convert::guest_error)
+            .map_err(crate::runtime::convert::guest_error)
             .and_then(|outputs| {
                 outputs
                     .into_iter()

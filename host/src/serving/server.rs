@@ -18,9 +18,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use wafer_protocol::{self as protocol, ProtocolError, Route, ndjson};
 
-use crate::metrics::{Invocation, Metrics, Outcome};
-use crate::repo::{Loader, ModelSource};
+use crate::monitoring::{Invocation, Metrics, Outcome};
 use crate::runtime::{LoadedModel, Measured};
+use crate::serving::repo::{Loader, ModelSource};
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY: usize = 64 << 20;
@@ -369,7 +369,7 @@ impl Server {
         let Ok(_permit) = self.permits.acquire().await else {
             return false;
         };
-        let Some(answer) = crate::stream::answer_line(model, number, line).await else {
+        let Some(answer) = crate::serving::stream::answer_line(model, number, line).await else {
             return !answers.is_closed();
         };
         let call = Call {

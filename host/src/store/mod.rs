@@ -7,6 +7,8 @@
 //! the store entirely before a load or entirely after it, never half of one, even when the load
 //! runs in another process.
 
+pub mod offline;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -275,7 +277,7 @@ pub fn load_csv(db: &FeatureStore, name: &str, data: &Path, key: &str) -> anyhow
 /// given twice is an error naming the row.
 fn read_entities(data: &Path, key: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let bad = |why: String| anyhow::Error::new(BadData(format!("{}: {why}", data.display())));
-    let (mut reader, headers, bar) = crate::offline::open_csv(data, "loading")?;
+    let (mut reader, headers, bar) = crate::store::offline::open_csv(data, "loading")?;
     if let Some((i, h)) = headers
         .iter()
         .enumerate()

@@ -17,7 +17,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use wafer_protocol::{Bundle, Pipeline};
 
-use crate::repo::ModelSource;
+use crate::serving::repo::ModelSource;
 
 /// The bundle of a model folder: its name, `model.onnx` and `features.toml`. The model and
 /// spec are loaded natively first, so a bundle that will not load in the page is never written.

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 
-use crate::build::Builder;
-use crate::cache::CacheOutcome;
+use crate::runtime::build::Builder;
+use crate::runtime::cache::CacheOutcome;
 use crate::runtime::{LoadedModel, Runtime};
 
 /// A model found in the repository.
@@ -27,7 +27,7 @@ impl ModelSource {
         if !spec.is_file() {
             return Ok(vec![]);
         }
-        let mut stores: Vec<String> = crate::offline::read_spec(&spec)?
+        let mut stores: Vec<String> = crate::store::offline::read_spec(&spec)?
             .lookups()
             .into_iter()
             .map(|g| g.store)
