@@ -75,9 +75,17 @@ fn respond(
         Route::Live => protocol::to_json(&serde_json::json!({ "live": true })),
         Route::Ready => protocol::to_json(&serde_json::json!({ "ready": true })),
         Route::ServerMetadata => protocol::to_json(&protocol::server_metadata()),
-        Route::ModelList => protocol::to_json(&protocol::model_list([(name.as_str(), None)])),
-        // Counters live in the host that runs the component; a guest has only its own.
-        Route::Metrics | Route::ModelStats { .. } => {
+        Route::ModelList => protocol::to_json(&protocol::model_list([(
+            name.as_str(),
+            vec![protocol::MODEL_VERSION.to_owned()],
+            None,
+        )])),
+        // Counters and the repository live in the host that runs the component.
+        Route::Metrics
+        | Route::ModelStats { .. }
+        | Route::RepositoryIndex
+        | Route::RepositoryLoad { .. }
+        | Route::RepositoryUnload { .. } => {
             return Err(ProtocolError::RouteNotFound {
                 method: method.into(),
                 path: path.into(),

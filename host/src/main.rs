@@ -21,6 +21,7 @@ use wafer_host::batch;
 use wafer_host::runtime::build::{self, BuildOptions, Builder};
 use wafer_host::runtime::cache::CompiledCache;
 use wafer_host::runtime::{LoadedModel, PoolLimits, Runtime};
+use wafer_host::serving::admission::Limits;
 use wafer_host::serving::repo::{self, Loader};
 use wafer_host::serving::{self as serve, stream};
 use wafer_host::store::offline;
@@ -45,42 +46,10 @@ enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Serve every model of a repository over the KServe v2 REST API.
-    Serve {
-        /// Folder whose subfolders each hold a model.onnx.
-        #[arg(default_value = "models")]
-        model_repo: PathBuf,
-        /// Address to listen on; port 0 picks a free port.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        addr: SocketAddr,
-        /// Where built components go.
-        #[arg(long, default_value = "target/wafer")]
-        build_dir: PathBuf,
-        /// Instances alive at once, across all models; sizes the instance pool.
-        #[arg(long, default_value_t = PoolLimits::default().max_instances)]
-        max_instances: u32,
-        /// Longest a model may run for one request, in milliseconds; then the request fails
-        /// with 504 and the instance is dropped.
-        #[arg(long, default_value_t = 30_000)]
-        request_timeout_ms: u64,
-        /// Exit when stdin closes: lets a supervising process stop the server by exiting.
-        #[arg(long)]
-        exit_on_stdin_close: bool,
-        /// Exit with an error before listening when any model cannot be built or loaded;
-        /// otherwise that model answers 503 with the reason and the others serve.
-        #[arg(long)]
-        exit_on_error: bool,
-        /// Triton's strict readiness: /v2/health/ready is false while any model is
-        /// unavailable. `--strict-readiness false` makes it true once the server listens.
-        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-        strict_readiness: bool,
-        #[command(flatten)]
-        cache: CacheArgs,
-        #[command(flatten)]
-        guest: GuestArgs,
-        #[command(flatten)]
-        db: DbArgs,
-    },
+    /// Serve every model of a repository over the KServe v2 REST API, until SIGTERM or
+    /// ctrl-c; then readiness turns false, new connections are refused, the requests in
+    /// flight finish (within --drain-timeout) and it exits 0.
+    Serve(ServeArgs),
     /// Compile components into the compiled cache ahead of time, so `serve` starts warm.
     Compile {
         /// Model folders (built first when stale), repositories of them, or built `.wasm`
@@ -201,6 +170,101 @@ struct BatchArgs {
     guest: GuestArgs,
     #[command(flatten)]
     db: DbArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Folder whose subfolders each hold a model: model.onnx (or a built model.wasm), or
+    /// numbered version folders holding one.
+    #[arg(default_value = "models")]
+    model_repo: PathBuf,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Where built components go.
+    #[arg(long, default_value = "target/wafer")]
+    build_dir: PathBuf,
+    /// Instances alive at once, across all models; sizes the instance pool.
+    #[arg(long, default_value_t = PoolLimits::default().max_instances)]
+    max_instances: u32,
+    /// Longest a model may run for one request, in milliseconds; then the request fails
+    /// with 504 and the instance is dropped.
+    #[arg(long, default_value_t = 30_000)]
+    request_timeout_ms: u64,
+    /// Largest linear memory of one instance (bytes, or with K, M, G: `256M`); a guest that
+    /// needs more fails with 500, counted as memory_limit.
+    #[arg(long, value_parser = parse_size, default_value = "1G")]
+    max_memory: usize,
+    /// Requests one model runs at once [default: --max-instances].
+    #[arg(long)]
+    model_concurrency: Option<usize>,
+    /// Requests that may wait for a busy model; more answer 503 with Retry-After at once.
+    #[arg(long, default_value_t = 256)]
+    queue_depth: usize,
+    /// How long a request waits for a busy model before it answers 503 with Retry-After,
+    /// in milliseconds.
+    #[arg(long, default_value_t = 5_000)]
+    queue_timeout_ms: u64,
+    /// Largest request body (bytes, or with K, M, G); larger answers 413.
+    #[arg(long, value_parser = parse_size, default_value = "64M")]
+    max_body: usize,
+    /// Largest request head, the request line and headers (bytes, or with K, M, G); larger
+    /// answers 431.
+    #[arg(long, value_parser = parse_size, default_value = "16K")]
+    max_header_bytes: usize,
+    /// How long requests in flight may take to finish after SIGTERM, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    drain_timeout: f64,
+    /// Reload a model when its folder changes on disk (polled; a change is loaded once it
+    /// has been still for one interval). New folders load, removed ones unload.
+    #[arg(long)]
+    watch: bool,
+    /// How often --watch polls, in milliseconds.
+    #[arg(long, default_value_t = 1_000)]
+    watch_interval_ms: u64,
+    /// A file holding the bearer token of the repository API (/v2/repository/...). Without
+    /// it, that API is off and answers 404.
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
+    /// Exit when stdin closes: lets a supervising process stop the server by exiting.
+    #[arg(long)]
+    exit_on_stdin_close: bool,
+    /// Exit with an error before listening when any model cannot be built or loaded;
+    /// otherwise that model answers 503 with the reason and the others serve.
+    #[arg(long)]
+    exit_on_error: bool,
+    /// Triton's strict readiness: /v2/health/ready is false while any model is
+    /// unavailable. `--strict-readiness false` makes it true once the server listens.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    strict_readiness: bool,
+    #[command(flatten)]
+    cache: CacheArgs,
+    #[command(flatten)]
+    guest: GuestArgs,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+/// A size in bytes: a number, optionally followed by K, M or G (powers of 1024, with an
+/// optional `i` and `B`).
+fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = text[digits.len()..].to_ascii_uppercase();
+    let shift = match unit.trim_end_matches('B').trim_end_matches('I') {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => return Err(format!("unknown unit in \"{text}\" (use K, M or G)")),
+    };
+    let n: usize = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("\"{text}\" is not a size"))?;
+    n.checked_mul(1 << shift)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("\"{text}\" is out of range"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -411,57 +475,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 Ok(())
             }
         },
-        Command::Serve {
-            model_repo,
-            addr,
-            build_dir,
-            max_instances,
-            request_timeout_ms,
-            exit_on_stdin_close,
-            exit_on_error,
-            strict_readiness,
-            cache,
-            guest,
-            db,
-        } => {
-            let limits = PoolLimits {
-                max_instances,
-                timeout: Duration::from_millis(request_timeout_ms),
-                ..PoolLimits::default()
-            };
-            let sources = repo::scan(&model_repo)?;
-            // (store, model) for every store a model reads. A model whose spec cannot be read
-            // names no store here; its build fails with the reason.
-            let wanted: Vec<(String, String)> = sources
-                .iter()
-                .flat_map(|s| {
-                    let stores = s.lookup_stores().unwrap_or_default();
-                    stores.into_iter().map(|store| (store, s.name.clone()))
-                })
-                .collect();
-            let mut runtime = Runtime::new(limits, cache.cache())?;
-            if let Some(db) = db.open_if(!wanted.is_empty())? {
-                db.report(&wanted)?;
-                runtime = runtime.with_features(db);
-            }
-            let loader = Arc::new(Loader {
-                builder: guest.builder()?,
-                runtime,
-                build_dir,
-            });
-            if exit_on_stdin_close {
-                tokio::spawn(exit_when_stdin_closes());
-            }
-            let config = serve::ServeConfig {
-                addr,
-                options: serve::ServerOptions {
-                    max_instances: max_instances as usize,
-                    strict_readiness,
-                },
-                exit_on_error,
-            };
-            serve::serve(loader, sources, config).await
-        }
+        Command::Serve(args) => serve(args).await,
         Command::Compile {
             models,
             build_dir,
@@ -495,8 +509,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             // A model folder, or a repository of them.
             let mut sources = Vec::new();
             for folder in &folders {
-                if folder.join("model.onnx").is_file() {
-                    sources.push(repo::source(folder)?);
+                if repo::is_model_folder(folder) {
+                    sources.extend(repo::versions(folder)?);
                 } else {
                     sources.extend(repo::scan(folder)?);
                 }
@@ -683,6 +697,74 @@ async fn predict(model: &LoadedModel, body: &[u8]) -> Result<Vec<u8>, ProtocolEr
     stream::respond(model, input).await.0
 }
 
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let limits = PoolLimits {
+        max_instances: args.max_instances,
+        max_memory_bytes: args.max_memory,
+        timeout: Duration::from_millis(args.request_timeout_ms),
+    };
+    let admin_token = match &args.admin_token_file {
+        Some(path) => {
+            let token = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the admin token {}", path.display()))?;
+            let token = token.trim().to_owned();
+            anyhow::ensure!(
+                !token.is_empty(),
+                "the admin token file {} is empty",
+                path.display()
+            );
+            Some(token)
+        }
+        None => None,
+    };
+    let drain_timeout = Duration::try_from_secs_f64(args.drain_timeout)
+        .context("--drain-timeout must be a number of seconds")?;
+    // (store, model) for every store a model reads. A model whose spec cannot be read names
+    // no store here; its build fails with the reason.
+    let wanted: Vec<(String, String)> = repo::scan(&args.model_repo)?
+        .iter()
+        .flat_map(|s| {
+            let stores = s.lookup_stores().unwrap_or_default();
+            stores.into_iter().map(|store| (store, s.name.clone()))
+        })
+        .collect();
+    let mut runtime = Runtime::new(limits, args.cache.cache())?;
+    if let Some(db) = args.db.open_if(!wanted.is_empty())? {
+        db.report(&wanted)?;
+        runtime = runtime.with_features(db);
+    }
+    let loader = Arc::new(Loader {
+        builder: args.guest.builder()?,
+        runtime,
+        build_dir: args.build_dir,
+    });
+    if args.exit_on_stdin_close {
+        tokio::spawn(exit_when_stdin_closes());
+    }
+    let max_instances = args.max_instances as usize;
+    let config = serve::ServeConfig {
+        addr: args.addr,
+        options: serve::ServerOptions {
+            max_instances,
+            strict_readiness: args.strict_readiness,
+            admission: Limits {
+                concurrency: args.model_concurrency.unwrap_or(max_instances).max(1),
+                queue: args.queue_depth,
+                wait: Duration::from_millis(args.queue_timeout_ms),
+            },
+            max_body: args.max_body,
+            max_header_bytes: args.max_header_bytes,
+            drain_timeout,
+            admin_token,
+        },
+        exit_on_error: args.exit_on_error,
+        watch: args
+            .watch
+            .then(|| Duration::from_millis(args.watch_interval_ms.max(10))),
+    };
+    serve::serve(loader, args.model_repo, config).await
+}
+
 async fn exit_when_stdin_closes() {
     use tokio::io::AsyncReadExt as _;
     let mut stdin = tokio::io::stdin();
@@ -705,5 +787,21 @@ fn read_input(input: &Path) -> anyhow::Result<Vec<u8>> {
         Ok(buf)
     } else {
         std::fs::read(input).with_context(|| format!("reading {}", input.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("16K"), Ok(16 << 10));
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("M").is_err());
     }
 }

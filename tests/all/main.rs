@@ -10,6 +10,7 @@ mod credit;
 mod features;
 mod metrics;
 mod node_tests;
+mod operations;
 mod serve;
 mod spin;
 mod streaming;

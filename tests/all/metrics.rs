@@ -68,7 +68,11 @@ fn metrics_count_every_invocation_and_log_it() {
         f64::from(bad)
     );
     assert_eq!(value("wafer_requests_total", Some("ok")), f64::from(ok));
-    for histogram in ["wafer_request_us", "wafer_instantiate_us", "wafer_guest_us"] {
+    for histogram in [
+        "wafer_request_duration_seconds",
+        "wafer_instantiate_seconds",
+        "wafer_guest_seconds",
+    ] {
         assert_eq!(
             value(histogram, None),
             f64::from(ok + bad),

@@ -20,7 +20,8 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// The generic guest components (plain, and with the key-value import for models with
-/// lookups), built once per test run with the guest profile; returns the plain one.
+/// lookups) and the hostile test component, built once per test run with the guest profile;
+/// returns the plain one.
 pub fn guest_wasm() -> &'static Path {
     static GUEST: OnceLock<PathBuf> = OnceLock::new();
     GUEST.get_or_init(|| {
@@ -36,6 +37,8 @@ pub fn guest_wasm() -> &'static Path {
                 "wafer-guest",
                 "-p",
                 "wafer-guest-lookup",
+                "-p",
+                "wafer-hostile",
             ])
             .current_dir(repo_root())
             .status()
@@ -43,6 +46,13 @@ pub fn guest_wasm() -> &'static Path {
         assert!(status.success(), "building the guest component failed");
         target_dir().join("wasm32-wasip2/guest/wafer_guest.wasm")
     })
+}
+
+/// The hostile test component (`tests/hostile`): it loops, grows memory, traps, overflows its
+/// stack, answers garbage or sleeps, as its first input value says.
+pub fn hostile_wasm() -> PathBuf {
+    guest_wasm();
+    target_dir().join("wasm32-wasip2/guest/wafer_hostile.wasm")
 }
 
 /// Where the tests' `wafer` writes components.
@@ -240,6 +250,29 @@ pub fn get(url: &str) -> Answer {
     answer(agent().get(url).call()).expect("GET")
 }
 
+/// `method url` with `headers` and a raw body; the answer's headers too.
+pub fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (Answer, Vec<(String, String)>) {
+    let mut request = agent().request(method, url);
+    for (name, value) in headers {
+        request = request.set(name, value);
+    }
+    let result = request.send_bytes(body);
+    let response_headers = match &result {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r
+            .headers_names()
+            .into_iter()
+            .filter_map(|n| Some((n.clone(), r.header(&n)?.to_owned())))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    (answer(result).expect("HTTP request"), response_headers)
+}
+
 /// `POST url` with a raw body.
 pub fn post(url: &str, body: &[u8]) -> Answer {
     answer(
@@ -331,6 +364,45 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {}", self.pid());
+    }
+
+    /// Waits up to `timeout` for the server to exit, and returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The server's resident set, in KiB (Linux's `/proc/PID/status`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("reading /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
     }
 
     /// Stops the server and waits for it to exit.

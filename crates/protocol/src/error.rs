@@ -49,6 +49,26 @@ pub enum ProtocolError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// A management route without the right bearer token.
+    #[error("this endpoint needs the server's admin token (Authorization: Bearer ...)")]
+    Unauthorized,
+    /// The request's headers are larger than the server accepts.
+    #[error("request headers exceed {limit} bytes")]
+    HeadersTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The model is at its concurrency limit and its queue is full, or the request waited
+    /// past the queue's deadline: the client should retry later.
+    #[error("model \"{model}\" is overloaded: {why}; retry after {retry_after_secs} s")]
+    Overloaded {
+        /// The model name.
+        model: String,
+        /// Queue full, or waited too long.
+        why: String,
+        /// Seconds for the `Retry-After` header.
+        retry_after_secs: u64,
+    },
     /// The model ran past the request's deadline.
     #[error("{0}")]
     Timeout(String),
@@ -64,12 +84,28 @@ impl ProtocolError {
             ProtocolError::MalformedJson(_)
             | ProtocolError::InvalidRequest(_)
             | ProtocolError::InvalidInput(_) => 400,
+            ProtocolError::Unauthorized => 401,
             ProtocolError::ModelNotFound(_) | ProtocolError::RouteNotFound { .. } => 404,
             ProtocolError::MethodNotAllowed { .. } => 405,
             ProtocolError::PayloadTooLarge { .. } => 413,
-            ProtocolError::ModelUnavailable { .. } => 503,
+            ProtocolError::HeadersTooLarge { .. } => 431,
+            ProtocolError::ModelUnavailable { .. } | ProtocolError::Overloaded { .. } => 503,
             ProtocolError::Timeout(_) => 504,
             ProtocolError::Internal(_) => 500,
+        }
+    }
+
+    /// The response headers this error adds to its status: `Retry-After` for an overloaded
+    /// model, `WWW-Authenticate` for a missing token.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            ProtocolError::Overloaded {
+                retry_after_secs, ..
+            } => vec![("retry-after", retry_after_secs.to_string())],
+            ProtocolError::Unauthorized => {
+                vec![("www-authenticate", "Bearer realm=\"wafer\"".to_owned())]
+            }
+            _ => Vec::new(),
         }
     }
 

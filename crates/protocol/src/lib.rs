@@ -33,7 +33,7 @@ pub use types::{
 /// The name this server reports in `GET /v2`.
 pub const SERVER_NAME: &str = "wafer";
 
-/// The version every model is served as, until model repositories hold several.
+/// The version a model without numbered version folders is served as.
 pub const MODEL_VERSION: &str = "1";
 
 /// Response header with the number of predictions the answering instance has run. A host
@@ -54,19 +54,19 @@ pub fn server_metadata() -> ServerMetadata {
 }
 
 /// The body of `GET /v2/models`: `{"models": [{"name": ..., "versions": [...], "state": ...}]}`,
-/// for models given as their name and, when they could not be loaded, the reason. `state` is
-/// `READY` or `UNAVAILABLE` (with `reason`), as Triton's repository index says it.
+/// for models given as their name, the versions served, and, when it cannot serve, the reason.
+/// `state` is `READY` or `UNAVAILABLE` (with `reason`), as Triton's repository index says it.
 pub fn model_list<'a>(
-    models: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    models: impl IntoIterator<Item = (&'a str, Vec<String>, Option<&'a str>)>,
 ) -> serde_json::Value {
     let models: Vec<serde_json::Value> = models
         .into_iter()
-        .map(|(name, unavailable)| match unavailable {
+        .map(|(name, versions, unavailable)| match unavailable {
             None => serde_json::json!({
-                "name": name, "versions": [MODEL_VERSION], "state": "READY"
+                "name": name, "versions": versions, "state": "READY"
             }),
             Some(reason) => serde_json::json!({
-                "name": name, "versions": [MODEL_VERSION], "state": "UNAVAILABLE",
+                "name": name, "versions": versions, "state": "UNAVAILABLE",
                 "reason": reason
             }),
         })

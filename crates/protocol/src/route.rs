@@ -48,6 +48,19 @@ pub enum Route {
         /// The model name.
         model: String,
     },
+    /// `GET` or `POST /v2/repository/index` (Triton's model repository extension: every
+    /// model and version with its state).
+    RepositoryIndex,
+    /// `POST /v2/repository/models/{model}/load`: (re)load a model from the repository.
+    RepositoryLoad {
+        /// The model name.
+        model: String,
+    },
+    /// `POST /v2/repository/models/{model}/unload`
+    RepositoryUnload {
+        /// The model name.
+        model: String,
+    },
 }
 
 impl Route {
@@ -61,6 +74,15 @@ impl Route {
             | Route::V1Predict { model } => Some(model),
             _ => None,
         }
+    }
+
+    /// Whether this is a management route (the repository extension), which a server guards
+    /// with a token or does not offer.
+    pub fn is_management(&self) -> bool {
+        matches!(
+            self,
+            Route::RepositoryIndex | Route::RepositoryLoad { .. } | Route::RepositoryUnload { .. }
+        )
     }
 }
 
@@ -92,6 +114,21 @@ pub fn route(method: &str, path: &str) -> Result<Route, ProtocolError> {
                 _ => return Err(not_found()),
             }
         }
+        // Triton's client posts to the index (with an optional `{"ready": bool}` body).
+        ["v2", "repository", "index"] if method == "POST" => (Route::RepositoryIndex, true),
+        ["v2", "repository", "index"] => (Route::RepositoryIndex, false),
+        ["v2", "repository", "models", model, "load"] => (
+            Route::RepositoryLoad {
+                model: (*model).to_owned(),
+            },
+            true,
+        ),
+        ["v2", "repository", "models", model, "unload"] => (
+            Route::RepositoryUnload {
+                model: (*model).to_owned(),
+            },
+            true,
+        ),
         ["v1", "models", call] => match call.strip_suffix(":predict") {
             Some(model) if !model.is_empty() => (
                 Route::V1Predict {
@@ -158,5 +195,25 @@ mod tests {
             route("GET", "/v2/models/iris/nope").map_err(|e| e.status()),
             Err(404)
         );
+        assert_eq!(
+            route("GET", "/v2/repository/index"),
+            Ok(Route::RepositoryIndex)
+        );
+        assert_eq!(
+            route("POST", "/v2/repository/index"),
+            Ok(Route::RepositoryIndex)
+        );
+        assert_eq!(
+            route("POST", "/v2/repository/models/iris/unload"),
+            Ok(Route::RepositoryUnload {
+                model: "iris".into()
+            })
+        );
+        assert_eq!(
+            route("GET", "/v2/repository/models/iris/load").map_err(|e| e.status()),
+            Err(405)
+        );
+        assert!(Route::RepositoryLoad { model: "m".into() }.is_management());
+        assert!(!Route::ModelList.is_management());
     }
 }

@@ -70,6 +70,97 @@ pub struct Invocation {
     pub lookups: u64,
     /// Of those, keys the store did not hold (their fields took the defaults).
     pub lookup_misses: u64,
+    /// How the guest failed, when it trapped, ran out of time or memory, or answered
+    /// garbage: `timeout`, `memory_limit`, `stack_overflow`, `trap` or `bad_output`.
+    pub guest_failure: Option<&'static str>,
+}
+
+/// The exposition format `/metrics` answers in, negotiated on `Accept`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text (`application/openmetrics-text`), what Prometheus asks for first.
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4 (`text/plain`), for every other client.
+    Text,
+}
+
+impl Format {
+    /// The format an `Accept` header prefers: OpenMetrics when it accepts it with a quality
+    /// at least that of `text/plain` (and of `*/*`), else the plain text format.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let (mut open_metrics, mut text) = (0.0f32, 0.0f32);
+        for range in accept.unwrap_or("").split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            match media.as_str() {
+                "application/openmetrics-text" => open_metrics = open_metrics.max(q),
+                "text/plain" | "text/*" | "*/*" => text = text.max(q),
+                _ => {}
+            }
+        }
+        if open_metrics > 0.0 && open_metrics >= text {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
+    }
+
+    /// The `Content-Type` of a body in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// Rewrites OpenMetrics text (what `prometheus-client` writes) as the Prometheus text format
+/// 0.0.4: a counter family is named with its `_total` suffix, as its samples are, `UNIT` lines
+/// and the closing `# EOF` go, and `info` and `unknown` become `gauge` and `untyped`.
+fn to_text_format(open_metrics: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in open_metrics.lines() {
+        if let Some(name) = line
+            .strip_prefix("# TYPE ")
+            .and_then(|rest| rest.strip_suffix(" counter"))
+        {
+            counters.insert(name.to_owned());
+        }
+    }
+    let mut out = String::with_capacity(open_metrics.len());
+    for line in open_metrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let tail = match tail {
+                    "info" => "gauge",
+                    "unknown" => "untyped",
+                    other => other,
+                };
+                let total = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{prefix}{name}{total} {tail}\n"));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -86,6 +177,19 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    model: String,
+    version: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    model: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     model: String,
     version: String,
@@ -94,9 +198,14 @@ struct ResultLabels {
 
 type Histograms = Family<ModelLabels, Histogram, fn() -> Histogram>;
 
-fn micros() -> Histogram {
+fn seconds() -> Histogram {
     // 10 µs to ~84 s.
-    Histogram::new(exponential_buckets(10.0, 2.0, 24))
+    Histogram::new(exponential_buckets(1e-5, 2.0, 24))
+}
+
+/// Microseconds as the seconds Prometheus's base unit asks for.
+fn secs(us: u64) -> f64 {
+    us as f64 / 1e6
 }
 
 fn bytes() -> Histogram {
@@ -148,6 +257,8 @@ pub struct Metrics {
     compiled_cache: Family<ResultLabels, Counter>,
     model_ready: Family<ModelLabels, Gauge>,
     lookups: Family<ResultLabels, Counter>,
+    guest_failures: Family<ReasonLabels, Counter>,
+    refused: Family<RefusalLabels, Counter>,
     stats: Mutex<BTreeMap<String, ModelStats>>,
 }
 
@@ -167,9 +278,9 @@ impl Metrics {
             success: Family::default(),
             failure: Family::default(),
             compute_infer_us: Family::default(),
-            instantiate_us: histograms(micros),
-            guest_us: histograms(micros),
-            total_us: histograms(micros),
+            instantiate_us: histograms(seconds),
+            guest_us: histograms(seconds),
+            total_us: histograms(seconds),
             memory_bytes: histograms(bytes),
             request_bytes: Family::default(),
             response_bytes: Family::default(),
@@ -177,6 +288,8 @@ impl Metrics {
             compiled_cache: Family::default(),
             model_ready: Family::default(),
             lookups: Family::default(),
+            guest_failures: Family::default(),
+            refused: Family::default(),
             stats: Mutex::new(BTreeMap::new()),
         };
         let r = &mut m.registry;
@@ -201,16 +314,20 @@ impl Metrics {
             m.compute_infer_us.clone(),
         );
         r.register(
-            "instantiate_us",
-            "Store and instance creation, µs",
+            "instantiate_seconds",
+            "Store and instance creation",
             m.instantiate_us.clone(),
         );
         r.register(
-            "guest_us",
-            "Time inside the guest's predict, µs",
+            "guest_seconds",
+            "Time inside the guest's predict",
             m.guest_us.clone(),
         );
-        r.register("request_us", "Whole request, µs", m.total_us.clone());
+        r.register(
+            "request_duration_seconds",
+            "Whole request, body read to response encoded",
+            m.total_us.clone(),
+        );
         r.register(
             "instance_memory_bytes",
             "Instance linear-memory high-water mark, bytes",
@@ -246,7 +363,27 @@ impl Metrics {
             "Keys looked up in the feature store, by result (hit, miss: the default applied)",
             m.lookups.clone(),
         );
+        r.register(
+            "guest_failures",
+            "Invocations whose guest failed, by reason (timeout, memory_limit, stack_overflow, trap, bad_output)",
+            m.guest_failures.clone(),
+        );
+        r.register(
+            "refused_requests",
+            "Requests refused by a limit before reaching a model, by reason (queue_full, queue_timeout, body_too_large, headers_too_large)",
+            m.refused.clone(),
+        );
         m
+    }
+
+    /// Records a request a limit refused; `model` is empty when none was routed to yet.
+    pub fn record_refused(&self, model: &str, reason: &str) {
+        let labels = RefusalLabels {
+            model: model.to_owned(),
+            reason: reason.to_owned(),
+        };
+        self.refused.get_or_create(&labels).inc();
+        tracing::warn!(model, reason, "request refused");
     }
 
     /// Records a model load: whether its compiled code came from the cache, or, for `None`,
@@ -291,13 +428,13 @@ impl Metrics {
             .inc_by(inv.guest_us);
         self.instantiate_us
             .get_or_create(&labels)
-            .observe(inv.instantiate_us as f64);
+            .observe(secs(inv.instantiate_us));
         self.guest_us
             .get_or_create(&labels)
-            .observe(inv.guest_us as f64);
+            .observe(secs(inv.guest_us));
         self.total_us
             .get_or_create(&labels)
-            .observe(inv.total_us as f64);
+            .observe(secs(inv.total_us));
         self.memory_bytes
             .get_or_create(&labels)
             .observe(inv.memory_bytes as f64);
@@ -309,6 +446,14 @@ impl Metrics {
             .inc_by(inv.response_bytes);
         if inv.cold {
             self.cold_starts.get_or_create(&labels).inc();
+        }
+        if let Some(reason) = inv.guest_failure {
+            let labels = ReasonLabels {
+                model: inv.model.clone(),
+                version: inv.version.clone(),
+                reason: reason.to_owned(),
+            };
+            self.guest_failures.get_or_create(&labels).inc();
         }
         for (result, n) in [
             ("hit", inv.lookups.saturating_sub(inv.lookup_misses)),
@@ -356,6 +501,7 @@ impl Metrics {
             compiled_cache = inv.cache.as_str(),
             lookups = inv.lookups,
             lookup_misses = inv.lookup_misses,
+            guest_failure = inv.guest_failure.unwrap_or(""),
             "invocation"
         );
     }
@@ -368,12 +514,50 @@ impl Metrics {
             .unwrap_or_default()
     }
 
-    /// Everything, in the Prometheus text format.
-    pub fn encode(&self) -> String {
+    /// Everything, in `format`.
+    pub fn encode(&self, format: Format) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
-        out
+        match format {
+            Format::OpenMetrics => out,
+            Format::Text => to_text_format(&out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiates_as_prometheus_asks() {
+        // Prometheus 2.x's scrape header.
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(Format::negotiate(None), Format::Text);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Text);
+        assert_eq!(
+            Format::negotiate(Some("text/plain;version=0.0.4")),
+            Format::Text
+        );
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text; q=0.2, text/plain")),
+            Format::Text
+        );
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text; q=0")),
+            Format::Text
+        );
+    }
+
+    #[test]
+    fn text_format_names_counters_with_total() {
+        let open = "# HELP wafer_requests Inference requests.\n# TYPE wafer_requests counter\nwafer_requests_total{model=\"m\"} 1\n# HELP wafer_up Up.\n# TYPE wafer_up gauge\n# UNIT wafer_up x\nwafer_up 1\n# EOF\n";
+        assert_eq!(
+            to_text_format(open),
+            "# HELP wafer_requests_total Inference requests.\n# TYPE wafer_requests_total counter\nwafer_requests_total{model=\"m\"} 1\n# HELP wafer_up Up.\n# TYPE wafer_up gauge\nwafer_up 1\n"
+        );
     }
 }

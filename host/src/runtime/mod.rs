@@ -42,10 +42,23 @@ pub struct Bucket {
     name: String,
 }
 
-/// Tracks the largest linear memory an instance asks for. Limits are the pool's.
-#[derive(Default)]
+/// Tracks the largest linear memory an instance asks for, and refuses growth past the cap
+/// (`--max-memory`), remembering that it did: the guest then fails (its allocator aborts) and
+/// the failure is reported as the memory limit, not as a plain trap.
 struct MemoryWatch {
     high_water: usize,
+    cap: usize,
+    refused: bool,
+}
+
+impl Default for MemoryWatch {
+    fn default() -> Self {
+        MemoryWatch {
+            high_water: 0,
+            cap: usize::MAX,
+            refused: false,
+        }
+    }
 }
 
 impl wasmtime::ResourceLimiter for MemoryWatch {
@@ -55,6 +68,10 @@ impl wasmtime::ResourceLimiter for MemoryWatch {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            self.refused = true;
+            return Ok(false);
+        }
         self.high_water = self.high_water.max(desired);
         Ok(true)
     }
@@ -97,10 +114,15 @@ impl HostState {
         }
     }
 
-    /// A state for one invocation that reads `features` through one snapshot.
-    fn with_features(features: Option<&Arc<FeatureStore>>) -> HostState {
+    /// A state for one invocation that reads `features` through one snapshot, its linear
+    /// memory capped at `max_memory` bytes.
+    fn with_features(features: Option<&Arc<FeatureStore>>, max_memory: usize) -> HostState {
         HostState {
             features: features.map(FeatureStore::snapshot),
+            memory: MemoryWatch {
+                cap: max_memory,
+                ..MemoryWatch::default()
+            },
             ..HostState::new()
         }
     }
@@ -219,7 +241,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
 pub struct PoolLimits {
     /// Instances alive at once, across all models. Requests beyond it wait for a slot.
     pub max_instances: u32,
-    /// Largest linear memory of one instance, in bytes.
+    /// Largest linear memory of one instance, in bytes: growing past it fails the call.
     pub max_memory_bytes: usize,
     /// Longest a guest call may run before it is interrupted.
     pub timeout: Duration,
@@ -247,6 +269,7 @@ pub struct Runtime {
     linker: Linker<HostState>,
     cache: Option<CompiledCache>,
     deadline_ticks: u64,
+    max_memory: usize,
     features: Option<Arc<FeatureStore>>,
 }
 
@@ -310,6 +333,7 @@ impl Runtime {
             linker,
             cache,
             deadline_ticks,
+            max_memory: limits.max_memory_bytes,
             features: None,
         })
     }
@@ -336,12 +360,14 @@ impl Runtime {
             .with_context(|| format!("model \"{name}\" does not export wafer:inference/scorer"))?;
         let mut model = LoadedModel {
             name: name.to_owned(),
+            version: 1,
             engine: self.engine.clone(),
             pre,
             metadata: scoring::ModelMetadata::default(),
             cache,
             cold: AtomicBool::new(true),
             deadline_ticks: self.deadline_ticks,
+            max_memory: self.max_memory,
             features: self.features.clone(),
             digest: format!("{:x}", sha2::Sha256::digest(wasm)),
             spec: None,
@@ -383,6 +409,7 @@ impl Runtime {
 /// A compiled model, ready to instantiate.
 pub struct LoadedModel {
     name: String,
+    version: u64,
     engine: Engine,
     pre: ScoringPre<HostState>,
     metadata: scoring::ModelMetadata,
@@ -390,6 +417,7 @@ pub struct LoadedModel {
     /// No request has instantiated this model yet.
     cold: AtomicBool,
     deadline_ticks: u64,
+    max_memory: usize,
     features: Option<Arc<FeatureStore>>,
     digest: String,
     /// The fitted `features.toml` the component holds, if any.
@@ -411,18 +439,57 @@ pub struct Measured {
     pub instance_predictions: u64,
     /// Times the answering instance parsed its model; 0 with a snapshot.
     pub model_parses: u64,
-    /// The guest ran past its deadline.
-    pub timed_out: bool,
+    /// Why the guest failed, when it trapped or ran past its deadline.
+    pub failure: Option<GuestFailure>,
     /// Keys the guest looked up in the feature store.
     pub lookups: u64,
     /// Of those, the keys the store did not hold.
     pub lookup_misses: u64,
 }
 
+/// How a guest call failed, beyond returning an error: the label metrics count it under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestFailure {
+    /// It ran past the request's deadline and was interrupted.
+    Timeout,
+    /// It asked for more linear memory than the cap and failed.
+    MemoryLimit,
+    /// It overflowed its stack.
+    StackOverflow,
+    /// Any other trap (`unreachable`, a panic, an out-of-bounds access).
+    Trap,
+    /// It returned outputs that are not valid tensors.
+    BadOutput,
+}
+
+impl GuestFailure {
+    /// `timeout`, `memory_limit`, `stack_overflow`, `trap` or `bad_output`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuestFailure::Timeout => "timeout",
+            GuestFailure::MemoryLimit => "memory_limit",
+            GuestFailure::StackOverflow => "stack_overflow",
+            GuestFailure::Trap => "trap",
+            GuestFailure::BadOutput => "bad_output",
+        }
+    }
+}
+
 impl LoadedModel {
     /// The model's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The version it is served as.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The same model, served as `version`.
+    pub fn with_version(mut self, version: u64) -> LoadedModel {
+        self.version = version;
+        self
     }
 
     /// The model's inputs and outputs, as its component reports them.
@@ -457,7 +524,7 @@ impl LoadedModel {
     /// A fresh store and a fresh instance in it. The request deadline is armed only around
     /// `predict`: loading and instantiation are not the guest's time.
     async fn instantiate(&self) -> anyhow::Result<(Store<HostState>, Scoring)> {
-        let state = HostState::with_features(self.features.as_ref());
+        let state = HostState::with_features(self.features.as_ref(), self.max_memory);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(u64::MAX / 2);
@@ -526,34 +593,58 @@ impl LoadedModel {
         store.set_epoch_deadline(u64::MAX / 2);
         measured.guest_us = started.elapsed().as_micros() as u64;
         measured.memory_bytes = store.data().memory.high_water as u64;
+        let memory_refused = store.data().memory.refused;
         if let Some(snapshot) = &store.data().features {
             let (reads, hits) = snapshot.counts();
             measured.lookups = reads;
             measured.lookup_misses = reads.saturating_sub(hits);
         }
-        let result = result.map_err(|e| self.trapped(&e, measured))?;
+        let result = result.map_err(|e| self.trapped(&e, memory_refused, measured))?;
         let stats = scorer
             .call_stats(&mut store)
             .await
-            .map_err(|e| self.trapped(&e, measured))?;
+            .map_err(|e| self.trapped(&e, memory_refused, measured))?;
         measured.instance_predictions = stats.predictions;
         measured.model_parses = stats.model_parses;
-        result
-            .map_err(convert::guest_error)?
+        let outputs = result.map_err(convert::guest_error)?;
+        outputs
             .into_iter()
             .map(host_tensor)
-            .collect()
+            .collect::<Result<_, _>>()
+            .inspect_err(|_| measured.failure = Some(GuestFailure::BadOutput))
     }
 }
 
 impl LoadedModel {
-    /// The error of a call that trapped: a timeout when the deadline interrupted it.
-    fn trapped(&self, e: &wasmtime::Error, measured: &mut Measured) -> ProtocolError {
-        if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
-            measured.timed_out = true;
-            ProtocolError::Timeout(format!("model \"{}\" ran past its deadline", self.name))
-        } else {
-            ProtocolError::Internal(format!("model \"{}\" trapped: {e:#}", self.name))
+    /// The error of a call that trapped, and why: the deadline, the memory cap (the guest
+    /// trapped after a growth was refused), its stack, or any other trap.
+    fn trapped(
+        &self,
+        e: &wasmtime::Error,
+        memory_refused: bool,
+        measured: &mut Measured,
+    ) -> ProtocolError {
+        let trap = e.downcast_ref::<wasmtime::Trap>();
+        let failure = match trap {
+            Some(wasmtime::Trap::Interrupt) => GuestFailure::Timeout,
+            Some(wasmtime::Trap::StackOverflow) => GuestFailure::StackOverflow,
+            _ if memory_refused => GuestFailure::MemoryLimit,
+            _ => GuestFailure::Trap,
+        };
+        measured.failure = Some(failure);
+        let name = &self.name;
+        match failure {
+            GuestFailure::Timeout => {
+                ProtocolError::Timeout(format!("model \"{name}\" ran past its deadline"))
+            }
+            GuestFailure::MemoryLimit => ProtocolError::Internal(format!(
+                "model \"{name}\" needed more than its memory limit of {} bytes",
+                self.max_memory
+            )),
+            GuestFailure::StackOverflow => {
+                ProtocolError::Internal(format!("model \"{name}\" overflowed its stack"))
+            }
+            _ => ProtocolError::Internal(format!("model \"{name}\" trapped: {e:#}")),
         }
     }
 }
@@ -638,9 +729,10 @@ impl Session {
         store.set_epoch_deadline(model.deadline_ticks);
         let result = f(instance.wafer_inference_scorer(), store).await;
         store.set_epoch_deadline(u64::MAX / 2);
+        let memory_refused = store.data().memory.refused;
         result.map_err(|e| {
             self.live = None;
-            model.trapped(&e, &mut Measured::default())
+            model.trapped(&e, memory_refused, &mut Measured::default())
         })
     }
 }

@@ -1,9 +1,13 @@
-//! Serving: the model repository on disk ([`repo`]), `wafer serve`'s KServe v2 HTTP API
-//! ([`server`]), newline-delimited JSON streams ([`stream`]) and the browser page ([`web`]).
+//! Serving: the model repository on disk ([`repo`]) and the models loaded from it, swapped
+//! while serving ([`registry`]); `wafer serve`'s KServe v2 HTTP API ([`server`]) with per-model
+//! admission ([`admission`]); newline-delimited JSON streams ([`stream`]); and the browser page
+//! ([`web`]).
 
+pub mod admission;
+pub mod registry;
 pub mod repo;
 pub mod server;
 pub mod stream;
 pub mod web;
 
-pub use server::{ModelState, ServeConfig, Server, ServerOptions, serve};
+pub use server::{ServeConfig, Server, ServerOptions, serve};

@@ -1,5 +1,10 @@
-//! The model repository: each subfolder holding a `model.onnx` is a model named after it.
-//! [`Loader`] builds and loads a repository's models in parallel, each failing alone.
+//! The model repository: each subfolder holding a model is a model named after it, served as
+//! version 1; a subfolder whose numbered folders hold a model each is a model with versions
+//! (`models/<name>/<version>/model.onnx`, as Triton lays them out), served by its version
+//! policy. A model is a `model.onnx` (with its `features.toml`, if any), built into a
+//! component, or a `model.wasm`: a component already built (by `wafer build`, or any component
+//! exporting `wafer:inference/scorer`), served as it is. [`Loader`] builds and loads models in
+//! parallel, each failing alone.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -11,13 +16,31 @@ use crate::runtime::build::Builder;
 use crate::runtime::cache::CacheOutcome;
 use crate::runtime::{LoadedModel, Runtime};
 
-/// A model found in the repository.
+/// The optional file in a model folder that holds its version policy.
+pub const POLICY_FILE: &str = "wafer.toml";
+
+/// The ONNX model a folder holds, built into a component.
+const ONNX_FILE: &str = "model.onnx";
+
+/// The component a folder holds instead, served as it is.
+const COMPONENT_FILE: &str = "model.wasm";
+
+/// Whether `dir` holds a model itself (not in version folders).
+fn holds_model(dir: &Path) -> bool {
+    dir.join(ONNX_FILE).is_file() || dir.join(COMPONENT_FILE).is_file()
+}
+
+/// One version of a model found in the repository.
 #[derive(Clone, Debug)]
 pub struct ModelSource {
-    /// The folder's name.
+    /// The model folder's name.
     pub name: String,
-    /// The folder.
+    /// The version: its folder's number, or 1 for a model without version folders.
+    pub version: u64,
+    /// The folder holding `model.onnx` (and `features.toml`, if any).
     pub dir: PathBuf,
+    /// Whether the version has its own folder.
+    pub versioned: bool,
 }
 
 impl ModelSource {
@@ -36,51 +59,213 @@ impl ModelSource {
         stores.dedup();
         Ok(stores)
     }
+
+    /// Where its component is built: `<name>.wasm`, or `<name>.v<version>.wasm`.
+    pub fn component_path(&self, build_dir: &Path) -> PathBuf {
+        match self.versioned {
+            false => build_dir.join(format!("{}.wasm", self.name)),
+            true => build_dir.join(format!("{}.v{}.wasm", self.name, self.version)),
+        }
+    }
 }
 
-/// Lists the models of `repo`, sorted by name.
-pub fn scan(repo: &Path) -> anyhow::Result<Vec<ModelSource>> {
+/// Which versions of a model are served (Triton's `version_policy`), from `wafer.toml`:
+/// `version_policy = { latest = 2 }`, `"all"` or `{ specific = [1, 3] }`. The default is the
+/// newest version only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VersionPolicy {
+    /// The `n` highest-numbered versions.
+    Latest(usize),
+    /// Every version.
+    All,
+    /// These versions; each must exist.
+    Specific(Vec<u64>),
+}
+
+impl VersionPolicy {
+    /// The policy a model folder's `wafer.toml` sets, or the default.
+    pub fn of(model_dir: &Path) -> anyhow::Result<VersionPolicy> {
+        let path = model_dir.join(POLICY_FILE);
+        if !path.is_file() {
+            return Ok(VersionPolicy::Latest(1));
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        VersionPolicy::parse(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    fn parse(text: &str) -> anyhow::Result<VersionPolicy> {
+        let table: toml::Table = text.parse()?;
+        if let Some(key) = table.keys().find(|k| *k != "version_policy") {
+            bail!("unknown key \"{key}\" (expected version_policy)");
+        }
+        let expected = "expected version_policy = \"all\", { latest = N } or { specific = [..] }";
+        let Some(policy) = table.get("version_policy") else {
+            return Ok(VersionPolicy::Latest(1));
+        };
+        if policy.as_str() == Some("all") {
+            return Ok(VersionPolicy::All);
+        }
+        let Some(policy) = policy.as_table().filter(|t| t.len() == 1) else {
+            bail!("{expected}");
+        };
+        if let Some(n) = policy.get("latest") {
+            return match n.as_integer() {
+                Some(n) if n >= 1 => Ok(VersionPolicy::Latest(n as usize)),
+                _ => bail!("latest must be a positive integer"),
+            };
+        }
+        if let Some(list) = policy.get("specific").and_then(|l| l.as_array()) {
+            let versions: Option<Vec<u64>> = list
+                .iter()
+                .map(|v| v.as_integer().and_then(|v| u64::try_from(v).ok()))
+                .collect();
+            return match versions {
+                Some(v) if !v.is_empty() => Ok(VersionPolicy::Specific(v)),
+                _ => bail!("specific must list version numbers"),
+            };
+        }
+        bail!("{expected}")
+    }
+
+    /// The versions to serve of those on disk (sorted ascending).
+    fn select(&self, on_disk: &[u64]) -> anyhow::Result<Vec<u64>> {
+        Ok(match self {
+            VersionPolicy::Latest(n) => on_disk[on_disk.len().saturating_sub(*n)..].to_vec(),
+            VersionPolicy::All => on_disk.to_vec(),
+            VersionPolicy::Specific(wanted) => {
+                if let Some(v) = wanted.iter().find(|v| !on_disk.contains(v)) {
+                    bail!("the version policy names version {v}, which has no folder");
+                }
+                let mut wanted = wanted.clone();
+                wanted.sort_unstable();
+                wanted.dedup();
+                wanted
+            }
+        })
+    }
+}
+
+/// Whether `dir` looks like a model folder: a model, or numbered folders holding one.
+pub fn is_model_folder(dir: &Path) -> bool {
+    holds_model(dir) || !version_folders(dir).is_empty()
+}
+
+/// The numbered subfolders of `dir` holding a model, ascending.
+fn version_folders(dir: &Path) -> Vec<u64> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut versions: Vec<u64> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| holds_model(&e.path()))
+        .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
+        .filter(|v| *v > 0)
+        .collect();
+    versions.sort_unstable();
+    versions
+}
+
+/// The model folders of `repo`, by name, sorted. A folder whose name cannot be routed is
+/// skipped, with an error in the log.
+pub fn model_folders(repo: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let entries = std::fs::read_dir(repo)
         .with_context(|| format!("reading the model repository {}", repo.display()))?;
-    let mut models = Vec::new();
+    let mut folders = Vec::new();
     for entry in entries {
         let dir = entry?.path();
-        if !dir.join("model.onnx").is_file() {
+        if !is_model_folder(&dir) {
             continue;
         }
-        // A folder whose name cannot be routed is skipped alone, like any broken model.
-        match source(&dir) {
-            Ok(model) => models.push(model),
+        match folder_name(&dir) {
+            Ok(name) => folders.push((name, dir)),
             Err(e) => {
                 tracing::error!(folder = %dir.display(), error = %format!("{e:#}"), "skipping model folder")
             }
         }
     }
-    if models.is_empty() {
+    folders.sort();
+    Ok(folders)
+}
+
+/// Lists the model versions of `repo` to serve, sorted by name and version. A model whose
+/// folder cannot be read (a bad version policy) is skipped with an error in the log; its
+/// load reports the reason.
+pub fn scan(repo: &Path) -> anyhow::Result<Vec<ModelSource>> {
+    let folders = model_folders(repo)?;
+    if folders.is_empty() {
         bail!(
-            "no model found in {}: expected subfolders holding model.onnx",
+            "no model found in {}: expected subfolders holding model.onnx (or model.wasm), \
+             or numbered version folders holding one",
             repo.display()
         );
     }
-    models.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut models = Vec::new();
+    for (_, dir) in folders {
+        match versions(&dir) {
+            Ok(versions) => models.extend(versions),
+            Err(e) => {
+                tracing::error!(folder = %dir.display(), error = %format!("{e:#}"), "skipping model folder")
+            }
+        }
+    }
     Ok(models)
 }
 
-/// The model a folder holds, named after it.
-pub fn source(dir: &Path) -> anyhow::Result<ModelSource> {
+/// The versions of the model in `dir` that its policy serves, ascending.
+pub fn versions(dir: &Path) -> anyhow::Result<Vec<ModelSource>> {
     let dir = dir
         .canonicalize()
         .with_context(|| format!("no model folder {}", dir.display()))?;
-    if !dir.join("model.onnx").is_file() {
-        bail!("{} holds no model.onnx", dir.display());
+    let name = folder_name(&dir)?;
+    let on_disk = version_folders(&dir);
+    if holds_model(&dir) {
+        if !on_disk.is_empty() {
+            bail!(
+                "{} holds both a model and version folders: keep one layout",
+                dir.display()
+            );
+        }
+        return Ok(vec![ModelSource {
+            name,
+            version: 1,
+            dir,
+            versioned: false,
+        }]);
     }
-    let name = dir
-        .file_name()
+    if on_disk.is_empty() {
+        bail!(
+            "{} holds no model.onnx or model.wasm, and no numbered version folder holding one",
+            dir.display()
+        );
+    }
+    let policy = VersionPolicy::of(&dir)?;
+    Ok(policy
+        .select(&on_disk)?
+        .into_iter()
+        .map(|version| ModelSource {
+            name: name.clone(),
+            version,
+            dir: dir.join(version.to_string()),
+            versioned: true,
+        })
+        .collect())
+}
+
+/// The model a folder holds, named after it: its newest version served.
+pub fn source(dir: &Path) -> anyhow::Result<ModelSource> {
+    versions(dir)?
+        .pop()
+        .with_context(|| format!("{}: the version policy serves no version", dir.display()))
+}
+
+/// A model folder's name, if it can be routed.
+fn folder_name(dir: &Path) -> anyhow::Result<String> {
+    dir.file_name()
         .and_then(|n| n.to_str())
         .filter(|n| valid_name(n))
-        .with_context(|| format!("{} is not a valid model name", dir.display()))?
-        .to_owned();
-    Ok(ModelSource { name, dir })
+        .map(str::to_owned)
+        .with_context(|| format!("{} is not a valid model name", dir.display()))
 }
 
 /// Opens one model, as `wafer predict` and `wafer batch` take it: a model folder (built when
@@ -129,19 +314,25 @@ pub struct Loader {
 }
 
 impl Loader {
-    /// Builds `source`'s component if it is missing or stale, and returns its bytes.
+    /// Builds `source`'s component if it is missing or stale, and returns its bytes; a
+    /// `model.wasm` is read as it is.
     pub async fn build(&self, source: &ModelSource) -> anyhow::Result<Vec<u8>> {
-        let output = self.build_dir.join(format!("{}.wasm", source.name));
+        if !source.dir.join(ONNX_FILE).is_file() {
+            let path = source.dir.join(COMPONENT_FILE);
+            return std::fs::read(&path).with_context(|| format!("reading {}", path.display()));
+        }
+        let output = source.component_path(&self.build_dir);
         self.builder
             .build_if_stale(&source.name, &source.dir, &output)
             .await?;
         std::fs::read(&output).with_context(|| format!("reading {}", output.display()))
     }
 
-    /// Builds and loads one model.
+    /// Builds and loads one model version.
     pub async fn load(&self, source: &ModelSource) -> anyhow::Result<LoadedModel> {
         let wasm = self.build(source).await?;
-        self.runtime.load(&source.name, &wasm).await
+        let model = self.runtime.load(&source.name, &wasm).await?;
+        Ok(model.with_version(source.version))
     }
 
     /// Builds and compiles one model into the compiled cache, without loading it.
@@ -151,16 +342,16 @@ impl Loader {
     }
 
     /// Loads every model in parallel (as many at once as there are cores), each failing
-    /// alone: the results come back in `sources`' order, beside each model's name.
+    /// alone: the results come back in `sources`' order, beside each source.
     pub async fn load_all(
         self: &Arc<Self>,
         sources: Vec<ModelSource>,
-    ) -> Vec<(String, anyhow::Result<LoadedModel>)> {
+    ) -> Vec<(ModelSource, anyhow::Result<LoadedModel>)> {
         in_parallel(sources, |source| {
             let loader = Arc::clone(self);
             async move {
                 let loaded = loader.load(&source).await;
-                (source.name, loaded)
+                (source, loaded)
             }
         })
         .await
@@ -213,8 +404,9 @@ where
     results
 }
 
-/// Model names appear in URLs: letters, digits, `-`, `_` and `.`.
-fn valid_name(name: &str) -> bool {
+/// Model names appear in URLs and name folders: letters, digits, `-`, `_` and `.`, not
+/// starting with `.` (so never `..`).
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('.')
         && name
@@ -233,5 +425,46 @@ mod tests {
         assert!(!valid_name("a b"));
         assert!(!valid_name(".hidden"));
         assert!(!valid_name("a/b"));
+    }
+
+    #[test]
+    fn version_policies() {
+        let parse = VersionPolicy::parse;
+        assert_eq!(parse("").unwrap(), VersionPolicy::Latest(1));
+        assert_eq!(
+            parse("version_policy = \"all\"").unwrap(),
+            VersionPolicy::All
+        );
+        assert_eq!(
+            parse("version_policy = { latest = 2 }").unwrap(),
+            VersionPolicy::Latest(2)
+        );
+        assert_eq!(
+            parse("version_policy = { specific = [3, 1] }").unwrap(),
+            VersionPolicy::Specific(vec![3, 1])
+        );
+        for bad in [
+            "version_policy = { latest = 0 }",
+            "version_policy = \"newest\"",
+            "version_policy = { specific = [] }",
+            "version_policy = { latest = 1, all = true }",
+            "versions = 2",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        let on_disk = [1, 2, 5];
+        assert_eq!(VersionPolicy::Latest(2).select(&on_disk).unwrap(), [2, 5]);
+        assert_eq!(
+            VersionPolicy::Latest(9).select(&on_disk).unwrap(),
+            [1, 2, 5]
+        );
+        assert_eq!(VersionPolicy::All.select(&on_disk).unwrap(), [1, 2, 5]);
+        assert_eq!(
+            VersionPolicy::Specific(vec![5, 1])
+                .select(&on_disk)
+                .unwrap(),
+            [1, 5]
+        );
+        assert!(VersionPolicy::Specific(vec![3]).select(&on_disk).is_err());
     }
 }

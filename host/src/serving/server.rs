@@ -1,10 +1,14 @@
-//! `wafer serve`: the KServe v2 REST API over hyper, one fresh instance per request.
+//! `wafer serve`: the KServe v2 REST API over hyper, one fresh instance per request; Triton's
+//! repository extension behind a bearer token; per-model admission; limits on heads and
+//! bodies; and a drain on SIGTERM.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -18,11 +22,13 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use wafer_protocol::{self as protocol, ProtocolError, Route, ndjson};
 
-use crate::monitoring::{Invocation, Metrics, Outcome};
-use crate::runtime::{LoadedModel, Measured};
-use crate::serving::repo::{Loader, ModelSource};
+use crate::monitoring::{Format, Invocation, Metrics, Outcome};
+use crate::runtime::{GuestFailure, LoadedModel, Measured};
+use crate::serving::admission::{Admission, Limits, Refusal, Slot};
+use crate::serving::registry::Registry;
+use crate::serving::repo::{self, Loader};
 
-/// The largest request body accepted, in bytes.
+/// The largest request body accepted by default, in bytes.
 pub const MAX_BODY: usize = 64 << 20;
 
 /// The content type of a streamed inference: one record, row or v2 request per line in, one
@@ -63,145 +69,266 @@ pub struct ServeConfig {
     /// Exit with an error, before listening, when any model cannot be loaded (for CI
     /// pipelines). Otherwise that model answers 503 and the others serve.
     pub exit_on_error: bool,
+    /// Poll the repository this often and reload the models whose folders change.
+    pub watch: Option<Duration>,
 }
 
-/// Loads every model of `sources` (in parallel, each failing alone), then serves them until
-/// ctrl-c.
-pub async fn serve(
-    loader: Arc<Loader>,
-    sources: Vec<ModelSource>,
-    config: ServeConfig,
-) -> anyhow::Result<()> {
-    let mut models = Vec::new();
-    for (name, loaded) in loader.load_all(sources).await {
-        let state = match loaded {
-            Ok(model) => ModelState::Ready(Box::new(model)),
-            Err(e) => {
-                let reason = format!("{e:#}");
-                if config.exit_on_error {
-                    anyhow::bail!("model \"{name}\" could not be loaded: {reason}");
-                }
-                tracing::error!(
-                    model = name,
-                    reason,
-                    "model unavailable; serving the others"
-                );
-                ModelState::Unavailable(reason)
-            }
-        };
-        models.push((name, state));
+/// Loads every model of the repository `repo` (in parallel, each failing alone), then serves
+/// them until SIGTERM or ctrl-c, and drains.
+pub async fn serve(loader: Arc<Loader>, repo: PathBuf, config: ServeConfig) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let registry = Arc::new(Registry::open(repo, loader, Arc::clone(&metrics)).await);
+    if config.exit_on_error && !registry.all_ready() {
+        let index = registry.index();
+        anyhow::bail!("some models could not be loaded: {index}");
+    }
+    if let Some(interval) = config.watch {
+        tokio::spawn(Arc::clone(&registry).watch(interval));
     }
     let listener = TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("binding {}", config.addr))?;
-    Arc::new(Server::new(models, config.options))
-        .run(listener)
+    Arc::new(Server::new(registry, metrics, config.options))
+        .run(listener, shutdown_signal())
         .await
 }
 
-/// A model of the repository: loaded, or unavailable with the reason its build or load failed.
-/// An unavailable model answers 503 naming that reason; the others serve.
-pub enum ModelState {
-    /// Compiled and ready to instantiate.
-    Ready(Box<LoadedModel>),
-    /// Could not be built or loaded.
-    Unavailable(String),
+/// SIGTERM (what Kubernetes sends) or ctrl-c.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }
 
 /// How the server answers, beyond its models.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ServerOptions {
     /// Instances running at once, across all models.
     pub max_instances: usize,
     /// Triton's strict readiness: `/v2/health/ready` is false while any model is unavailable.
     /// Relaxed, it is true once the server listens.
     pub strict_readiness: bool,
+    /// Per-model concurrency, queue and wait deadline.
+    pub admission: Limits,
+    /// The largest request body, in bytes.
+    pub max_body: usize,
+    /// The largest request head (request line and headers), in bytes.
+    pub max_header_bytes: usize,
+    /// How long requests in flight may take to finish after SIGTERM.
+    pub drain_timeout: Duration,
+    /// The bearer token of the repository API; without one, the API is off (404).
+    pub admin_token: Option<String>,
 }
 
-/// The models served and the bound on concurrent instances.
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_instances: 64,
+            strict_readiness: true,
+            admission: Limits {
+                concurrency: 64,
+                queue: 256,
+                wait: Duration::from_secs(5),
+            },
+            max_body: MAX_BODY,
+            max_header_bytes: 16 << 10,
+            drain_timeout: Duration::from_secs(30),
+            admin_token: None,
+        }
+    }
+}
+
+/// The models served, the bounds on what runs, and the state of a shutdown.
 pub struct Server {
-    models: BTreeMap<String, ModelState>,
+    registry: Arc<Registry>,
     permits: Semaphore,
-    metrics: Metrics,
-    strict_readiness: bool,
+    admission: Admission,
+    metrics: Arc<Metrics>,
+    options: ServerOptions,
+    /// Set on SIGTERM: readiness turns false while requests drain.
+    draining: AtomicBool,
 }
 
 impl Server {
-    /// A server for `models`, by name.
-    pub fn new(models: Vec<(String, ModelState)>, options: ServerOptions) -> Server {
-        let models: BTreeMap<String, ModelState> = models.into_iter().collect();
-        let metrics = Metrics::new();
-        for (name, state) in &models {
-            let cache = match state {
-                ModelState::Ready(m) => Some(m.cache()),
-                ModelState::Unavailable(_) => None,
-            };
-            metrics.record_load(name, protocol::MODEL_VERSION, cache);
-        }
+    /// A server for the models of `registry`.
+    pub fn new(registry: Arc<Registry>, metrics: Arc<Metrics>, options: ServerOptions) -> Server {
         Server {
-            models,
+            registry,
             permits: Semaphore::new(options.max_instances),
+            admission: Admission::new(options.admission),
             metrics,
-            strict_readiness: options.strict_readiness,
+            options,
+            draining: AtomicBool::new(false),
         }
     }
 
     /// Whether `/v2/health/ready` answers true.
     fn ready(&self) -> bool {
-        !self.strict_readiness
-            || self
-                .models
-                .values()
-                .all(|m| matches!(m, ModelState::Ready(_)))
+        !self.draining.load(Ordering::Relaxed)
+            && (!self.options.strict_readiness || self.registry.all_ready())
     }
 
-    /// The loaded model `name`: 404 when the repository has no such model, 503 with the reason
-    /// when it could not be loaded.
-    fn model(&self, name: &str) -> Result<&LoadedModel, ProtocolError> {
-        match self.models.get(name) {
-            Some(ModelState::Ready(m)) => Ok(m),
-            Some(ModelState::Unavailable(reason)) => Err(ProtocolError::ModelUnavailable {
-                model: name.to_owned(),
-                reason: reason.clone(),
-            }),
-            None => Err(ProtocolError::ModelNotFound(name.to_owned())),
-        }
+    /// The version of `name` a request asks for.
+    fn model(&self, name: &str, version: Option<&str>) -> Result<Arc<LoadedModel>, ProtocolError> {
+        self.registry.resolve(name, version)
     }
 
-    /// Serves connections on `listener` until the process ends or ctrl-c.
-    pub async fn run(self: Arc<Self>, listener: TcpListener) -> anyhow::Result<()> {
+    /// Serves connections on `listener` until `shutdown` completes. Then readiness turns
+    /// false, the listener closes (new connections are refused), every connection finishes
+    /// the request it is answering and closes, and this returns once they have, or after the
+    /// drain timeout.
+    pub async fn run(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         // The line tests and scripts wait for; it carries the real port when binding to :0.
         println!("wafer listening on http://{addr}");
-        tracing::info!(%addr, models = ?self.models.keys().collect::<Vec<_>>(), ready = self.ready(), "serving");
+        tracing::info!(%addr, models = ?self.registry.models().keys().collect::<Vec<_>>(), ready = self.ready(), "serving");
+        let (drain, draining) = tokio::sync::watch::channel(false);
+        let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => accepted?,
-                _ = tokio::signal::ctrl_c() => {
-                    tracing::info!("shutting down");
-                    return Ok(());
-                }
-            };
-            let server = Arc::clone(&self);
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let server = Arc::clone(&server);
-                    async move {
-                        if is_ndjson(&req) {
-                            return Ok::<_, Infallible>(server.stream(req));
-                        }
-                        Ok(server.handle(req, peer).await.map(Either::Left))
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors, say: wait rather than spin or die.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
                     }
-                });
-                if let Err(e) = http1::Builder::new()
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!(%peer, error = %e, "connection closed with an error");
-                }
-            });
+                },
+                () = &mut shutdown => break,
+            };
+            tokio::spawn(Arc::clone(&self).connection(stream, peer, draining.clone()));
         }
+        self.draining.store(true, Ordering::Relaxed);
+        drop(listener);
+        let open = drain.receiver_count() - 1;
+        tracing::info!(
+            connections = open,
+            timeout_ms = self.options.drain_timeout.as_millis() as u64,
+            "shutting down: draining"
+        );
+        let _ = drain.send(true);
+        let drained = tokio::time::timeout(self.options.drain_timeout, drain.closed()).await;
+        match drained {
+            Ok(()) => tracing::info!("drained; exiting"),
+            Err(_) => tracing::warn!(
+                connections = drain.receiver_count(),
+                "drain timeout: closing the connections still open"
+            ),
+        }
+        Ok(())
+    }
+
+    /// Serves one connection; when `draining` turns true, finishes the request in flight and
+    /// closes. Dropping `draining` tells the drain this connection is done.
+    async fn connection(
+        self: Arc<Self>,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        mut draining: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let server = Arc::clone(&self);
+        let service = service_fn(move |req: Request<Incoming>| {
+            let server = Arc::clone(&server);
+            async move {
+                if let Err(e) = server.check_head(&req) {
+                    return Ok::<_, Infallible>(server.refuse(e, "", "headers_too_large"));
+                }
+                if is_ndjson(&req) {
+                    return Ok(server.stream(req));
+                }
+                Ok(server.handle(req, peer).await.map(Either::Left))
+            }
+        });
+        // hyper's own limit on a request head is above ours, so that ours answers first, with
+        // a JSON error that the metrics count.
+        let buffer = (self.options.max_header_bytes * 4).max(64 << 10);
+        let conn = http1::Builder::new()
+            .keep_alive(true)
+            .max_buf_size(buffer)
+            .serve_connection(TokioIo::new(stream), service);
+        let mut conn = std::pin::pin!(conn);
+        let mut closing = *draining.borrow();
+        if closing {
+            conn.as_mut().graceful_shutdown();
+        }
+        let result = loop {
+            if closing {
+                break conn.as_mut().await;
+            }
+            tokio::select! {
+                result = conn.as_mut() => break result,
+                _ = draining.changed() => {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(%peer, error = %e, "connection closed with an error");
+        }
+    }
+
+    /// Refuses a request whose head is over the limit.
+    fn check_head(&self, req: &Request<Incoming>) -> Result<(), ProtocolError> {
+        let limit = self.options.max_header_bytes;
+        let head = req.uri().to_string().len()
+            + req
+                .headers()
+                .iter()
+                .map(|(k, v)| k.as_str().len() + v.len() + 4)
+                .sum::<usize>();
+        if head > limit {
+            return Err(ProtocolError::HeadersTooLarge { limit });
+        }
+        Ok(())
+    }
+
+    /// The answer of a request a limit refused, counted under `reason`.
+    fn refuse(&self, e: ProtocolError, model: &str, reason: &str) -> Response<Body> {
+        self.metrics.record_refused(model, reason);
+        error_response(&e).map(Either::Left)
+    }
+
+    /// The bearer token check of the management routes: 404 when they are off, 401 without
+    /// the right token.
+    fn authorize(&self, req: &Request<Incoming>, route: &Route) -> Result<(), ProtocolError> {
+        let Some(token) = &self.options.admin_token else {
+            return Err(ProtocolError::RouteNotFound {
+                method: req.method().to_string(),
+                path: req.uri().path().to_owned(),
+            });
+        };
+        let given = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same_secret(given.trim().as_bytes(), token.as_bytes()) {
+            tracing::warn!(?route, "management request without the admin token");
+            return Err(ProtocolError::Unauthorized);
+        }
+        Ok(())
     }
 
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
@@ -211,10 +338,11 @@ impl Server {
         let mut call = Call::default();
         let result = self.respond(req, &mut call).await;
         let mut header_length = None;
+        let mut headers = Vec::new();
         let (status, body, content_type) = match result {
             Ok(Reply::Json(body)) => (200, body, "application/json"),
             Ok(Reply::JsonStatus(status, body)) => (status, body, "application/json"),
-            Ok(Reply::Text(body)) => (200, body.into_bytes(), "text/plain; version=0.0.4"),
+            Ok(Reply::Metrics(format, body)) => (200, body.into_bytes(), format.content_type()),
             Ok(Reply::Infer(r)) => {
                 header_length = r.header_length;
                 let content_type = match header_length {
@@ -223,13 +351,20 @@ impl Server {
                 };
                 (200, r.body, content_type)
             }
-            Err(e) => (e.status(), e.body(), "application/json"),
+            Err(e) => {
+                headers = e.headers();
+                if let Some(reason) = refusal_reason(&e, call.refusal) {
+                    self.metrics
+                        .record_refused(call.model_name.as_deref().unwrap_or(""), reason);
+                }
+                (e.status(), e.body(), "application/json")
+            }
         };
         tracing::debug!(
             %peer, %method, %path, status, micros = started.elapsed().as_micros() as u64,
             "request"
         );
-        if let Some(model) = call.model {
+        if let Some(model) = &call.model {
             let reason = (status != 200)
                 .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
                 .flatten()
@@ -239,6 +374,9 @@ impl Server {
         let mut response = Response::builder()
             .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
             .header("content-type", content_type);
+        for (name, value) in headers {
+            response = response.header(name, value);
+        }
         if let Some(n) = header_length {
             response = response.header(protocol::binary::HEADER_LENGTH, n);
         }
@@ -262,20 +400,20 @@ impl Server {
         model: &LoadedModel,
         status: u16,
         reason: Option<String>,
-        call: &Call<'_>,
+        call: &Call,
         started: Instant,
         response_bytes: usize,
     ) {
         let m = call.measured;
         let outcome = match status {
             200 => Outcome::Ok,
-            _ if m.timed_out => Outcome::Timeout,
+            _ if m.failure == Some(GuestFailure::Timeout) => Outcome::Timeout,
             400..=499 => Outcome::ClientError,
             _ => Outcome::GuestError,
         };
         self.metrics.record(&Invocation {
             model: model.name().to_owned(),
-            version: protocol::MODEL_VERSION.to_owned(),
+            version: model.version().to_string(),
             instantiate_us: m.instantiate_us,
             guest_us: m.guest_us,
             total_us: started.elapsed().as_micros() as u64,
@@ -288,41 +426,44 @@ impl Server {
             cache: model.cache(),
             lookups: m.lookups,
             lookup_misses: m.lookup_misses,
+            guest_failure: m.failure.map(GuestFailure::as_str),
         });
+    }
+
+    /// A slot of `model` and one of the instance pool, or 503 when the model is overloaded.
+    async fn admit(
+        &self,
+        model: &str,
+        call: &mut Call,
+    ) -> Result<(Slot, tokio::sync::SemaphorePermit<'_>), ProtocolError> {
+        let slot = self.admission.admit(model).await.map_err(|(e, refusal)| {
+            call.refusal = Some(refusal);
+            e
+        })?;
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| ProtocolError::Internal("server is shutting down".into()))?;
+        Ok((slot, permit))
     }
 
     /// Answers a streamed inference (`application/x-ndjson`) line by line, as the lines arrive.
     /// Each line is one invocation in the metrics.
     fn stream(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
-        let error = |e: ProtocolError| {
-            Response::builder()
-                .status(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST))
-                .header("content-type", "application/json")
-                .body(Either::Left(Full::new(Bytes::from(e.body()))))
-                .unwrap_or_else(|_| Response::new(Either::Left(Full::new(Bytes::new()))))
+        let model = match protocol::route(req.method().as_str(), req.uri().path()) {
+            Ok(Route::Infer { model, version }) => self.model(&model, version.as_deref()),
+            Ok(_) => Err(ProtocolError::InvalidRequest(format!(
+                "only .../infer takes {NDJSON}"
+            ))),
+            Err(e) => Err(e),
         };
-        let name = match protocol::route(req.method().as_str(), req.uri().path()) {
-            Ok(Route::Infer { model, version }) => {
-                let found = self
-                    .model(&model)
-                    .and_then(|m| protocol::check_version(m.name(), version.as_deref()));
-                if let Err(e) = found {
-                    return error(e);
-                }
-                model
-            }
-            Ok(_) => {
-                return error(ProtocolError::InvalidRequest(format!(
-                    "only .../infer takes {NDJSON}"
-                )));
-            }
-            Err(e) => return error(e),
+        let model = match model {
+            Ok(model) => model,
+            Err(e) => return error_response(&e).map(Either::Left),
         };
         let (answers, body) = tokio::sync::mpsc::channel(STREAM_ANSWERS);
         tokio::spawn(async move {
-            let Ok(model) = self.model(&name) else {
-                return;
-            };
             let mut request = req.into_body();
             let mut lines = ndjson::Lines::default();
             let mut ended = false;
@@ -337,7 +478,7 @@ impl Server {
                     Some(Err(_)) | None => ended = true,
                 }
                 while let Some((number, line)) = lines.next_line() {
-                    if !self.answer(model, number, line, &answers).await {
+                    if !self.answer(&model, number, line, &answers).await {
                         return; // The client stopped reading: stop the work.
                     }
                 }
@@ -347,7 +488,7 @@ impl Server {
                 }
             }
             if let Some((number, line)) = lines.rest() {
-                self.answer(model, number, line, &answers).await;
+                self.answer(&model, number, line, &answers).await;
             }
         });
         Response::builder()
@@ -357,26 +498,35 @@ impl Server {
             .unwrap_or_else(|_| Response::new(Either::Left(Full::new(Bytes::new()))))
     }
 
-    /// Answers one streamed line; false once the client has stopped reading.
+    /// Answers one streamed line; false once the client has stopped reading. A line the
+    /// model's admission refuses is answered with the overload error.
     async fn answer(
         &self,
-        model: &LoadedModel,
+        model: &Arc<LoadedModel>,
         number: u64,
         line: &[u8],
         answers: &tokio::sync::mpsc::Sender<Bytes>,
     ) -> bool {
         let started = Instant::now();
-        let Ok(_permit) = self.permits.acquire().await else {
-            return false;
+        let mut call = Call {
+            model: Some(Arc::clone(model)),
+            request_bytes: line.len() as u64,
+            ..Call::default()
         };
-        let Some(answer) = crate::serving::stream::answer_line(model, number, line).await else {
+        let answer = match self.admit(model.name(), &mut call).await {
+            Ok(_admitted) => crate::serving::stream::answer_line(model, number, line).await,
+            Err(e) => {
+                if let Some(reason) = refusal_reason(&e, call.refusal) {
+                    self.metrics.record_refused(model.name(), reason);
+                }
+                let bytes = ndjson::answer(number, Err(&e));
+                return answers.send(Bytes::from(bytes)).await.is_ok();
+            }
+        };
+        let Some(answer) = answer else {
             return !answers.is_closed();
         };
-        let call = Call {
-            model: Some(model),
-            request_bytes: line.len() as u64,
-            measured: answer.measured,
-        };
+        call.measured = answer.measured;
         let (status, reason) = match &answer.error {
             None => (200, None),
             Some(e) => (e.status(), Some(e.to_string())),
@@ -385,12 +535,16 @@ impl Server {
         answers.send(Bytes::from(answer.bytes)).await.is_ok()
     }
 
-    async fn respond<'a>(
-        &'a self,
+    async fn respond(
+        &self,
         req: Request<Incoming>,
-        call: &mut Call<'a>,
+        call: &mut Call,
     ) -> Result<Reply, ProtocolError> {
         let route = protocol::route(req.method().as_str(), req.uri().path())?;
+        call.model_name = route.model().map(str::to_owned);
+        if route.is_management() {
+            self.authorize(&req, &route)?;
+        }
         // Read the whole body before answering anything, so that a client still sending it
         // never sees the connection closed under it.
         let header_length = protocol::binary::header_length(
@@ -398,22 +552,40 @@ impl Server {
                 .get(protocol::binary::HEADER_LENGTH)
                 .map(|v| v.as_bytes()),
         )?;
+        let accept = req
+            .headers()
+            .get(hyper::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = match route {
-            Route::Infer { .. } | Route::V1Predict { .. } => read_body(req).await?,
+            Route::Infer { .. } | Route::V1Predict { .. } => {
+                read_body(req, self.options.max_body).await?
+            }
             _ => Bytes::new(),
         };
         let json = |v: serde_json::Value| Ok(Reply::Json(protocol::to_json(&v)));
-        let model = match route.model().map(|name| (name, self.model(name))) {
-            // Ready answers "no" for an unavailable model, with the reason, rather than failing.
-            Some((name, Err(e @ ProtocolError::ModelUnavailable { .. })))
-                if matches!(route, Route::ModelReady { .. }) =>
-            {
-                let body =
-                    serde_json::json!({ "name": name, "ready": false, "error": e.to_string() });
-                return Ok(Reply::JsonStatus(e.status(), protocol::to_json(&body)));
+        let model = match &route {
+            Route::ModelMetadata { model, version }
+            | Route::ModelReady { model, version }
+            | Route::ModelStats { model, version }
+            | Route::Infer { model, version } => {
+                match self.model(model, version.as_deref()) {
+                    Ok(m) => Some(m),
+                    // Ready answers "no" for an unavailable model, with the reason, rather
+                    // than failing.
+                    Err(e @ ProtocolError::ModelUnavailable { .. })
+                        if matches!(route, Route::ModelReady { .. }) =>
+                    {
+                        let body = serde_json::json!({
+                            "name": model, "ready": false, "error": e.to_string()
+                        });
+                        return Ok(Reply::JsonStatus(e.status(), protocol::to_json(&body)));
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            Some((_, found)) => Some(found?),
-            None => None,
+            Route::V1Predict { model } => Some(self.model(model, None)?),
+            _ => None,
         };
         match (route, model) {
             (Route::Live, _) => json(serde_json::json!({ "live": true })),
@@ -423,63 +595,71 @@ impl Server {
                 Ok(Reply::JsonStatus(if ready { 200 } else { 503 }, body))
             }
             (Route::ServerMetadata, _) => {
-                Ok(Reply::Json(protocol::to_json(&protocol::server_metadata())))
+                let mut metadata = protocol::server_metadata();
+                if self.options.admin_token.is_some() {
+                    metadata.extensions.push("model_repository".to_owned());
+                }
+                Ok(Reply::Json(protocol::to_json(&metadata)))
             }
-            (Route::ModelList, _) => json(protocol::model_list(self.models.iter().map(
-                |(name, state)| match state {
-                    ModelState::Ready(_) => (name.as_str(), None),
-                    ModelState::Unavailable(reason) => (name.as_str(), Some(reason.as_str())),
-                },
-            ))),
-            (Route::Metrics, _) => Ok(Reply::Text(self.metrics.encode())),
-            (Route::ModelMetadata { version, .. }, Some(m)) => {
-                protocol::check_version(m.name(), version.as_deref())?;
-                Ok(Reply::Json(protocol::to_json(&protocol::model_metadata(
-                    m.metadata(),
-                ))))
+            (Route::ModelList, _) => json(self.registry.list()),
+            (Route::Metrics, _) => {
+                let format = Format::negotiate(accept.as_deref());
+                Ok(Reply::Metrics(format, self.metrics.encode(format)))
             }
-            (Route::ModelReady { version, .. }, Some(m)) => {
-                protocol::check_version(m.name(), version.as_deref())?;
+            (Route::RepositoryIndex, _) => json(self.registry.index()),
+            (Route::RepositoryLoad { model }, _) => {
+                if !repo::valid_name(&model) {
+                    return Err(ProtocolError::InvalidRequest(format!(
+                        "\"{model}\" is not a valid model name"
+                    )));
+                }
+                match self.registry.load(&model).await {
+                    Ok(()) => json(serde_json::json!({})),
+                    Err(reason) => Err(ProtocolError::InvalidRequest(format!(
+                        "failed to load \"{model}\": {reason}"
+                    ))),
+                }
+            }
+            (Route::RepositoryUnload { model }, _) => {
+                self.registry.unload(&model).await?;
+                json(serde_json::json!({}))
+            }
+            (Route::ModelMetadata { model, .. }, Some(m)) => {
+                let mut metadata = protocol::model_metadata(m.metadata());
+                metadata.versions = self.versions(&model);
+                Ok(Reply::Json(protocol::to_json(&metadata)))
+            }
+            (Route::ModelReady { .. }, Some(m)) => {
                 json(serde_json::json!({ "name": m.name(), "ready": true }))
             }
-            (Route::ModelStats { version, .. }, Some(m)) => {
-                protocol::check_version(m.name(), version.as_deref())?;
+            (Route::ModelStats { .. }, Some(m)) => {
                 let stats = self.metrics.stats(m.name());
                 json(serde_json::json!({
                     "name": m.name(),
-                    "version": protocol::MODEL_VERSION,
+                    "version": m.version().to_string(),
                     "compiled_cache": m.cache().as_str(),
                     "stats": stats,
                 }))
             }
             (Route::V1Predict { .. }, Some(m)) => {
-                call.model = Some(m);
+                call.model = Some(Arc::clone(&m));
                 call.request_bytes = body.len() as u64;
                 let instances = protocol::v1_instances(&body)?;
-                let _permit = self
-                    .permits
-                    .acquire()
-                    .await
-                    .map_err(|_| ProtocolError::Internal("server is shutting down".into()))?;
+                let _admitted = self.admit(m.name(), call).await?;
                 let (outputs, measured) = m.predict_records(instances, &[]).await;
                 call.measured = measured;
                 Ok(Reply::Json(protocol::encode_v1_response(&outputs?)))
             }
-            (Route::Infer { version, .. }, Some(m)) => {
-                call.model = Some(m);
+            (Route::Infer { .. }, Some(m)) => {
+                call.model = Some(Arc::clone(&m));
                 call.request_bytes = body.len() as u64;
-                protocol::check_version(m.name(), version.as_deref())?;
                 let request = protocol::decode_infer_request(&body, header_length)?;
-                let _permit = self
-                    .permits
-                    .acquire()
-                    .await
-                    .map_err(|_| ProtocolError::Internal("server is shutting down".into()))?;
+                let _admitted = self.admit(m.name(), call).await?;
                 let (outputs, measured) = m.predict(request.inputs, &request.outputs).await;
                 call.measured = measured;
                 Ok(Reply::Infer(protocol::encode_infer_response(
                     m.name(),
-                    Some(protocol::MODEL_VERSION),
+                    Some(&m.version().to_string()),
                     request.id,
                     outputs?,
                     &request.binary,
@@ -490,6 +670,15 @@ impl Server {
             ))),
         }
     }
+
+    /// The ready versions of `model`, as strings.
+    fn versions(&self, model: &str) -> Vec<String> {
+        self.registry
+            .models()
+            .get(model)
+            .map(|m| m.ready_versions().iter().map(u64::to_string).collect())
+            .unwrap_or_default()
+    }
 }
 
 /// A successful answer's body.
@@ -497,17 +686,56 @@ enum Reply {
     Json(Vec<u8>),
     /// JSON under another status than 200: readiness that says no.
     JsonStatus(u16, Vec<u8>),
-    Text(String),
+    /// `/metrics`, in the format the client asked for.
+    Metrics(Format, String),
     /// An inference response: JSON, or JSON and binary tensor data.
     Infer(protocol::EncodedResponse),
 }
 
-/// What an inference request touched, for its metrics record.
+/// What a request touched, for its metrics record.
 #[derive(Default)]
-struct Call<'a> {
-    model: Option<&'a LoadedModel>,
+struct Call {
+    /// The model the route names, resolved or not.
+    model_name: Option<String>,
+    /// The model version that ran it.
+    model: Option<Arc<LoadedModel>>,
     request_bytes: u64,
     measured: Measured,
+    /// Why admission refused it, if it did.
+    refusal: Option<Refusal>,
+}
+
+/// The metrics label of a request a limit refused, if `e` is one.
+fn refusal_reason(e: &ProtocolError, refusal: Option<Refusal>) -> Option<&'static str> {
+    match e {
+        ProtocolError::PayloadTooLarge { .. } => Some("body_too_large"),
+        ProtocolError::HeadersTooLarge { .. } => Some("headers_too_large"),
+        ProtocolError::Overloaded { .. } => refusal.map(Refusal::as_str),
+        _ => None,
+    }
+}
+
+/// The response of an error: its status, headers and `{"error"}` body.
+fn error_response(e: &ProtocolError) -> Response<Full<Bytes>> {
+    let mut response = Response::builder()
+        .status(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST))
+        .header("content-type", "application/json");
+    for (name, value) in e.headers() {
+        response = response.header(name, value);
+    }
+    response
+        .body(Full::new(Bytes::from(e.body())))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+/// Compares two secrets in time that depends on their lengths only.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 /// Whether a request streams newline-delimited JSON.
@@ -518,17 +746,39 @@ fn is_ndjson(req: &Request<Incoming>) -> bool {
         .is_some_and(|v| v.starts_with(NDJSON))
 }
 
-/// Reads a request body of at most [`MAX_BODY`] bytes.
-async fn read_body(req: Request<Incoming>) -> Result<Bytes, ProtocolError> {
-    let collected = Limited::new(req.into_body(), MAX_BODY)
+/// Reads a request body of at most `limit` bytes.
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ProtocolError> {
+    let too_large = ProtocolError::PayloadTooLarge { limit };
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large);
+    }
+    let collected = Limited::new(req.into_body(), limit)
         .collect()
         .await
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
-                ProtocolError::PayloadTooLarge { limit: MAX_BODY }
+                too_large.clone()
             } else {
                 ProtocolError::InvalidRequest(format!("cannot read body: {e}"))
             }
         })?;
     Ok(collected.to_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"s3cret", b"s3cret"));
+        assert!(!same_secret(b"s3cre", b"s3cret"));
+        assert!(!same_secret(b"s3creT", b"s3cret"));
+        assert!(!same_secret(b"", b"s3cret"));
+    }
 }

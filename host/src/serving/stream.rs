@@ -114,10 +114,11 @@ pub async fn respond(
         },
         Input::Records(records) => (model.predict_records(records, &[]).await, None),
     };
+    let version = model.version().to_string();
     let body = outputs.map(|outputs| {
         protocol::encode_infer_response(
             model.name(),
-            Some(protocol::MODEL_VERSION),
+            Some(&version),
             id,
             outputs,
             &protocol::BinaryOutputs::default(),
