@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the whole test suite on a fresh machine: adds the wasm targets, installs the pinned
+# Runs the whole test suite on a fresh machine: adds the wasm targets, installs promtool, the pinned
 # tritonclient in tools/.venv-client and pandas in tools/.venv-batch, the ONNX node tests' cases
 # and the browser build (with wasm-bindgen-cli, Chromium and the npm packages it is tested with),
 # then tests. `wasmtime serve` (wasmtime-cli 48.0.8's command) is the workspace's
@@ -26,6 +26,11 @@ fi
 index=target/node-tests/index.json
 if [ ! -f "$index" ] || [ tools/node_tests.py -nt "$index" ] || [ tools/requirements-nodes.txt -nt "$index" ]; then
   python3 tools/node_tests.py target/node-tests
+fi
+# promtool (Debian's prometheus package): tests/all/metrics.rs checks /metrics with it.
+if ! command -v promtool >/dev/null; then
+  apt-get install -y -q --no-install-recommends prometheus >/dev/null \
+    || { apt-get update -q && apt-get install -y -q --no-install-recommends prometheus >/dev/null; }
 fi
 # The browser build and what the browser test drives it with (wasm-bindgen-cli, binaryen,
 # Chromium, Playwright's driver); tests/all/browser.rs writes its own model bundles.

@@ -2,6 +2,7 @@
 //! on 127.0.0.1, and the real `wasmtime serve`. Expected numbers come from the committed
 //! scikit-learn and onnxruntime fixtures under `models/`.
 
+mod bad_input;
 mod batch;
 mod browser;
 mod cli;

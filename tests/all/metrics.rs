@@ -3,7 +3,9 @@
 
 use serde_json::Value;
 
-use crate::support::{Server, build_dir, fixture, get, infer_request, post, target_dir, wafer};
+use crate::support::{
+    Server, build_dir, fixture, get, infer_request, post, request, target_dir, wafer, wafer_server,
+};
 
 #[test]
 fn metrics_count_every_invocation_and_log_it() {
@@ -163,4 +165,67 @@ fn a_guest_past_its_deadline_is_interrupted_and_counted_as_a_timeout() {
     let stats = get(&format!("{}/v2/models/digits_wide/stats", server.base)).json;
     assert_eq!(stats["stats"]["failure"]["timeout"], 1);
     assert_eq!(get(&format!("{}/v2/health/live", server.base)).status, 200);
+}
+
+#[test]
+fn promtool_reads_metrics_as_typed() {
+    let server = wafer_server();
+    let fx = fixture("iris");
+    let infer = format!("{}/v2/models/iris/infer", server.base);
+    let good = infer_request(&fx.input, &fx.rows[..2]).to_string();
+    assert_eq!(post(&infer, good.as_bytes()).status, 200);
+    assert_eq!(post(&infer, b"[").status, 400);
+    let url = format!("{}/metrics", server.base);
+    let content_type = |headers: &[(String, String)]| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+
+    // What a scraper that asks for nothing in particular gets: the text format, typed.
+    let (text, headers) = request("GET", &url, &[], b"");
+    assert_eq!(
+        content_type(&headers),
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert!(!text.text.contains("# EOF"));
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs (Debian's prometheus package; tools/test.sh installs it)");
+    std::io::Write::write_all(
+        &mut promtool.stdin.take().expect("stdin"),
+        text.text.as_bytes(),
+    )
+    .expect("writing to promtool");
+    let out = promtool.wait_with_output().expect("promtool finishes");
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    // The one name kept for Triton compatibility (nv_inference_compute_infer_duration_us).
+    let expected = "wafer_inference_compute_infer_duration_us_total metric names should not contain abbreviated units";
+    let problems: Vec<&str> = said
+        .lines()
+        .filter(|l| !l.trim().is_empty() && l.trim() != expected)
+        .collect();
+    assert!(problems.is_empty(), "promtool check metrics:\n{said}");
+    assert!(
+        said.contains(expected),
+        "promtool should name the Triton unit, and only it:\n{said}"
+    );
+    assert!(text.text.contains("# TYPE wafer_requests_total counter"));
+
+    // Prometheus's own scrape header gets OpenMetrics.
+    let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let (open, headers) = request("GET", &url, &[("accept", prometheus)], b"");
+    assert!(
+        content_type(&headers).starts_with("application/openmetrics-text; version=1.0.0"),
+        "{headers:?}"
+    );
+    assert!(open.text.ends_with("# EOF\n"));
+    assert!(open.text.contains("# TYPE wafer_requests counter"));
 }

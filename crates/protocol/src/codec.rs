@@ -117,6 +117,12 @@ pub fn decode_infer_request(
                 })
                 .transpose()?;
             let data = match binary_size {
+                Some(_) if !input.data.is_null() => {
+                    return Err(ProtocolError::InvalidInput(format!(
+                        "input \"{}\" has both binary_data_size and JSON data: send one",
+                        input.name
+                    )));
+                }
                 Some(size) => {
                     if size > binary.len() {
                         return Err(ProtocolError::InvalidInput(format!(

@@ -265,6 +265,7 @@ impl Server {
         let conn = http1::Builder::new()
             .keep_alive(true)
             .max_buf_size(buffer)
+            .max_headers(1024)
             .serve_connection(TokioIo::new(stream), service);
         let mut conn = std::pin::pin!(conn);
         let mut closing = *draining.borrow();
