@@ -521,9 +521,10 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
         answer.text
     );
     assert_eq!(answer.json["outputs"][0]["data"], json!([6.0, 2000.0]));
+    // Well before the drain timeout: the drain ends when the last connection closes.
     let status = server
-        .wait_exit(Duration::from_secs(20))
-        .expect("the server exits after draining");
+        .wait_exit(Duration::from_secs(5))
+        .expect("the server exits once drained");
     assert_eq!(status.code(), Some(0), "{status}");
 }
 

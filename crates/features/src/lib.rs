@@ -10,6 +10,8 @@
 //! It is pure Rust and does no I/O; it is not a file reader, a store or a protocol codec.
 
 mod fit;
+#[cfg(test)]
+mod fuzz;
 pub mod hash;
 mod lookup;
 mod record;

@@ -10,6 +10,8 @@ pub mod binary;
 mod bundle;
 mod codec;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod json;
 pub mod ndjson;
 mod pipeline;

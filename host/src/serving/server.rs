@@ -220,7 +220,9 @@ impl Server {
         }
         self.draining.store(true, Ordering::Relaxed);
         drop(listener);
-        let open = drain.receiver_count() - 1;
+        // Only the connections' receivers are left to wait for.
+        drop(draining);
+        let open = drain.receiver_count();
         tracing::info!(
             connections = open,
             timeout_ms = self.options.drain_timeout.as_millis() as u64,
