@@ -594,3 +594,38 @@ fn hostile_guests_fail_alone_with_their_reasons() {
         "RSS grew from {before} KiB to {after} KiB"
     );
 }
+
+#[test]
+fn tritonclient_manages_the_repository() {
+    let python = repo_root().join("tools/.venv-client/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `bash tools/test.sh`, which creates it",
+        python.display()
+    );
+    let repo = repository("tritonclient");
+    place("models/iris/model.onnx", &repo.join("iris/model.onnx"));
+    let server = serve(&repo, &[]);
+    let out = std::process::Command::new(&python)
+        .arg(repo_root().join("tools/tritonclient_repository.py"))
+        .args([server.base.as_str(), "iris", TOKEN])
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "tritonclient failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
+    assert!(
+        seen["without_token"]
+            .as_str()
+            .is_some_and(|e| e.contains("admin token")),
+        "{seen}"
+    );
+    let entry = json!([{"name": "iris", "version": "1", "state": "READY", "reason": ""}]);
+    assert_eq!(seen["index"], entry);
+    assert_eq!(seen["ready_after_unload"], false);
+    assert_eq!(seen["ready_after_load"], true);
+    assert_eq!(seen["index_after"], entry);
+}
