@@ -56,16 +56,11 @@ enum Command {
         /// components. Models are built and compiled in parallel, each failing alone.
         #[arg(required = true)]
         models: Vec<PathBuf>,
-        /// Where built components go.
-        #[arg(long, default_value = "target/wafer")]
-        build_dir: PathBuf,
         /// Instances alive at once; the engine settings must match `serve`'s to share entries.
         #[arg(long, default_value_t = PoolLimits::default().max_instances)]
         max_instances: u32,
         #[command(flatten)]
-        cache: CacheArgs,
-        #[command(flatten)]
-        guest: GuestArgs,
+        components: ComponentArgs,
     },
     /// Build a model folder into a self-contained component, or with `--web` into the one-file
     /// bundle that the browser build loads.
@@ -116,13 +111,8 @@ enum Command {
         /// line on stdout as it arrives, flushed; a bad line answers `{"line": n, "error": ...}`.
         #[arg(long)]
         stream: bool,
-        /// Where built components go.
-        #[arg(long, default_value = "target/wafer")]
-        build_dir: PathBuf,
         #[command(flatten)]
-        cache: CacheArgs,
-        #[command(flatten)]
-        guest: GuestArgs,
+        components: ComponentArgs,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -161,13 +151,8 @@ struct BatchArgs {
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
-    /// Where built components go.
-    #[arg(long, default_value = "target/wafer")]
-    build_dir: PathBuf,
     #[command(flatten)]
-    cache: CacheArgs,
-    #[command(flatten)]
-    guest: GuestArgs,
+    components: ComponentArgs,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -181,9 +166,6 @@ struct ServeArgs {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// Where built components go.
-    #[arg(long, default_value = "target/wafer")]
-    build_dir: PathBuf,
     /// Instances alive at once, across all models; sizes the instance pool.
     #[arg(long, default_value_t = PoolLimits::default().max_instances)]
     max_instances: u32,
@@ -238,9 +220,7 @@ struct ServeArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     strict_readiness: bool,
     #[command(flatten)]
-    cache: CacheArgs,
-    #[command(flatten)]
-    guest: GuestArgs,
+    components: ComponentArgs,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -335,6 +315,18 @@ impl DbArgs {
         }
         Ok(Some(FeatureStore::open(&self.path())?))
     }
+}
+
+/// Where model components are built, the compiled cache, and the guest they are built from.
+#[derive(clap::Args, Debug)]
+struct ComponentArgs {
+    /// Where built components go.
+    #[arg(long, default_value = "target/wafer")]
+    build_dir: PathBuf,
+    #[command(flatten)]
+    cache: CacheArgs,
+    #[command(flatten)]
+    guest: GuestArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -478,10 +470,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Compile {
             models,
-            build_dir,
             max_instances,
-            cache,
-            guest,
+            components:
+                ComponentArgs {
+                    build_dir,
+                    cache,
+                    guest,
+                },
         } => {
             let limits = PoolLimits {
                 max_instances,
@@ -589,9 +584,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             model,
             input,
             stream,
-            build_dir,
-            cache,
-            guest,
+            components:
+                ComponentArgs {
+                    build_dir,
+                    cache,
+                    guest,
+                },
             db,
         } => {
             let body = match &input {
@@ -629,13 +627,17 @@ async fn batch(args: BatchArgs) -> anyhow::Result<()> {
         timeout: batch::CHUNK_TIMEOUT,
         ..PoolLimits::default()
     };
-    let runtime = Runtime::new(limits, args.cache.cache())?;
-    let guest = args.guest;
+    let ComponentArgs {
+        build_dir,
+        cache,
+        guest,
+    } = args.components;
+    let runtime = Runtime::new(limits, cache.cache())?;
     let model = repo::open(
         &args.model,
         runtime,
         || guest.builder(),
-        args.build_dir,
+        build_dir,
         args.db.db.as_deref(),
     )
     .await?;
@@ -728,15 +730,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             stores.into_iter().map(|store| (store, s.name.clone()))
         })
         .collect();
-    let mut runtime = Runtime::new(limits, args.cache.cache())?;
+    let mut runtime = Runtime::new(limits, args.components.cache.cache())?;
     if let Some(db) = args.db.open_if(!wanted.is_empty())? {
         db.report(&wanted)?;
         runtime = runtime.with_features(db);
     }
     let loader = Arc::new(Loader {
-        builder: args.guest.builder()?,
+        builder: args.components.guest.builder()?,
         runtime,
-        build_dir: args.build_dir,
+        build_dir: args.components.build_dir,
     });
     if args.exit_on_stdin_close {
         tokio::spawn(exit_when_stdin_closes());
