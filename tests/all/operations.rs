@@ -551,7 +551,17 @@ fn hostile_guests_fail_alone_with_their_reasons() {
         (4, "stack_overflow", 500),
         (5, "bad_output", 500),
     ];
-    for round in 0..3 {
+    // Freed instance memory is returned to the kernel in batches of 16 instances: the RSS is
+    // read after enough good requests to flush them.
+    let settled_rss = || {
+        for _ in 0..40 {
+            assert_eq!(post(&iris, good.as_bytes()).status, 200);
+        }
+        server.rss_kib()
+    };
+    const ROUNDS: usize = 8;
+    let mut after_rounds = Vec::new();
+    for round in 0..ROUNDS {
         for (mode, reason, status) in cases {
             let asked = Instant::now();
             let answer = post(&infer, hostile(mode, 0).as_bytes());
@@ -573,6 +583,7 @@ fn hostile_guests_fail_alone_with_their_reasons() {
                 next.text
             );
         }
+        after_rounds.push(settled_rss());
     }
     let metrics = get(&format!("{}/metrics", server.base)).text;
     for (_, reason, _) in cases {
@@ -581,14 +592,16 @@ fn hostile_guests_fail_alone_with_their_reasons() {
             "wafer_guest_failures_total",
             &[("model", "hostile"), ("reason", reason)],
         );
-        assert_eq!(n, 3.0, "{reason} counted\n{metrics}");
+        assert_eq!(n, ROUNDS as f64, "{reason} counted\n{metrics}");
     }
-    // Freed instance memory is returned to the kernel in batches of 16 instances.
-    for _ in 0..40 {
-        assert_eq!(post(&iris, good.as_bytes()).status, 200);
-    }
-    let after = server.rss_kib();
-    eprintln!("RSS before the hostile rounds {before} KiB, after {after} KiB");
+    let after = after_rounds[ROUNDS - 1];
+    eprintln!("RSS before the hostile rounds {before} KiB, after each round {after_rounds:?} KiB");
+    // The first rounds' instances touch pool slots and stacks the good ones had not; after
+    // that the level holds (12 rounds measured: 83.9, 86.7, 87.1 ... 88.8 MiB).
+    assert!(
+        after <= after_rounds[1] + 4 * 1024,
+        "RSS grew round after round: {after_rounds:?} KiB"
+    );
     assert!(
         after <= before + before / 10 + 8 * 1024,
         "RSS grew from {before} KiB to {after} KiB"
