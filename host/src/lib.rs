@@ -10,10 +10,12 @@
 //! - [`serving`]: the model repository and `wafer serve`'s HTTP API, streams, the web page;
 //! - [`store`]: the online feature database and the feature pipeline over files;
 //! - [`batch`]: `wafer batch`, files scored in committed chunks;
+//! - [`evaluation`]: drift between data sets (`wafer drift`), as Evidently computes it;
 //! - [`monitoring`]: per-invocation metrics, Prometheus and the stats endpoint.
 
 pub mod batch;
 pub mod bindings;
+pub mod evaluation;
 pub mod monitoring;
 pub mod runtime;
 pub mod serving;

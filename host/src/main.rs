@@ -95,6 +95,11 @@ enum Command {
     /// repeating a row. Exits 0 when every row was scored, 3 when some were rejected (see
     /// `--rejects`), 2 when the input does not fit the model, 1 on any other error.
     Batch(BatchArgs),
+    /// Test every column of a current data set against a reference one for drift, as
+    /// Evidently's DataDriftPreset does by default (KS or chi-square up to 1,000 reference
+    /// rows, Wasserstein or Jensen-Shannon beyond; the dataset drifts when half its columns
+    /// do). Files are .csv, .jsonl or .parquet. Prints a table, or JSON with --json.
+    Drift(DriftArgs),
     /// Run one prediction and print the v2 response.
     Predict {
         /// A model folder, or a component built by `wafer build`.
@@ -155,6 +160,41 @@ struct BatchArgs {
     components: ComponentArgs,
     #[command(flatten)]
     db: DbArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct DriftArgs {
+    /// The reference data: what the model was trained on.
+    #[arg(long)]
+    reference: PathBuf,
+    /// The data to test.
+    #[arg(long)]
+    current: PathBuf,
+    /// The columns to test [default: every column of the reference].
+    #[arg(long, value_delimiter = ',')]
+    columns: Option<Vec<String>>,
+    /// A test for a column instead of the default, as COLUMN=METHOD (ks, chisquare, z,
+    /// wasserstein, jensenshannon, psi); repeatable.
+    #[arg(long = "method", value_parser = parse_column_method)]
+    methods: Vec<(String, wafer_evaluation::Method)>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `COLUMN=METHOD`.
+fn parse_column_method(text: &str) -> Result<(String, wafer_evaluation::Method), String> {
+    let (column, method) = text
+        .split_once('=')
+        .ok_or_else(|| format!("\"{text}\": expected COLUMN=METHOD"))?;
+    let method = wafer_evaluation::Method::from_name(method.trim()).ok_or_else(|| {
+        let names: Vec<&str> = wafer_evaluation::Method::ALL
+            .iter()
+            .map(|m| m.name())
+            .collect();
+        format!("unknown method \"{method}\" (one of {})", names.join(", "))
+    })?;
+    Ok((column.trim().to_owned(), method))
 }
 
 #[derive(clap::Args, Debug)]
@@ -431,6 +471,21 @@ fn init_logging(format: LogFormat) {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Batch(args) => batch(args).await,
+        Command::Drift(args) => {
+            let report =
+                wafer_host::evaluation::drift::run(&wafer_host::evaluation::drift::Options {
+                    reference: args.reference,
+                    current: args.current,
+                    columns: args.columns,
+                    methods: args.methods,
+                })?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(())
+        }
         Command::Features { command } => match command {
             FeaturesCommand::Fit {
                 spec,

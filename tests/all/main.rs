@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod cold_start;
 mod credit;
+mod drift;
 mod features;
 mod metrics;
 mod node_tests;

@@ -637,7 +637,45 @@ fn push_json_str(out: &mut String, s: &str) {
 }
 
 /// A value as the text that names a row.
-fn text_of(v: &Value) -> String {
+/// Each row's value of each of `columns` (`Value::Missing` where a row lacks it or cannot be
+/// read): what `wafer drift` tests, column by column.
+pub fn values(header: &[String], block: &Block, columns: &[String]) -> Vec<Vec<Value>> {
+    (0..block.len())
+        .map(|i| {
+            let cells: Option<Box<dyn Cells + '_>> = match block {
+                Block::Csv(rows) => CsvRow::new(header, &rows[i]).ok().map(|c| Box::new(c) as _),
+                Block::Lines(lines) => JsonRow::parse(&lines[i]).ok().map(|c| Box::new(c) as _),
+                Block::Parquet(rows) => Some(Box::new(ParquetRow(&rows[i])) as _),
+            };
+            columns
+                .iter()
+                .map(|c| {
+                    cells
+                        .as_ref()
+                        .and_then(|cells| cells.get(c))
+                        .unwrap_or(Value::Missing)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The field names of the first JSON object line of `block`, sorted.
+pub fn first_record_fields(block: &Block) -> Vec<String> {
+    match block {
+        Block::Lines(lines) => lines
+            .iter()
+            .find_map(|line| match JsonRow::parse(line).ok()?.value {
+                Json::Object(fields) => Some(fields.keys().cloned().collect()),
+                _ => None,
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// A value as the text a CSV cell would hold.
+pub fn text_of(v: &Value) -> String {
     match v {
         Value::Missing => String::new(),
         Value::Number(n) => n.to_string(),

@@ -1,0 +1,233 @@
+//! `wafer drift`: every column of a current data set tested against a reference one, with the
+//! test Evidently's `DataDriftPreset` picks (or the one named per column), and the dataset's
+//! drift share. Files are CSV, JSON Lines or Parquet, by extension.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+use wafer_evaluation::{ColumnDrift, Method, Sample, column_drift};
+use wafer_features::Value;
+
+use crate::batch::input::{self, Format, Reader};
+
+/// What to compare.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The reference data (training data, or a profile's sample).
+    pub reference: PathBuf,
+    /// The data to test.
+    pub current: PathBuf,
+    /// The columns to test [default: every column of the reference].
+    pub columns: Option<Vec<String>>,
+    /// Tests named per column, instead of the default choice.
+    pub methods: Vec<(String, Method)>,
+}
+
+/// One column's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct ColumnReport {
+    /// The column.
+    pub column: String,
+    /// `num` or `cat`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The test's name (`ks`, `chisquare`, `z`, `wasserstein`, `jensenshannon`, `psi`).
+    pub method: &'static str,
+    /// Its p-value or distance.
+    pub score: f64,
+    /// The threshold.
+    pub threshold: f64,
+    /// Whether the column drifted.
+    pub drifted: bool,
+    /// The share of missing values in the reference and in the current data.
+    pub missing: [f64; 2],
+}
+
+/// The whole result.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Rows read from each side.
+    pub reference_rows: usize,
+    /// Rows read from the current data.
+    pub current_rows: usize,
+    /// Each column, drifted ones first, then by name.
+    pub columns: Vec<ColumnReport>,
+    /// The share of drifted columns.
+    pub share: f64,
+    /// Whether the dataset drifted (at least half its columns).
+    pub drifted: bool,
+}
+
+/// Reads both files and tests every column.
+pub fn run(options: &Options) -> anyhow::Result<Report> {
+    let (header, reference) = read(&options.reference, options.columns.as_deref())?;
+    let (_, current) = read(&options.current, Some(&header))?;
+    let reference_rows = reference.first().map_or(0, Vec::len);
+    let current_rows = current.first().map_or(0, Vec::len);
+    if reference_rows == 0 || current_rows == 0 {
+        bail!(
+            "nothing to compare: the reference has {reference_rows} rows, the current data {current_rows}"
+        );
+    }
+    for (column, _) in &options.methods {
+        if !header.contains(column) {
+            bail!("--method names \"{column}\", which is not a column of the reference");
+        }
+    }
+    let mut columns = Vec::new();
+    for ((name, r), c) in header.iter().zip(&reference).zip(&current) {
+        let (r_sample, c_sample) = samples(r, c);
+        let method = options
+            .methods
+            .iter()
+            .find(|(column, _)| column == name)
+            .map(|(_, m)| *m);
+        let drift: ColumnDrift = column_drift(&r_sample, &c_sample, method, None)
+            .with_context(|| format!("column \"{name}\""))?;
+        columns.push(ColumnReport {
+            column: name.clone(),
+            kind: match r_sample {
+                Sample::Numbers(_) => "num",
+                Sample::Categories(_) => "cat",
+            },
+            method: drift.method.name(),
+            score: drift.score,
+            threshold: drift.threshold,
+            drifted: drift.drifted,
+            missing: [missing_share(r), missing_share(c)],
+        });
+    }
+    let drifted = columns.iter().filter(|c| c.drifted).count();
+    let share = drifted as f64 / columns.len().max(1) as f64;
+    columns.sort_by(|a, b| b.drifted.cmp(&a.drifted).then(a.column.cmp(&b.column)));
+    Ok(Report {
+        reference_rows,
+        current_rows,
+        drifted: !columns.is_empty() && share >= wafer_evaluation::drift::DATASET_DRIFT_SHARE,
+        columns,
+        share,
+    })
+}
+
+/// The share of missing values.
+fn missing_share(values: &[Value]) -> f64 {
+    let missing = values
+        .iter()
+        .filter(|v| matches!(v, Value::Missing))
+        .count();
+    missing as f64 / values.len().max(1) as f64
+}
+
+/// A column pair as samples, missing values left out: numeric when every value on both sides
+/// is a number (booleans count as 0 and 1), else categories (numbers as their text).
+fn samples(reference: &[Value], current: &[Value]) -> (Sample, Sample) {
+    let present = |v: &&Value| !matches!(v, Value::Missing);
+    let numeric = reference
+        .iter()
+        .chain(current)
+        .filter(present)
+        .all(|v| matches!(v, Value::Number(_) | Value::Bool(_)));
+    let sample = |values: &[Value]| {
+        let values = values.iter().filter(present);
+        if numeric {
+            Sample::Numbers(values.map(number).collect())
+        } else {
+            Sample::Categories(values.map(input::text_of).collect())
+        }
+    };
+    (sample(reference), sample(current))
+}
+
+/// A numeric value: the number, or a boolean as 0 or 1.
+fn number(v: &Value) -> f64 {
+    match v {
+        Value::Number(n) => *n,
+        Value::Bool(b) => f64::from(u8::from(*b)),
+        Value::Missing | Value::Text(_) => f64::NAN,
+    }
+}
+
+/// Reads `columns` (default: the file's own) of a file, column by column.
+fn read(path: &Path, columns: Option<&[String]>) -> anyhow::Result<(Vec<String>, Vec<Vec<Value>>)> {
+    let format = Format::of(path)?;
+    let mut reader = Reader::open(path, format)?;
+    let header = reader.columns().to_vec();
+    let mut names: Option<Vec<String>> = columns.map(<[String]>::to_vec);
+    let mut out: Vec<Vec<Value>> = Vec::new();
+    while let Some(block) = reader
+        .next_block(8192)
+        .with_context(|| format!("reading {}", path.display()))?
+    {
+        let names = names.get_or_insert_with(|| match format {
+            Format::Jsonl => input::first_record_fields(&block),
+            _ => header.clone(),
+        });
+        if out.is_empty() {
+            if let Some(missing) = names
+                .iter()
+                .find(|n| format != Format::Jsonl && !header.contains(n))
+            {
+                bail!("{} has no column \"{missing}\"", path.display());
+            }
+            out = vec![Vec::new(); names.len()];
+        }
+        for row in input::values(&header, &block, names) {
+            for (column, value) in out.iter_mut().zip(row) {
+                column.push(value);
+            }
+        }
+    }
+    let names = names.unwrap_or(header);
+    if out.is_empty() {
+        out = vec![Vec::new(); names.len()];
+    }
+    Ok((names, out))
+}
+
+impl Report {
+    /// The terminal table: a line per column, drifted ones first.
+    pub fn table(&self) -> String {
+        let width = self
+            .columns
+            .iter()
+            .map(|c| c.column.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        let mut out = format!(
+            "{:<width$}  type  {:<13}  {:>12}  {:>9}  drift\n",
+            "column", "method", "score", "threshold"
+        );
+        for c in &self.columns {
+            let score = if c.score == 0.0 || c.score.abs() >= 1e-4 {
+                format!("{:.6}", c.score)
+            } else {
+                format!("{:.3e}", c.score)
+            };
+            out.push_str(&format!(
+                "{:<width$}  {:<4}  {:<13}  {:>12}  {:>9}  {}\n",
+                c.column,
+                c.kind,
+                c.method,
+                score,
+                c.threshold,
+                if c.drifted { "DRIFT" } else { "-" }
+            ));
+        }
+        let drifted = self.columns.iter().filter(|c| c.drifted).count();
+        out.push_str(&format!(
+            "{drifted} of {} columns drifted ({:.1}%): {} ({} reference rows, {} current rows)\n",
+            self.columns.len(),
+            self.share * 100.0,
+            if self.drifted {
+                "the dataset drifted"
+            } else {
+                "no dataset drift"
+            },
+            self.reference_rows,
+            self.current_rows
+        ));
+        out
+    }
+}
