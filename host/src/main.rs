@@ -180,6 +180,9 @@ struct DriftArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// Also write a self-contained HTML report (charts inline, no network needed).
+    #[arg(long)]
+    html: Option<PathBuf>,
 }
 
 /// `COLUMN=METHOD`.
@@ -471,21 +474,7 @@ fn init_logging(format: LogFormat) {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Batch(args) => batch(args).await,
-        Command::Drift(args) => {
-            let report =
-                wafer_host::evaluation::drift::run(&wafer_host::evaluation::drift::Options {
-                    reference: args.reference,
-                    current: args.current,
-                    columns: args.columns,
-                    methods: args.methods,
-                })?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", report.table());
-            }
-            Ok(())
-        }
+        Command::Drift(args) => drift(args),
         Command::Features { command } => match command {
             FeaturesCommand::Fit {
                 spec,
@@ -752,6 +741,27 @@ async fn predict(model: &LoadedModel, body: &[u8]) -> Result<Vec<u8>, ProtocolEr
         stream::Input::Request(body)
     };
     stream::respond(model, input).await.0
+}
+
+fn drift(args: DriftArgs) -> anyhow::Result<()> {
+    use wafer_host::evaluation::{drift, report};
+    let report = drift::run(&drift::Options {
+        reference: args.reference.clone(),
+        current: args.current.clone(),
+        columns: args.columns,
+        methods: args.methods,
+    })?;
+    if let Some(path) = &args.html {
+        let (reference, current) = (args.reference.display(), args.current.display());
+        let html = report::html(&report, &reference.to_string(), &current.to_string());
+        std::fs::write(path, html).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

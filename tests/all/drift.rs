@@ -154,3 +154,85 @@ fn drift_refuses_what_it_cannot_compare() {
         assert!(stderr.contains(why), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn the_html_report_shows_every_column_offline_in_chromium() {
+    // The report of the small regime, from wafer drift itself.
+    let fixture = repo_root().join("tests/fixtures/drift/small.json");
+    let fixture: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture).expect("the fixture"))
+            .expect("parses");
+    let columns: Vec<String> = fixture["columns"]
+        .as_object()
+        .expect("columns")
+        .keys()
+        .cloned()
+        .collect();
+    let dir = target_dir().join("wafer-test-drift");
+    std::fs::create_dir_all(&dir).expect("a folder");
+    let (reference, current) = (dir.join("report-ref.csv"), dir.join("report-cur.csv"));
+    std::fs::write(&reference, csv(&fixture["reference"], &columns)).expect("writing");
+    std::fs::write(&current, csv(&fixture["current"], &columns)).expect("writing");
+    let html = dir.join("report.html");
+    let out = wafer()
+        .args(["drift", "--reference"])
+        .arg(&reference)
+        .arg("--current")
+        .arg(&current)
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .expect("wafer drift runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = std::process::Command::new("node")
+        .arg("web/test/report.mjs")
+        .arg(&html)
+        .current_dir(repo_root())
+        .output()
+        .expect("node runs (tools/test.sh installs the browser test's packages)");
+    assert!(
+        out.status.success(),
+        "the report driver failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).expect("the driver prints JSON");
+    assert_eq!(
+        seen["refused"],
+        serde_json::json!([]),
+        "the report asked the network"
+    );
+    assert_eq!(seen["pageErrors"], serde_json::json!([]));
+    let shown = seen["columns"].as_array().expect("columns");
+    assert_eq!(shown.len(), columns.len(), "{seen}");
+    let mut drifted_first = true;
+    for (i, column) in shown.iter().enumerate() {
+        let name = column["name"].as_str().expect("a name");
+        let want = &fixture["columns"][name];
+        let verdict = if want["drifted"] == true {
+            "drift"
+        } else {
+            "no drift"
+        };
+        assert_eq!(column["verdict"], verdict, "{name}");
+        assert!(
+            column["bars"].as_u64().unwrap_or(0) >= 4,
+            "{name}: {column}"
+        );
+        assert_eq!(column["drawn"], true, "{name}");
+        if i > 0 && want["drifted"] == true {
+            drifted_first &= shown[i - 1]["verdict"] == "drift";
+        }
+    }
+    assert!(drifted_first, "drifted columns come first: {seen}");
+    assert!(
+        seen["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("3 of 7 columns drifted")),
+        "{seen}"
+    );
+}

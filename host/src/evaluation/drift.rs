@@ -42,6 +42,107 @@ pub struct ColumnReport {
     pub drifted: bool,
     /// The share of missing values in the reference and in the current data.
     pub missing: [f64; 2],
+    /// Both distributions, for the report's chart.
+    pub histogram: Histogram,
+}
+
+/// Reference and current distributions over the same bins: equal-width bins over both
+/// samples' range for numbers, the most frequent categories (the rest as one) for categories.
+#[derive(Clone, Debug, Serialize)]
+pub struct Histogram {
+    /// Each bin's label: its lower edge, or the category.
+    pub labels: Vec<String>,
+    /// The reference's share in each bin.
+    pub reference: Vec<f64>,
+    /// The current data's share in each bin.
+    pub current: Vec<f64>,
+}
+
+/// A bin edge as a short label.
+fn short(x: f64) -> String {
+    match x.abs() {
+        a if a >= 1000.0 => format!("{x:.0}"),
+        a if a >= 1.0 => format!("{x:.2}"),
+        _ => format!("{x:.3}"),
+    }
+}
+
+/// Bins a chart shows at most.
+const CHART_BINS: usize = 20;
+
+impl Histogram {
+    fn of(reference: &Sample, current: &Sample) -> Histogram {
+        match (reference, current) {
+            (Sample::Numbers(r), Sample::Numbers(c)) => {
+                let (lo, hi) = r
+                    .iter()
+                    .chain(c)
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+                        (lo.min(x), hi.max(x))
+                    });
+                let width = if hi > lo {
+                    (hi - lo) / CHART_BINS as f64
+                } else {
+                    1.0
+                };
+                let shares = |v: &[f64]| {
+                    let mut bins = vec![0.0; CHART_BINS];
+                    for x in v {
+                        let i = (((x - lo) / width) as usize).min(CHART_BINS - 1);
+                        bins[i] += 1.0 / v.len() as f64;
+                    }
+                    bins
+                };
+                Histogram {
+                    labels: (0..CHART_BINS)
+                        .map(|i| short(lo + i as f64 * width))
+                        .collect(),
+                    reference: shares(r),
+                    current: shares(c),
+                }
+            }
+            (Sample::Categories(r), Sample::Categories(c)) => {
+                let mut counts = std::collections::HashMap::<&str, (f64, f64)>::new();
+                for x in r {
+                    counts.entry(x).or_default().0 += 1.0 / r.len() as f64;
+                }
+                for x in c {
+                    counts.entry(x).or_default().1 += 1.0 / c.len() as f64;
+                }
+                let mut ranked: Vec<(&str, (f64, f64))> = counts.into_iter().collect();
+                ranked.sort_by(|a, b| {
+                    (b.1.0 + b.1.1)
+                        .total_cmp(&(a.1.0 + a.1.1))
+                        .then(a.0.cmp(b.0))
+                });
+                let mut h = Histogram {
+                    labels: Vec::new(),
+                    reference: Vec::new(),
+                    current: Vec::new(),
+                };
+                for (i, (label, (r, c))) in ranked.into_iter().enumerate() {
+                    if i + 1 < CHART_BINS {
+                        h.labels.push(label.to_owned());
+                        h.reference.push(r);
+                        h.current.push(c);
+                    } else if i + 1 == CHART_BINS {
+                        h.labels.push("(others)".to_owned());
+                        h.reference.push(r);
+                        h.current.push(c);
+                    } else {
+                        h.reference[CHART_BINS - 1] += r;
+                        h.current[CHART_BINS - 1] += c;
+                    }
+                }
+                h
+            }
+            _ => Histogram {
+                labels: Vec::new(),
+                reference: Vec::new(),
+                current: Vec::new(),
+            },
+        }
+    }
 }
 
 /// The whole result.
@@ -96,6 +197,7 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
             threshold: drift.threshold,
             drifted: drift.drifted,
             missing: [missing_share(r), missing_share(c)],
+            histogram: Histogram::of(&r_sample, &c_sample),
         });
     }
     let drifted = columns.iter().filter(|c| c.drifted).count();

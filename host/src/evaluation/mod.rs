@@ -1,5 +1,7 @@
 //! Evaluation: how a model's inputs and outputs change, over files and, later, over the
 //! prediction log. [`drift`] reads two data sets and tests every column with
-//! `wafer-evaluation`'s tests, as Evidently would.
+//! `wafer-evaluation`'s tests, as Evidently would; [`report`] renders the result as one
+//! self-contained HTML file.
 
 pub mod drift;
+pub mod report;
