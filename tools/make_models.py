@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train the bundled example models and write their ONNX exports and test fixtures.
 
-Run from anywhere: `python3 tools/make_models.py [examples] [zoo] [ops] [features] [credit] [broken] [torch]` (all
+Run from anywhere: `python3 tools/make_models.py [examples] [zoo] [ops] [features] [credit] [broken] [compare] [torch]` (all
 but torch by default). The script creates `tools/.venv` with the pinned
 versions of `tools/requirements.txt` and re-runs itself inside it, so the fixtures are reproducible.
 `torch` runs in its own venv, `tools/.venv-torch` (pinned in `tools/requirements-torch.txt`; about
@@ -11,7 +11,7 @@ versions of `tools/requirements.txt` and re-runs itself inside it, so the fixtur
 `zoo` writes the model zoo under `models/zoo/` (see tools/zoo.py) and `ops` the single-operator
 fixtures under `crates/scoring/fixtures/ops/` (see tools/ops.py); `features` what scikit-learn's
 preprocessing gives, for crates/features (see tools/features.py); `credit` the model served from raw
-records through features.toml (see tools/credit.py; it runs `wafer features` through cargo); `broken` a
+records through features.toml (see tools/credit.py; it runs `wafer features` through cargo); `compare` iris against a retrained iris for `wafer compare` (see tools/compare.py); `broken` a
 model that must fail to load (see tools/broken.py). For every example model it
 writes, under `models/<name>/`:
   model.onnx        the skl2onnx export (zipmap=False: a label tensor and a probabilities tensor)
@@ -34,7 +34,7 @@ VENV = ROOT / "tools" / ".venv"
 REQUIREMENTS = ROOT / "tools" / "requirements.txt"
 VENV_TORCH = ROOT / "tools" / ".venv-torch"
 REQUIREMENTS_TORCH = ROOT / "tools" / "requirements-torch.txt"
-GROUPS = ["examples", "zoo", "ops", "features", "credit", "broken", "torch"]
+GROUPS = ["examples", "zoo", "ops", "features", "credit", "broken", "compare", "torch"]
 
 
 def ensure_venv(venv: Path = VENV, requirements: Path = REQUIREMENTS) -> None:
@@ -193,6 +193,10 @@ def main() -> None:
             import broken
 
             broken.build()
+        elif group == "compare":
+            import compare
+
+            compare.build()
         elif group == "torch":
             import torch_models
 

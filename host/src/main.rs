@@ -100,6 +100,11 @@ enum Command {
     /// rows, Wasserstein or Jensen-Shannon beyond; the dataset drifts when half its columns
     /// do). Files are .csv, .jsonl or .parquet. Prints a table, or JSON with --json.
     Drift(DriftArgs),
+    /// Score the same rows with two models (folders or built .wasm) and compare them: label
+    /// agreement and a confusion table, the difference of every float output, and with
+    /// --labels each model's accuracy, log-loss and ROC AUC (or RMSE, MAE and R²). With
+    /// --max-disagreement it is a gate: exit 4 when the models disagree on more rows.
+    Compare(CompareArgs),
     /// Run one prediction and print the v2 response.
     Predict {
         /// A model folder, or a component built by `wafer build`.
@@ -156,6 +161,30 @@ struct BatchArgs {
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
+    #[command(flatten)]
+    components: ComponentArgs,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct CompareArgs {
+    /// Model A: a model folder or a built component.
+    a: PathBuf,
+    /// Model B.
+    b: PathBuf,
+    /// The rows to score: .csv, .jsonl or .parquet.
+    #[arg(long)]
+    data: PathBuf,
+    /// The column holding the true label (or target); it is not given to the models.
+    #[arg(long)]
+    labels: Option<String>,
+    /// The largest share of rows (0 to 1) on which the models may disagree; more exits 4.
+    #[arg(long)]
+    max_disagreement: Option<f64>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     components: ComponentArgs,
     #[command(flatten)]
@@ -372,7 +401,7 @@ struct ComponentArgs {
     guest: GuestArgs,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Clone, Debug)]
 struct CacheArgs {
     /// The compiled-component cache [default: $XDG_CACHE_HOME/wafer or ~/.cache/wafer].
     #[arg(long)]
@@ -420,6 +449,9 @@ const EXIT_BAD_INPUT: u8 = 2;
 /// Exit code of a batch job that scored every row but the rejected ones.
 const EXIT_SOME_REJECTED: u8 = 3;
 
+/// Exit code of `wafer compare` past `--max-disagreement`.
+const EXIT_GATE: u8 = 4;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -442,6 +474,11 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             if e.downcast_ref::<batch::SomeRejected>().is_some() {
                 return ExitCode::from(EXIT_SOME_REJECTED);
+            }
+            if e.downcast_ref::<wafer_host::evaluation::compare::GateFailed>()
+                .is_some()
+            {
+                return ExitCode::from(EXIT_GATE);
             }
             let bad_input = e
                 .downcast_ref::<ProtocolError>()
@@ -475,6 +512,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Batch(args) => batch(args).await,
         Command::Drift(args) => drift(args),
+        Command::Compare(args) => compare(args).await,
         Command::Features { command } => match command {
             FeaturesCommand::Fit {
                 spec,
@@ -741,6 +779,70 @@ async fn predict(model: &LoadedModel, body: &[u8]) -> Result<Vec<u8>, ProtocolEr
         stream::Input::Request(body)
     };
     stream::respond(model, input).await.0
+}
+
+async fn compare(args: CompareArgs) -> anyhow::Result<()> {
+    use wafer_host::evaluation::compare;
+    if let Some(x) = args.max_disagreement {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&x),
+            "--max-disagreement is a share, from 0 to 1"
+        );
+    }
+    let limits = PoolLimits {
+        timeout: batch::CHUNK_TIMEOUT,
+        ..PoolLimits::default()
+    };
+    let ComponentArgs {
+        build_dir,
+        cache,
+        guest,
+    } = args.components;
+    let mut models = Vec::new();
+    for path in [&args.a, &args.b] {
+        let runtime = Runtime::new(limits, cache.clone().cache())?;
+        let model = repo::open(
+            path,
+            runtime,
+            || guest.builder(),
+            build_dir.clone(),
+            args.db.db.as_deref(),
+        )
+        .await?;
+        models.push(Arc::new(model));
+    }
+    let (b, a) = (models.pop(), models.pop());
+    let (Some(a), Some(b)) = (a, b) else {
+        anyhow::bail!("two models are needed");
+    };
+    let work_dir = build_dir.join(format!(".compare-{}", std::process::id()));
+    let result = compare::run(
+        a,
+        b,
+        &compare::Options {
+            data: args.data,
+            labels: args.labels,
+            work_dir: work_dir.clone(),
+        },
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&work_dir);
+    let comparison = result?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&comparison)?);
+    } else {
+        print!("{}", comparison.table());
+    }
+    if let Some(limit) = args.max_disagreement
+        && comparison.disagreement() > limit
+    {
+        return Err(compare::GateFailed {
+            share: comparison.disagreement() * 100.0,
+            limit: limit * 100.0,
+        }
+        .into());
+    }
+    Ok(())
 }
 
 fn drift(args: DriftArgs) -> anyhow::Result<()> {

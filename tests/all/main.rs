@@ -7,6 +7,7 @@ mod batch;
 mod browser;
 mod cli;
 mod cold_start;
+mod compare;
 mod credit;
 mod drift;
 mod features;
