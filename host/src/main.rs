@@ -105,6 +105,11 @@ enum Command {
     /// --labels each model's accuracy, log-loss and ROC AUC (or RMSE, MAE and R²). With
     /// --max-disagreement it is a gate: exit 4 when the models disagree on more rows.
     Compare(CompareArgs),
+    /// The prediction log that `wafer serve` writes.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
     /// Run one prediction and print the v2 response.
     Predict {
         /// A model folder, or a component built by `wafer build`.
@@ -165,6 +170,26 @@ struct BatchArgs {
     components: ComponentArgs,
     #[command(flatten)]
     db: DbArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum LogCommand {
+    /// Write logged predictions to a file (.jsonl, or .csv with inputs and outputs as JSON
+    /// text), oldest first.
+    Export {
+        /// Only this model's predictions [default: every model's].
+        #[arg(long)]
+        model: Option<String>,
+        /// Only predictions from this time on: RFC 3339, or seconds since the Unix epoch.
+        #[arg(long)]
+        since: Option<String>,
+        /// The file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The prediction log.
+        #[arg(long, default_value = wafer_host::monitoring::log::DEFAULT_DB)]
+        log_db: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -276,6 +301,23 @@ struct ServeArgs {
     /// How often --watch polls, in milliseconds.
     #[arg(long, default_value_t = 1_000)]
     watch_interval_ms: u64,
+    /// The prediction log: each sampled invocation's model, version, request id, inputs,
+    /// outputs, latency and outcome, written off the request path.
+    #[arg(long, default_value = wafer_host::monitoring::log::DEFAULT_DB)]
+    log_db: PathBuf,
+    /// The share of invocations logged, from 0 (the log off) to 1.
+    #[arg(long, default_value_t = 1.0)]
+    log_sample: f64,
+    /// Log records that may wait for the writer; past it they are dropped and counted
+    /// (wafer_prediction_log_dropped_total), never waited for.
+    #[arg(long, default_value_t = 10_000)]
+    log_queue: usize,
+    /// Logged rows older than this many hours are deleted.
+    #[arg(long, default_value_t = 168.0)]
+    log_max_age_hours: f64,
+    /// At most this many logged rows are kept, the newest.
+    #[arg(long, default_value_t = 1_000_000)]
+    log_max_rows: u64,
     /// A file holding the bearer token of the repository API (/v2/repository/...). Without
     /// it, that API is off and answers 404.
     #[arg(long)]
@@ -513,6 +555,31 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Batch(args) => batch(args).await,
         Command::Drift(args) => drift(args),
         Command::Compare(args) => compare(args).await,
+        Command::Log {
+            command:
+                LogCommand::Export {
+                    model,
+                    since,
+                    output,
+                    log_db,
+                },
+        } => {
+            let since_ms = since
+                .map(|t| {
+                    t.parse::<f64>()
+                        .ok()
+                        .or_else(|| wafer_features::time::parse_rfc3339(&t))
+                        .map(|secs| (secs * 1000.0) as u64)
+                        .with_context(|| {
+                            format!("--since {t}: expected RFC 3339 or seconds since the epoch")
+                        })
+                })
+                .transpose()?;
+            let n =
+                wafer_host::monitoring::log::export(&log_db, model.as_deref(), since_ms, &output)?;
+            eprintln!("{n} predictions → {}", output.display());
+            Ok(())
+        }
         Command::Features { command } => match command {
             FeaturesCommand::Fit {
                 spec,
@@ -930,6 +997,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         watch: args
             .watch
             .then(|| Duration::from_millis(args.watch_interval_ms.max(10))),
+        log: (args.log_sample > 0.0).then(|| wafer_host::monitoring::log::Options {
+            path: args.log_db.clone(),
+            sample: args.log_sample,
+            queue: args.log_queue,
+            max_age: Duration::from_secs_f64(args.log_max_age_hours.max(0.0) * 3600.0),
+            max_rows: args.log_max_rows,
+        }),
     };
     serve::serve(loader, args.model_repo, config).await
 }

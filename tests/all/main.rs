@@ -14,6 +14,7 @@ mod features;
 mod metrics;
 mod node_tests;
 mod operations;
+mod prediction_log;
 mod serve;
 mod spin;
 mod streaming;

@@ -484,6 +484,11 @@ pub fn serve_command(repo: &Path, build_dir: &Path, extra: &[&str]) -> Command {
         ])
         .arg(build_dir)
         .args(extra);
+    // The prediction log is off unless a test asks for it: servers sharing a database would
+    // only slow each other down.
+    if !extra.iter().any(|a| a.starts_with("--log-")) {
+        cmd.args(["--log-sample", "0"]);
+    }
     if !extra.contains(&"--db") {
         let db = build_dir.join("features.db");
         load_credit_users(&db);

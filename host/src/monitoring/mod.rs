@@ -1,5 +1,8 @@
 //! Per-invocation metrics: one record per request, fed to Prometheus families, to the
-//! per-model JSON aggregates of `/v2/models/{m}/stats`, and to one structured log event.
+//! per-model JSON aggregates of `/v2/models/{m}/stats`, and to one structured log event; and
+//! the prediction log ([`log`]), each sampled invocation's inputs and outputs in SQLite.
+
+pub mod log;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -259,6 +262,7 @@ pub struct Metrics {
     lookups: Family<ResultLabels, Counter>,
     guest_failures: Family<ReasonLabels, Counter>,
     refused: Family<RefusalLabels, Counter>,
+    log_dropped: Counter,
     stats: Mutex<BTreeMap<String, ModelStats>>,
 }
 
@@ -290,6 +294,7 @@ impl Metrics {
             lookups: Family::default(),
             guest_failures: Family::default(),
             refused: Family::default(),
+            log_dropped: Counter::default(),
             stats: Mutex::new(BTreeMap::new()),
         };
         let r = &mut m.registry;
@@ -373,7 +378,17 @@ impl Metrics {
             "Requests refused by a limit before reaching a model, by reason (queue_full, queue_timeout, body_too_large, headers_too_large)",
             m.refused.clone(),
         );
+        r.register(
+            "prediction_log_dropped",
+            "Prediction log records dropped because the writer's queue was full",
+            m.log_dropped.clone(),
+        );
         m
+    }
+
+    /// Counts a prediction log record dropped for a full queue.
+    pub fn record_log_dropped(&self) {
+        self.log_dropped.inc();
     }
 
     /// Records a request a limit refused; `model` is empty when none was routed to yet.

@@ -22,11 +22,15 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use wafer_protocol::{self as protocol, ProtocolError, Route, ndjson};
 
+use crate::monitoring::log::{PredictionLog, Record as LogRecord};
 use crate::monitoring::{Format, Invocation, Metrics, Outcome};
 use crate::runtime::{GuestFailure, LoadedModel, Measured};
 use crate::serving::admission::{Admission, Limits, Refusal, Slot};
 use crate::serving::registry::Registry;
 use crate::serving::repo::{self, Loader};
+
+/// The response header naming a logged request's id: its v2 `id`, or one made up.
+pub const REQUEST_ID_HEADER: &str = "x-wafer-request-id";
 
 /// The largest request body accepted by default, in bytes.
 pub const MAX_BODY: usize = 64 << 20;
@@ -71,6 +75,8 @@ pub struct ServeConfig {
     pub exit_on_error: bool,
     /// Poll the repository this often and reload the models whose folders change.
     pub watch: Option<Duration>,
+    /// The prediction log, if on.
+    pub log: Option<crate::monitoring::log::Options>,
 }
 
 /// Loads every model of the repository `repo` (in parallel, each failing alone), then serves
@@ -88,9 +94,11 @@ pub async fn serve(loader: Arc<Loader>, repo: PathBuf, config: ServeConfig) -> a
     let listener = TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("binding {}", config.addr))?;
-    Arc::new(Server::new(registry, metrics, config.options))
-        .run(listener, shutdown_signal())
-        .await
+    let mut server = Server::new(registry, metrics, config.options);
+    if let Some(log) = &config.log {
+        server = server.with_log(PredictionLog::open(log)?);
+    }
+    Arc::new(server).run(listener, shutdown_signal()).await
 }
 
 /// SIGTERM (what Kubernetes sends) or ctrl-c.
@@ -162,6 +170,10 @@ pub struct Server {
     options: ServerOptions,
     /// Set on SIGTERM: readiness turns false while requests drain.
     draining: AtomicBool,
+    /// The prediction log, if on.
+    log: Option<PredictionLog>,
+    /// Request ids made up for requests without one.
+    request_ids: std::sync::atomic::AtomicU64,
 }
 
 impl Server {
@@ -174,6 +186,51 @@ impl Server {
             metrics,
             options,
             draining: AtomicBool::new(false),
+            log: None,
+            request_ids: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Logs sampled invocations to `log`.
+    pub fn with_log(mut self, log: PredictionLog) -> Server {
+        self.log = Some(log);
+        self
+    }
+
+    /// Whether this invocation is sampled for the prediction log.
+    fn logs(&self) -> bool {
+        self.log.as_ref().is_some_and(PredictionLog::wants)
+    }
+
+    /// A request id for a request that brought none: unique in this process.
+    fn new_request_id(&self) -> String {
+        let n = self.request_ids.fetch_add(1, Ordering::Relaxed);
+        format!("{:x}-{n}", crate::monitoring::log::now_ms())
+    }
+
+    /// Hands a sampled invocation to the prediction log.
+    fn log_invocation(
+        &self,
+        model: &LoadedModel,
+        logged: Logged,
+        outcome: Outcome,
+        latency_us: u64,
+    ) {
+        let Some(log) = &self.log else {
+            return;
+        };
+        let queued = log.record(LogRecord {
+            time_ms: crate::monitoring::log::now_ms(),
+            model: model.name().to_owned(),
+            version: model.version().to_string(),
+            request_id: logged.request_id,
+            input: logged.input,
+            output: logged.output,
+            latency_us,
+            outcome: outcome.as_str().to_owned(),
+        });
+        if !queued {
+            self.metrics.record_log_dropped();
         }
     }
 
@@ -367,12 +424,19 @@ impl Server {
             %peer, %method, %path, status, micros = started.elapsed().as_micros() as u64,
             "request"
         );
-        if let Some(model) = &call.model {
+        let request_id = call.log.as_ref().map(|l| l.request_id.clone());
+        if let Some(model) = call.model.clone() {
             let reason = (status != 200)
                 .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
                 .flatten()
                 .and_then(|v| v["error"].as_str().map(str::to_owned));
-            self.record(model, status, reason, &call, started, body.len());
+            if let Some(logged) = &mut call.log
+                && status == 200
+                && logged.output.is_none()
+            {
+                logged.output = Some(String::from_utf8_lossy(&body).into_owned());
+            }
+            self.record(&model, status, reason, &mut call, started, body.len());
         }
         let mut response = Response::builder()
             .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
@@ -382,6 +446,9 @@ impl Server {
         }
         if let Some(n) = header_length {
             response = response.header(protocol::binary::HEADER_LENGTH, n);
+        }
+        if let Some(id) = request_id {
+            response = response.header(REQUEST_ID_HEADER, id);
         }
         if call.measured.instance_predictions > 0 {
             let m = call.measured;
@@ -403,7 +470,7 @@ impl Server {
         model: &LoadedModel,
         status: u16,
         reason: Option<String>,
-        call: &Call,
+        call: &mut Call,
         started: Instant,
         response_bytes: usize,
     ) {
@@ -431,6 +498,10 @@ impl Server {
             lookup_misses: m.lookup_misses,
             guest_failure: m.failure.map(GuestFailure::as_str),
         });
+        if let Some(logged) = call.log.take() {
+            let latency = started.elapsed().as_micros() as u64;
+            self.log_invocation(model, logged, outcome, latency);
+        }
     }
 
     /// A slot of `model` and one of the instance pool, or 503 when the model is overloaded.
@@ -534,7 +605,24 @@ impl Server {
             None => (200, None),
             Some(e) => (e.status(), Some(e.to_string())),
         };
-        self.record(model, status, reason, &call, started, answer.bytes.len());
+        if self.logs() {
+            call.log = Some(Logged {
+                request_id: self.new_request_id(),
+                input: String::from_utf8_lossy(line).trim_end().to_owned(),
+                output: answer
+                    .error
+                    .is_none()
+                    .then(|| String::from_utf8_lossy(&answer.bytes).trim_end().to_owned()),
+            });
+        }
+        self.record(
+            model,
+            status,
+            reason,
+            &mut call,
+            started,
+            answer.bytes.len(),
+        );
         answers.send(Bytes::from(answer.bytes)).await.is_ok()
     }
 
@@ -648,6 +736,13 @@ impl Server {
                 call.model = Some(Arc::clone(&m));
                 call.request_bytes = body.len() as u64;
                 let instances = protocol::v1_instances(&body)?;
+                if self.logs() {
+                    call.log = Some(Logged {
+                        request_id: self.new_request_id(),
+                        input: instances.clone(),
+                        output: None,
+                    });
+                }
                 let _admitted = self.admit(m.name(), call).await?;
                 let (outputs, measured) = m.predict_records(instances, &[]).await;
                 call.measured = measured;
@@ -657,14 +752,30 @@ impl Server {
                 call.model = Some(Arc::clone(&m));
                 call.request_bytes = body.len() as u64;
                 let request = protocol::decode_infer_request(&body, header_length)?;
+                if self.logs() {
+                    call.log = Some(Logged {
+                        request_id: request.id.clone().unwrap_or_else(|| self.new_request_id()),
+                        // A JSON request as it came; binary tensor data as JSON.
+                        input: match header_length {
+                            None => String::from_utf8_lossy(&body).into_owned(),
+                            Some(_) => tensors_json(&request.inputs),
+                        },
+                        output: None,
+                    });
+                }
                 let _admitted = self.admit(m.name(), call).await?;
                 let (outputs, measured) = m.predict(request.inputs, &request.outputs).await;
                 call.measured = measured;
+                let outputs = outputs?;
+                let binary_out = request.binary.all || !request.binary.names.is_empty();
+                if let Some(logged) = call.log.as_mut().filter(|_| binary_out) {
+                    logged.output = Some(tensors_json(&outputs));
+                }
                 Ok(Reply::Infer(protocol::encode_infer_response(
                     m.name(),
                     Some(&m.version().to_string()),
                     request.id,
-                    outputs?,
+                    outputs,
                     &request.binary,
                 )))
             }
@@ -698,6 +809,8 @@ enum Reply {
 /// What a request touched, for its metrics record.
 #[derive(Default)]
 struct Call {
+    /// What the prediction log keeps of it, when it is sampled.
+    log: Option<Logged>,
     /// The model the route names, resolved or not.
     model_name: Option<String>,
     /// The model version that ran it.
@@ -706,6 +819,29 @@ struct Call {
     measured: Measured,
     /// Why admission refused it, if it did.
     refusal: Option<Refusal>,
+}
+
+/// A sampled invocation, as the prediction log keeps it.
+#[derive(Default)]
+struct Logged {
+    request_id: String,
+    input: String,
+    output: Option<String>,
+}
+
+/// Tensors as the JSON of a v2 response's `outputs`.
+fn tensors_json(tensors: &[wafer_scoring::Tensor]) -> String {
+    let body = protocol::encode_infer_response(
+        "",
+        None,
+        None,
+        tensors.to_vec(),
+        &protocol::BinaryOutputs::default(),
+    )
+    .body;
+    serde_json::from_slice::<serde_json::Value>(&body)
+        .map(|v| v["outputs"].to_string())
+        .unwrap_or_default()
 }
 
 /// The metrics label of a request a limit refused, if `e` is one.

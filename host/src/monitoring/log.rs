@@ -1,0 +1,429 @@
+//! The prediction log: what each sampled invocation was asked and answered, in an embedded
+//! SQLite database, written off the request path.
+//!
+//! A request hands its record to a bounded queue and goes on; one writer thread drains the
+//! queue in batches, each batch one transaction. When the queue is full the record is dropped
+//! and counted, never waited for: serving is never slowed by the log. A batch taken from the
+//! queue is retried until it commits, and is committed whole or not at all (WAL journal), so
+//! a killed server leaves a database that opens cleanly with every batch it had committed.
+//! Retention keeps rows younger than the maximum age and no more than the maximum count.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use rusqlite::{Connection, params};
+
+/// The log's table.
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+CREATE TABLE IF NOT EXISTS predictions (
+    id INTEGER PRIMARY KEY,
+    time_ms INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    input TEXT NOT NULL,
+    output TEXT,
+    latency_us INTEGER NOT NULL,
+    outcome TEXT NOT NULL
+);
+";
+
+/// The default database, under the working directory.
+pub const DEFAULT_DB: &str = ".wafer/predictions.db";
+
+/// Records a batch holds at most.
+const BATCH: usize = 1_000;
+
+/// Rows one INSERT statement writes.
+const ROWS_PER_INSERT: usize = 64;
+
+/// `INSERT INTO predictions ... VALUES (...), (...)` for `rows` rows.
+fn insert_sql(rows: usize) -> String {
+    let row = "(?, ?, ?, ?, ?, ?, ?, ?)";
+    format!(
+        "INSERT INTO predictions (time_ms, model, version, request_id, input, output, latency_us, outcome) VALUES {}",
+        vec![row; rows].join(", ")
+    )
+}
+
+/// How long the writer waits to fill a batch.
+const LINGER: Duration = Duration::from_millis(50);
+
+/// How often retention runs.
+const RETENTION_EVERY: Duration = Duration::from_secs(10);
+
+/// One logged invocation.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// When it was answered, ms since the Unix epoch.
+    pub time_ms: u64,
+    /// The model.
+    pub model: String,
+    /// Its version.
+    pub version: String,
+    /// The v2 request id, or the one the server made up and returned.
+    pub request_id: String,
+    /// The raw records (models with a spec) or the input tensors, as JSON.
+    pub input: String,
+    /// The outputs, as JSON; none when it failed.
+    pub output: Option<String>,
+    /// The whole request, µs.
+    pub latency_us: u64,
+    /// `ok`, `client_error`, `guest_error` or `timeout`.
+    pub outcome: String,
+}
+
+/// How the log is kept.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The database.
+    pub path: PathBuf,
+    /// The share of invocations logged, from 0 to 1.
+    pub sample: f64,
+    /// Records that may wait for the writer; more are dropped.
+    pub queue: usize,
+    /// Rows older than this are deleted.
+    pub max_age: Duration,
+    /// At most this many rows are kept, the newest.
+    pub max_rows: u64,
+}
+
+/// The log's handle, shared by every request.
+pub struct PredictionLog {
+    sender: SyncSender<Record>,
+    sample: f64,
+    sampled: AtomicU64,
+    dropped: AtomicU64,
+    written: std::sync::Arc<AtomicU64>,
+}
+
+impl PredictionLog {
+    /// Opens (creating) the database and starts the writer thread.
+    pub fn open(options: &Options) -> anyhow::Result<PredictionLog> {
+        let conn = connect(&options.path)?;
+        let (sender, receiver) = std::sync::mpsc::sync_channel(options.queue.max(1));
+        let written = std::sync::Arc::new(AtomicU64::new(0));
+        let writer = Writer {
+            conn,
+            receiver,
+            max_age: options.max_age,
+            max_rows: options.max_rows,
+            written: std::sync::Arc::clone(&written),
+        };
+        std::thread::Builder::new()
+            .name("wafer-log".into())
+            .spawn(move || writer.run())
+            .context("starting the prediction log's writer")?;
+        Ok(PredictionLog {
+            sender,
+            sample: options.sample.clamp(0.0, 1.0),
+            sampled: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            written,
+        })
+    }
+
+    /// Whether the next invocation is to be logged: every `1/sample`-th one, spread evenly.
+    pub fn wants(&self) -> bool {
+        if self.sample >= 1.0 {
+            return true;
+        }
+        if self.sample <= 0.0 {
+            return false;
+        }
+        let n = self.sampled.fetch_add(1, Ordering::Relaxed) as f64;
+        (n * self.sample).floor() != ((n + 1.0) * self.sample).floor()
+    }
+
+    /// Queues `record`; drops it (and counts it) when the queue is full. Never blocks. False
+    /// when it was dropped.
+    pub fn record(&self, record: Record) -> bool {
+        match self.sender.try_send(record) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Records dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Records committed to the database.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+}
+
+/// The current time, ms since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Opens the database, creating it and its folder.
+pub fn connect(path: &Path) -> anyhow::Result<Connection> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let conn = Connection::open(path)
+        .and_then(|c| c.busy_timeout(Duration::from_secs(5)).map(|()| c))
+        .and_then(|c| c.execute_batch(SCHEMA).map(|()| c))
+        .with_context(|| format!("opening the prediction log {}", path.display()))?;
+    Ok(conn)
+}
+
+/// The writer thread's state.
+struct Writer {
+    conn: Connection,
+    receiver: Receiver<Record>,
+    max_age: Duration,
+    max_rows: u64,
+    written: std::sync::Arc<AtomicU64>,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let mut last_retention = Instant::now();
+        // Waits for a first record, then lingers to fill the batch.
+        while let Ok(first) = self.receiver.recv() {
+            let mut batch = vec![first];
+            let deadline = Instant::now() + LINGER;
+            while batch.len() < BATCH {
+                match self
+                    .receiver
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                {
+                    Ok(record) => batch.push(record),
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            // A batch in hand is kept until it commits (a locked or full disk is retried):
+            // meanwhile the queue fills, and what does not fit is dropped and counted.
+            let mut attempt = 0u32;
+            while let Err(e) = self.commit(&batch) {
+                attempt += 1;
+                if attempt.is_power_of_two() {
+                    tracing::warn!(error = %format!("{e:#}"), records = batch.len(), attempt, "prediction log: commit failed; retrying");
+                }
+                std::thread::sleep(Duration::from_millis(u64::from(attempt.min(10)) * 100));
+            }
+            self.written
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            if last_retention.elapsed() >= RETENTION_EVERY {
+                last_retention = Instant::now();
+                if let Err(e) = self.retain() {
+                    tracing::warn!(error = %format!("{e:#}"), "prediction log: retention failed");
+                }
+            }
+        }
+    }
+
+    /// Writes a batch in one transaction, [`ROWS_PER_INSERT`] rows per statement.
+    fn commit(&mut self, batch: &[Record]) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        for chunk in batch.chunks(ROWS_PER_INSERT) {
+            let sql = insert_sql(chunk.len());
+            let mut insert = tx.prepare_cached(&sql)?;
+            let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 8);
+            let numbers: Vec<(i64, i64)> = chunk
+                .iter()
+                .map(|r| (r.time_ms as i64, r.latency_us as i64))
+                .collect();
+            for (r, (time, latency)) in chunk.iter().zip(&numbers) {
+                values.extend([
+                    time as &dyn rusqlite::ToSql,
+                    &r.model,
+                    &r.version,
+                    &r.request_id,
+                    &r.input,
+                    &r.output,
+                    latency,
+                    &r.outcome,
+                ]);
+            }
+            insert.execute(values.as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes rows past the maximum age, then the oldest past the maximum count.
+    fn retain(&mut self) -> anyhow::Result<()> {
+        // Rows are appended in time order: the old ones are the first ids, found without an
+        // index (which would cost every insert).
+        let oldest = now_ms().saturating_sub(self.max_age.as_millis() as u64);
+        self.conn.execute(
+            "DELETE FROM predictions WHERE id < COALESCE(
+                (SELECT id FROM predictions WHERE time_ms >= ?1 ORDER BY id LIMIT 1),
+                (SELECT MAX(id) + 1 FROM predictions))",
+            params![oldest as i64],
+        )?;
+        self.conn.execute(
+            "DELETE FROM predictions WHERE id <= (SELECT MAX(id) FROM predictions) - ?1",
+            params![self.max_rows as i64],
+        )?;
+        Ok(())
+    }
+}
+
+/// Writes the logged rows of `model` (all models when `None`) from `since_ms` on, oldest
+/// first, to `output`: `.jsonl` (inputs and outputs as JSON values) or `.csv` (as JSON text).
+/// Returns the number of rows written.
+pub fn export(
+    db: &Path,
+    model: Option<&str>,
+    since_ms: Option<u64>,
+    output: &Path,
+) -> anyhow::Result<u64> {
+    use std::io::Write as _;
+    let jsonl = match output.extension().and_then(|e| e.to_str()) {
+        Some("jsonl" | "ndjson") => true,
+        Some("csv") => false,
+        _ => anyhow::bail!(
+            "{}: the export is written as .jsonl or .csv",
+            output.display()
+        ),
+    };
+    if !db.is_file() {
+        anyhow::bail!("no prediction log at {}", db.display());
+    }
+    let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("opening {}", db.display()))?;
+    let mut query = conn.prepare(
+        "SELECT time_ms, model, version, request_id, input, output, latency_us, outcome
+         FROM predictions WHERE (?1 IS NULL OR model = ?1) AND time_ms >= ?2 ORDER BY id",
+    )?;
+    let mut rows = query.query(params![model, since_ms.unwrap_or(0) as i64])?;
+    let mut n = 0u64;
+    crate::store::offline::write_atomically(output, |file| {
+        let mut out = std::io::BufWriter::new(file);
+        let mut csv = (!jsonl).then(|| csv::Writer::from_writer(Vec::new()));
+        if let Some(csv) = &mut csv {
+            csv.write_record([
+                "time_ms",
+                "model",
+                "version",
+                "request_id",
+                "input",
+                "output",
+                "latency_us",
+                "outcome",
+            ])?;
+        }
+        while let Some(row) = rows.next()? {
+            let (time_ms, model, version, id): (i64, String, String, String) =
+                (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+            let (input, output, latency, outcome): (String, Option<String>, i64, String) =
+                (row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?);
+            match &mut csv {
+                Some(csv) => {
+                    csv.write_record([
+                        time_ms.to_string(),
+                        model,
+                        version,
+                        id,
+                        input,
+                        output.unwrap_or_default(),
+                        latency.to_string(),
+                        outcome,
+                    ])?;
+                }
+                None => {
+                    let json = |text: &str| {
+                        serde_json::from_str::<serde_json::Value>(text)
+                            .unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
+                    };
+                    let line = serde_json::json!({
+                        "time_ms": time_ms, "model": model, "version": version,
+                        "request_id": id, "input": json(&input),
+                        "output": output.as_deref().map(json),
+                        "latency_us": latency, "outcome": outcome,
+                    });
+                    serde_json::to_writer(&mut out, &line)?;
+                    out.write_all(b"\n")?;
+                }
+            }
+            n += 1;
+        }
+        if let Some(csv) = csv {
+            let bytes = csv.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+            out.write_all(&bytes)?;
+        }
+        out.flush()?;
+        Ok(())
+    })?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: u64) -> Record {
+        Record {
+            time_ms: now_ms(),
+            model: "m".into(),
+            version: "1".into(),
+            request_id: format!("r{i}"),
+            input: "[]".into(),
+            output: Some("[]".into()),
+            latency_us: 1,
+            outcome: "ok".into(),
+        }
+    }
+
+    #[test]
+    fn sampling_spreads_evenly() {
+        let dir = std::env::temp_dir().join(format!("wafer-log-sample-{}", std::process::id()));
+        let log = PredictionLog::open(&Options {
+            path: dir.join("p.db"),
+            sample: 0.25,
+            queue: 10,
+            max_age: Duration::from_secs(3600),
+            max_rows: 100,
+        })
+        .unwrap();
+        let taken = (0..1000).filter(|_| log.wants()).count();
+        assert_eq!(taken, 250);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_rows() {
+        let dir = std::env::temp_dir().join(format!("wafer-log-retain-{}", std::process::id()));
+        let mut writer = Writer {
+            conn: connect(&dir.join("p.db")).unwrap(),
+            receiver: std::sync::mpsc::sync_channel(1).1,
+            max_age: Duration::from_secs(3600),
+            max_rows: 10,
+            written: Default::default(),
+        };
+        let batch: Vec<Record> = (0..25).map(record).collect();
+        writer.commit(&batch).unwrap();
+        let mut old = record(99);
+        old.time_ms = 0;
+        writer.commit(&[old]).unwrap();
+        writer.retain().unwrap();
+        let ids: Vec<String> = writer
+            .conn
+            .prepare("SELECT request_id FROM predictions ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        // The row older than the maximum age goes; of the rest, the newest ten stay.
+        assert_eq!(ids, (15..25).map(|i| format!("r{i}")).collect::<Vec<_>>());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
