@@ -408,11 +408,16 @@ mod tests {
             max_rows: 10,
             written: Default::default(),
         };
+        // Rows arrive in time order: five too old, then 25 recent.
+        let old: Vec<Record> = (100..105)
+            .map(|i| Record {
+                time_ms: 0,
+                ..record(i)
+            })
+            .collect();
+        writer.commit(&old).unwrap();
         let batch: Vec<Record> = (0..25).map(record).collect();
         writer.commit(&batch).unwrap();
-        let mut old = record(99);
-        old.time_ms = 0;
-        writer.commit(&[old]).unwrap();
         writer.retain().unwrap();
         let ids: Vec<String> = writer
             .conn
@@ -422,7 +427,7 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        // The row older than the maximum age goes; of the rest, the newest ten stay.
+        // The rows older than the maximum age go; of the rest, the newest ten stay.
         assert_eq!(ids, (15..25).map(|i| format!("r{i}")).collect::<Vec<_>>());
         let _ = std::fs::remove_dir_all(dir);
     }
