@@ -4,7 +4,8 @@
 use serde_json::Value;
 
 use crate::support::{
-    Server, build_dir, fixture, get, infer_request, post, request, target_dir, wafer, wafer_server,
+    Server, build_dir, fixture, get, infer_request, post, repo_root, request, target_dir, wafer,
+    wafer_server,
 };
 
 #[test]
@@ -228,4 +229,65 @@ fn promtool_reads_metrics_as_typed() {
     );
     assert!(open.text.ends_with("# EOF\n"));
     assert!(open.text.contains("# TYPE wafer_requests counter"));
+}
+
+#[test]
+fn the_shipped_alerting_rules_check_and_name_real_metrics() {
+    let rules = repo_root().join("deploy/prometheus/wafer-rules.yml");
+    let out = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("promtool runs (Debian's prometheus package; tools/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every metric a rule reads is one the server exports, once it has something to count:
+    // a family without samples is not written, so every kind of event is recorded once.
+    use wafer_host::monitoring::{Format, Invocation, Metrics, Outcome};
+    use wafer_host::runtime::cache::CacheOutcome;
+    let metrics = Metrics::new();
+    metrics.record_load("m", "1", Some(CacheOutcome::Hit));
+    metrics.record(&Invocation {
+        model: "m".into(),
+        version: "1".into(),
+        instantiate_us: 1,
+        guest_us: 1,
+        total_us: 1,
+        memory_bytes: 1,
+        request_bytes: 1,
+        response_bytes: 1,
+        outcome: Outcome::GuestError,
+        reason: Some("trapped".into()),
+        cold: true,
+        cache: CacheOutcome::Hit,
+        lookups: 1,
+        lookup_misses: 1,
+        guest_failure: Some("trap"),
+    });
+    metrics.record_refused("m", "queue_full");
+    metrics.record_log_dropped();
+    let text = metrics.encode(Format::Text);
+    let exported: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let yaml = std::fs::read_to_string(&rules).expect("the rules");
+    let mut named = 0;
+    for word in yaml.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if !word.starts_with("wafer_") || word.chars().any(|c| c.is_ascii_uppercase()) {
+            continue;
+        }
+        let family = word.strip_suffix("_bucket").unwrap_or(word);
+        assert!(
+            exported.contains(&family),
+            "a rule reads {word}, which /metrics does not export"
+        );
+        named += 1;
+    }
+    assert!(named >= 6, "the rules name {named} metrics");
 }
