@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Throughput of `wafer serve` with the prediction log on (every request logged) against the
 same server with it off (`--log-sample 0`): wrk, 32 connections on 127.0.0.1, iris, rounds
-alternated (off, on, three times each) so that drift of the machine falls on both. Prints each round
+alternated (off, on, five times each) so that drift of the machine falls on both. Prints each round
 and the ratio of the medians; the target is at least 0.90.
 
     python3 tools/bench_log.py        (BENCH_DURATION=10s by default, as tools/bench.py)
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import MODEL, ROOT, WAFER, start, stop, wait_for_prediction, wrk  # noqa: E402
 
 PORT = 18391
-ROUNDS = 3
+ROUNDS = 5
 
 
 def main() -> None:

@@ -771,25 +771,23 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-async fn batch(args: BatchArgs) -> anyhow::Result<()> {
+/// Opens a model for work over files (`batch`, `compare`): a chunk's deadline per call.
+async fn open_for_files(
+    path: &Path,
+    components: &ComponentArgs,
+    db: Option<&Path>,
+) -> anyhow::Result<LoadedModel> {
     let limits = PoolLimits {
         timeout: batch::CHUNK_TIMEOUT,
         ..PoolLimits::default()
     };
-    let ComponentArgs {
-        build_dir,
-        cache,
-        guest,
-    } = args.components;
-    let runtime = Runtime::new(limits, cache.cache())?;
-    let model = repo::open(
-        &args.model,
-        runtime,
-        || guest.builder(),
-        build_dir,
-        args.db.db.as_deref(),
-    )
-    .await?;
+    let runtime = Runtime::new(limits, components.cache.clone().cache())?;
+    let build_dir = components.build_dir.clone();
+    repo::open(path, runtime, || components.guest.builder(), build_dir, db).await
+}
+
+async fn batch(args: BatchArgs) -> anyhow::Result<()> {
+    let model = open_for_files(&args.model, &args.components, args.db.db.as_deref()).await?;
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
@@ -856,33 +854,19 @@ async fn compare(args: CompareArgs) -> anyhow::Result<()> {
             "--max-disagreement is a share, from 0 to 1"
         );
     }
-    let limits = PoolLimits {
-        timeout: batch::CHUNK_TIMEOUT,
-        ..PoolLimits::default()
-    };
-    let ComponentArgs {
-        build_dir,
-        cache,
-        guest,
-    } = args.components;
     let mut models = Vec::new();
     for path in [&args.a, &args.b] {
-        let runtime = Runtime::new(limits, cache.clone().cache())?;
-        let model = repo::open(
-            path,
-            runtime,
-            || guest.builder(),
-            build_dir.clone(),
-            args.db.db.as_deref(),
-        )
-        .await?;
+        let model = open_for_files(path, &args.components, args.db.db.as_deref()).await?;
         models.push(Arc::new(model));
     }
     let (b, a) = (models.pop(), models.pop());
     let (Some(a), Some(b)) = (a, b) else {
         anyhow::bail!("two models are needed");
     };
-    let work_dir = build_dir.join(format!(".compare-{}", std::process::id()));
+    let work_dir = args
+        .components
+        .build_dir
+        .join(format!(".compare-{}", std::process::id()));
     let result = compare::run(
         a,
         b,

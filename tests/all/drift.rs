@@ -2,6 +2,7 @@
 //! writes with the pinned evidently): the reference as CSV, the current data as JSON Lines.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 
 use serde_json::Value;
 
@@ -39,21 +40,26 @@ fn jsonl(side: &Value, columns: &[String]) -> String {
         .collect()
 }
 
+/// The Evidently fixture of `regime`, its columns, and the folder the tests write into.
+fn fixture(regime: &str) -> (Value, Vec<String>, PathBuf) {
+    let path = repo_root().join(format!("tests/fixtures/drift/{regime}.json"));
+    let fixture: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("the fixture")).expect("parses");
+    let columns: Vec<String> = fixture["columns"]
+        .as_object()
+        .expect("columns")
+        .keys()
+        .cloned()
+        .collect();
+    let dir = target_dir().join("wafer-test-drift");
+    std::fs::create_dir_all(&dir).expect("a folder");
+    (fixture, columns, dir)
+}
+
 #[test]
 fn drift_over_files_gives_evidentlys_numbers() {
     for regime in ["small", "large"] {
-        let path = repo_root().join(format!("tests/fixtures/drift/{regime}.json"));
-        let fixture: Value =
-            serde_json::from_str(&std::fs::read_to_string(path).expect("the fixture"))
-                .expect("parses");
-        let columns: Vec<String> = fixture["columns"]
-            .as_object()
-            .expect("columns")
-            .keys()
-            .cloned()
-            .collect();
-        let dir = target_dir().join("wafer-test-drift");
-        std::fs::create_dir_all(&dir).expect("a folder");
+        let (fixture, columns, dir) = fixture(regime);
         let reference = dir.join(format!("{regime}-reference.csv"));
         let current = dir.join(format!("{regime}-current.jsonl"));
         std::fs::write(&reference, csv(&fixture["reference"], &columns)).expect("writing");
@@ -158,18 +164,7 @@ fn drift_refuses_what_it_cannot_compare() {
 #[test]
 fn the_html_report_shows_every_column_offline_in_chromium() {
     // The report of the small regime, from wafer drift itself.
-    let fixture = repo_root().join("tests/fixtures/drift/small.json");
-    let fixture: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture).expect("the fixture"))
-            .expect("parses");
-    let columns: Vec<String> = fixture["columns"]
-        .as_object()
-        .expect("columns")
-        .keys()
-        .cloned()
-        .collect();
-    let dir = target_dir().join("wafer-test-drift");
-    std::fs::create_dir_all(&dir).expect("a folder");
+    let (fixture, columns, dir) = fixture("small");
     let (reference, current) = (dir.join("report-ref.csv"), dir.join("report-cur.csv"));
     std::fs::write(&reference, csv(&fixture["reference"], &columns)).expect("writing");
     std::fs::write(&current, csv(&fixture["current"], &columns)).expect("writing");
