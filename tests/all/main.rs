@@ -20,6 +20,7 @@ mod spin;
 mod streaming;
 mod support;
 mod supported;
+mod traffic;
 mod tritonclient;
 mod unavailable;
 mod wasmtime_serve;

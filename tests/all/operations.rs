@@ -17,7 +17,7 @@ use crate::support::{
 const TOKEN: &str = "test-admin-token";
 
 /// A fresh, empty model repository for one test.
-fn repository(test: &str) -> PathBuf {
+pub(crate) fn repository(test: &str) -> PathBuf {
     let dir = target_dir().join("wafer-test-ops").join(test);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("creating the test repository");
@@ -25,13 +25,13 @@ fn repository(test: &str) -> PathBuf {
 }
 
 /// Copies `model` (a path under the workspace) to `dest`, creating its folder.
-fn place(model: &str, dest: &Path) {
+pub(crate) fn place(model: &str, dest: &Path) {
     std::fs::create_dir_all(dest.parent().expect("a folder")).expect("creating the folder");
     std::fs::copy(repo_root().join(model), dest).expect("copying the model");
 }
 
 /// `wafer serve REPO` with the admin token and `extra` arguments, its own feature database.
-fn serve(repo: &Path, extra: &[&str]) -> Server {
+pub(crate) fn serve(repo: &Path, extra: &[&str]) -> Server {
     let token = repo.with_extension("token");
     std::fs::write(&token, format!("{TOKEN}\n")).expect("writing the token");
     let db = repo.with_extension("db");
@@ -55,7 +55,7 @@ fn admin(server: &Server, method: &str, path: &str) -> crate::support::Answer {
 }
 
 /// The body of an inference on the first `n` iris test rows.
-fn iris_request(n: usize) -> String {
+pub(crate) fn iris_request(n: usize) -> String {
     let fx = fixture("iris");
     infer_request(&fx.input, &fx.rows[..n]).to_string()
 }
@@ -365,7 +365,7 @@ fn hostile(mode: u32, arg: u32) -> String {
 }
 
 /// The value of the samples of `name` whose labels include `labels`, summed.
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
         .filter(|l| {

@@ -187,6 +187,13 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    model: String,
+    shadow: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusalLabels {
     model: String,
     reason: String,
@@ -263,6 +270,7 @@ pub struct Metrics {
     guest_failures: Family<ReasonLabels, Counter>,
     refused: Family<RefusalLabels, Counter>,
     log_dropped: Counter,
+    shadow: Family<ShadowLabels, Counter>,
     stats: Mutex<BTreeMap<String, ModelStats>>,
 }
 
@@ -295,6 +303,7 @@ impl Metrics {
             guest_failures: Family::default(),
             refused: Family::default(),
             log_dropped: Counter::default(),
+            shadow: Family::default(),
             stats: Mutex::new(BTreeMap::new()),
         };
         let r = &mut m.registry;
@@ -383,7 +392,22 @@ impl Metrics {
             "Prediction log records dropped because the writer's queue was full",
             m.log_dropped.clone(),
         );
+        r.register(
+            "shadow",
+            "Requests mirrored to a shadow model, by how its answer compared (agree, disagree, error)",
+            m.shadow.clone(),
+        );
         m
+    }
+
+    /// Counts one mirrored request's verdict.
+    pub fn record_shadow(&self, model: &str, shadow: &str, result: &str) {
+        let labels = ShadowLabels {
+            model: model.to_owned(),
+            shadow: shadow.to_owned(),
+            result: result.to_owned(),
+        };
+        self.shadow.get_or_create(&labels).inc();
     }
 
     /// Counts a prediction log record dropped for a full queue.

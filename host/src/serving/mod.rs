@@ -1,13 +1,14 @@
 //! Serving: the model repository on disk ([`repo`]) and the models loaded from it, swapped
 //! while serving ([`registry`]); `wafer serve`'s KServe v2 HTTP API ([`server`]) with per-model
 //! admission ([`admission`]); newline-delimited JSON streams ([`stream`]); and the browser page
-//! ([`web`]).
+//! ([`web`]); shadow and canary traffic ([`traffic`]).
 
 pub mod admission;
 pub mod registry;
 pub mod repo;
 pub mod server;
 pub mod stream;
+pub mod traffic;
 pub mod web;
 
 pub use server::{ServeConfig, Server, ServerOptions, serve};

@@ -37,6 +37,8 @@ pub struct Model {
     pub refused: Option<String>,
     /// Unloaded through the repository API: nothing serves until it is loaded again.
     pub unloaded: bool,
+    /// Where it sends traffic besides itself: shadow and canary.
+    pub routing: repo::Routing,
 }
 
 impl Model {
@@ -104,8 +106,17 @@ impl Registry {
         let mut sources = Vec::new();
         let mut models = BTreeMap::new();
         for (name, dir) in folders {
-            match repo::versions(&dir) {
-                Ok(versions) => sources.extend(versions),
+            match repo::versions(&dir).and_then(|v| Ok((v, repo::Routing::of(&dir)?))) {
+                Ok((versions, routing)) => {
+                    sources.extend(versions);
+                    models.insert(
+                        name,
+                        Model {
+                            routing,
+                            ..Model::default()
+                        },
+                    );
+                }
                 Err(e) => {
                     let reason = format!("{e:#}");
                     tracing::error!(model = name, reason, "model unavailable");
@@ -153,6 +164,13 @@ impl Registry {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Where `name` sends traffic besides itself.
+    pub fn routing(&self, name: &str) -> repo::Routing {
+        self.get(name)
+            .map(|m| m.routing.clone())
+            .unwrap_or_default()
     }
 
     /// One model.
@@ -262,15 +280,19 @@ impl Registry {
         let _update = self.updates.lock().await;
         let old = self.get(name).filter(|m| !m.unloaded);
         let dir = self.folder(name);
-        let sources = match repo::versions(&dir) {
-            Ok(sources) => sources,
+        let found = repo::versions(&dir).and_then(|v| Ok((v, repo::Routing::of(&dir)?)));
+        let (sources, routing) = match found {
+            Ok(found) => found,
             Err(e) => {
                 let reason = format!("{e:#}");
                 self.refuse(name, old, &reason);
                 return Err(reason);
             }
         };
-        let mut model = Model::default();
+        let mut model = Model {
+            routing,
+            ..Model::default()
+        };
         let mut failures = Vec::new();
         for (source, loaded) in self.loader.load_all(sources).await {
             let previous = old.as_ref().and_then(|m| m.versions.get(&source.version));

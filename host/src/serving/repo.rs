@@ -96,8 +96,11 @@ impl VersionPolicy {
 
     fn parse(text: &str) -> anyhow::Result<VersionPolicy> {
         let table: toml::Table = text.parse()?;
-        if let Some(key) = table.keys().find(|k| *k != "version_policy") {
-            bail!("unknown key \"{key}\" (expected version_policy)");
+        if let Some(key) = table.keys().find(|k| !CONFIG_KEYS.contains(&k.as_str())) {
+            bail!(
+                "unknown key \"{key}\" (expected {})",
+                CONFIG_KEYS.join(", ")
+            );
         }
         let expected = "expected version_policy = \"all\", { latest = N } or { specific = [..] }";
         let Some(policy) = table.get("version_policy") else {
@@ -143,6 +146,91 @@ impl VersionPolicy {
                 wanted
             }
         })
+    }
+}
+
+/// The keys a model folder's `wafer.toml` may hold.
+const CONFIG_KEYS: [&str; 3] = ["version_policy", "shadow", "canary"];
+
+/// Where a model sends traffic besides itself, from its `wafer.toml`:
+/// `shadow = "m"` mirrors every request to model `m` off the request path (the client's answer
+/// stays this model's); `canary = { model = "m", percent = 10, sticky = "user_id" }` answers that
+/// share of requests with model `m`, chosen by a hash of the sticky field when the request has
+/// it (one key, one model), else by an even count.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Routing {
+    /// The model every request is mirrored to.
+    pub shadow: Option<String>,
+    /// The model a share of requests goes to.
+    pub canary: Option<Canary>,
+}
+
+/// A canary: a model answering a share of another's requests.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Canary {
+    /// The canary model.
+    pub model: String,
+    /// The share of requests, in percent.
+    pub percent: f64,
+    /// The record field (or input tensor) whose value picks the model.
+    pub sticky: Option<String>,
+}
+
+impl Routing {
+    /// The routing a model folder's `wafer.toml` sets (none without one).
+    pub fn of(model_dir: &Path) -> anyhow::Result<Routing> {
+        let path = model_dir.join(POLICY_FILE);
+        if !path.is_file() {
+            return Ok(Routing::default());
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Routing::parse(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    fn parse(text: &str) -> anyhow::Result<Routing> {
+        let table: toml::Table = text.parse()?;
+        let shadow = match table.get("shadow") {
+            None => None,
+            Some(toml::Value::String(m)) if valid_name(m) => Some(m.clone()),
+            Some(_) => bail!("shadow must name a model"),
+        };
+        let canary = match table.get("canary") {
+            None => None,
+            Some(toml::Value::Table(t)) => {
+                if let Some(key) = t
+                    .keys()
+                    .find(|k| !["model", "percent", "sticky"].contains(&k.as_str()))
+                {
+                    bail!("canary: unknown key \"{key}\" (expected model, percent, sticky)");
+                }
+                let model = t
+                    .get("model")
+                    .and_then(|m| m.as_str())
+                    .filter(|m| valid_name(m))
+                    .context("canary.model must name a model")?
+                    .to_owned();
+                let percent = t
+                    .get("percent")
+                    .and_then(|p| p.as_float().or_else(|| p.as_integer().map(|i| i as f64)))
+                    .filter(|p| (0.0..=100.0).contains(p))
+                    .context("canary.percent must be a number from 0 to 100")?;
+                let sticky = match t.get("sticky") {
+                    None => None,
+                    Some(toml::Value::String(f)) => Some(f.clone()),
+                    Some(_) => bail!("canary.sticky must name a field"),
+                };
+                Some(Canary {
+                    model,
+                    percent,
+                    sticky,
+                })
+            }
+            Some(_) => {
+                bail!("expected canary = {{ model = \"m\", percent = 10, sticky = \"field\" }}")
+            }
+        };
+        Ok(Routing { shadow, canary })
     }
 }
 
@@ -451,6 +539,29 @@ mod tests {
             "versions = 2",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Routing::parse(
+                "shadow = \"b\"\ncanary = { model = \"c\", percent = 10, sticky = \"user_id\" }"
+            )
+            .unwrap(),
+            Routing {
+                shadow: Some("b".into()),
+                canary: Some(Canary {
+                    model: "c".into(),
+                    percent: 10.0,
+                    sticky: Some("user_id".into())
+                })
+            }
+        );
+        for bad in [
+            "shadow = 3",
+            "shadow = \"../x\"",
+            "canary = { model = \"c\", percent = 140 }",
+            "canary = { model = \"c\" }",
+            "canary = { model = \"c\", percent = 5, weight = 1 }",
+        ] {
+            assert!(Routing::parse(bad).is_err(), "{bad}");
         }
         let on_disk = [1, 2, 5];
         assert_eq!(VersionPolicy::Latest(2).select(&on_disk).unwrap(), [2, 5]);

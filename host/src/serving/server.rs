@@ -27,10 +27,14 @@ use crate::monitoring::{Format, Invocation, Metrics, Outcome};
 use crate::runtime::{GuestFailure, LoadedModel, Measured};
 use crate::serving::admission::{Admission, Limits, Refusal, Slot};
 use crate::serving::registry::Registry;
-use crate::serving::repo::{self, Loader};
+use crate::serving::repo::{self, Loader, Routing};
+use crate::serving::traffic::{self, Mirrored};
 
 /// The response header naming a logged request's id: its v2 `id`, or one made up.
 pub const REQUEST_ID_HEADER: &str = "x-wafer-request-id";
+
+/// The response header naming the model that answered (a canary, or the model asked).
+pub const MODEL_HEADER: &str = "x-wafer-model";
 
 /// The largest request body accepted by default, in bytes.
 pub const MAX_BODY: usize = 64 << 20;
@@ -164,7 +168,7 @@ impl Default for ServerOptions {
 /// The models served, the bounds on what runs, and the state of a shutdown.
 pub struct Server {
     registry: Arc<Registry>,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     admission: Admission,
     metrics: Arc<Metrics>,
     options: ServerOptions,
@@ -174,6 +178,8 @@ pub struct Server {
     log: Option<PredictionLog>,
     /// Request ids made up for requests without one.
     request_ids: std::sync::atomic::AtomicU64,
+    /// Requests without a sticky key that canaries have seen, for an even split.
+    canary_count: std::sync::atomic::AtomicU64,
 }
 
 impl Server {
@@ -181,13 +187,59 @@ impl Server {
     pub fn new(registry: Arc<Registry>, metrics: Arc<Metrics>, options: ServerOptions) -> Server {
         Server {
             registry,
-            permits: Semaphore::new(options.max_instances),
+            permits: Arc::new(Semaphore::new(options.max_instances)),
             admission: Admission::new(options.admission),
             metrics,
             options,
             draining: AtomicBool::new(false),
             log: None,
             request_ids: std::sync::atomic::AtomicU64::new(0),
+            canary_count: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The model that answers a request to `primary`: its canary for the canary's share (by
+    /// the sticky key `key` finds, when there is one), or `primary`. A canary that cannot
+    /// serve leaves the request to the primary.
+    fn pick(
+        &self,
+        primary: Arc<LoadedModel>,
+        routing: &Routing,
+        key: impl FnOnce(&str) -> Option<String>,
+    ) -> Arc<LoadedModel> {
+        let Some(canary) = &routing.canary else {
+            return primary;
+        };
+        let key = canary.sticky.as_deref().and_then(key);
+        if !traffic::to_canary(canary, key.as_deref(), &self.canary_count) {
+            return primary;
+        }
+        self.registry
+            .resolve(&canary.model, None)
+            .unwrap_or(primary)
+    }
+
+    /// Mirrors an answered request to `routing`'s shadow, if it has one.
+    fn shadow(
+        &self,
+        primary: &str,
+        routing: &Routing,
+        asked: impl FnOnce() -> Mirrored,
+        answered: &[wafer_scoring::Tensor],
+    ) {
+        let Some(shadow) = &routing.shadow else {
+            return;
+        };
+        match self.registry.resolve(shadow, None) {
+            Ok(model) => traffic::mirror(
+                primary.to_owned(),
+                model,
+                asked(),
+                answered.to_vec(),
+                Arc::clone(&self.metrics),
+                Arc::clone(&self.permits),
+            ),
+            Err(_) => self.metrics.record_shadow(primary, shadow, "error"),
         }
     }
 
@@ -449,6 +501,9 @@ impl Server {
         }
         if let Some(id) = request_id {
             response = response.header(REQUEST_ID_HEADER, id);
+        }
+        if let Some(model) = &call.model {
+            response = response.header(MODEL_HEADER, model.name());
         }
         if call.measured.instance_predictions > 0 {
             let m = call.measured;
@@ -732,10 +787,13 @@ impl Server {
                     "stats": stats,
                 }))
             }
-            (Route::V1Predict { .. }, Some(m)) => {
+            (Route::V1Predict { .. }, Some(primary)) => {
+                let instances = protocol::v1_instances(&body)?;
+                let routing = self.registry.routing(primary.name());
+                let name = primary.name().to_owned();
+                let m = self.pick(primary, &routing, |f| traffic::record_key(&instances, f));
                 call.model = Some(Arc::clone(&m));
                 call.request_bytes = body.len() as u64;
-                let instances = protocol::v1_instances(&body)?;
                 if self.logs() {
                     call.log = Some(Logged {
                         request_id: self.new_request_id(),
@@ -744,14 +802,28 @@ impl Server {
                     });
                 }
                 let _admitted = self.admit(m.name(), call).await?;
+                let mirrored = routing.shadow.is_some().then(|| instances.clone());
                 let (outputs, measured) = m.predict_records(instances, &[]).await;
                 call.measured = measured;
-                Ok(Reply::Json(protocol::encode_v1_response(&outputs?)))
+                let outputs = outputs?;
+                if let Some(records) = mirrored {
+                    self.shadow(&name, &routing, || Mirrored::Records(records), &outputs);
+                }
+                Ok(Reply::Json(protocol::encode_v1_response(&outputs)))
             }
-            (Route::Infer { .. }, Some(m)) => {
+            (Route::Infer { version, .. }, Some(primary)) => {
+                let request = protocol::decode_infer_request(&body, header_length)?;
+                let routing = self.registry.routing(primary.name());
+                let name = primary.name().to_owned();
+                // A request for a given version gets that version, never a canary.
+                let m = match version {
+                    None => self.pick(primary, &routing, |f| {
+                        traffic::tensor_key(&request.inputs, f)
+                    }),
+                    Some(_) => primary,
+                };
                 call.model = Some(Arc::clone(&m));
                 call.request_bytes = body.len() as u64;
-                let request = protocol::decode_infer_request(&body, header_length)?;
                 if self.logs() {
                     call.log = Some(Logged {
                         request_id: request.id.clone().unwrap_or_else(|| self.new_request_id()),
@@ -764,9 +836,21 @@ impl Server {
                     });
                 }
                 let _admitted = self.admit(m.name(), call).await?;
+                let mirrored = routing
+                    .shadow
+                    .is_some()
+                    .then(|| (request.inputs.clone(), request.outputs.clone()));
                 let (outputs, measured) = m.predict(request.inputs, &request.outputs).await;
                 call.measured = measured;
                 let outputs = outputs?;
+                if let Some((inputs, asked)) = mirrored {
+                    self.shadow(
+                        &name,
+                        &routing,
+                        || Mirrored::Tensors(inputs, asked),
+                        &outputs,
+                    );
+                }
                 let binary_out = request.binary.all || !request.binary.names.is_empty();
                 if let Some(logged) = call.log.as_mut().filter(|_| binary_out) {
                     logged.output = Some(tensors_json(&outputs));
