@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Train the bundled example models and write their ONNX exports and test fixtures.
 
-Run from anywhere: `python3 tools/make_models.py [examples] [zoo] [ops] [features] [credit] [broken] [compare] [torch]` (all
-but torch by default). The script creates `tools/.venv` with the pinned
+Run from anywhere: `python3 tools/make_models.py [examples] [zoo] [ops] [features] [credit] [broken]
+[compare] [torch]` (all but torch by default). The script creates `tools/.venv` with the pinned
 versions of `tools/requirements.txt` and re-runs itself inside it, so the fixtures are reproducible.
 `torch` runs in its own venv, `tools/.venv-torch` (pinned in `tools/requirements-torch.txt`; about
 5.7 GB, as torch's PyPI wheel brings the CUDA libraries), and writes the PyTorch models of the zoo
@@ -11,7 +11,8 @@ versions of `tools/requirements.txt` and re-runs itself inside it, so the fixtur
 `zoo` writes the model zoo under `models/zoo/` (see tools/zoo.py) and `ops` the single-operator
 fixtures under `crates/scoring/fixtures/ops/` (see tools/ops.py); `features` what scikit-learn's
 preprocessing gives, for crates/features (see tools/features.py); `credit` the model served from raw
-records through features.toml (see tools/credit.py; it runs `wafer features` through cargo); `compare` iris against a retrained iris for `wafer compare` (see tools/compare.py); `broken` a
+records through features.toml (see tools/credit.py; it runs `wafer features` through cargo);
+`compare` iris against a retrained iris for `wafer compare` (see tools/compare.py); `broken` a
 model that must fail to load (see tools/broken.py). For every example model it
 writes, under `models/<name>/`:
   model.onnx        the skl2onnx export (zipmap=False: a label tensor and a probabilities tensor)

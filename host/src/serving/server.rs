@@ -788,12 +788,14 @@ impl Server {
                 }))
             }
             (Route::V1Predict { .. }, Some(primary)) => {
+                // A body that cannot be read counts against the model asked.
+                call.model = Some(Arc::clone(&primary));
+                call.request_bytes = body.len() as u64;
                 let instances = protocol::v1_instances(&body)?;
                 let routing = self.registry.routing(primary.name());
                 let name = primary.name().to_owned();
                 let m = self.pick(primary, &routing, |f| traffic::record_key(&instances, f));
                 call.model = Some(Arc::clone(&m));
-                call.request_bytes = body.len() as u64;
                 if self.logs() {
                     call.log = Some(Logged {
                         request_id: self.new_request_id(),
@@ -812,6 +814,9 @@ impl Server {
                 Ok(Reply::Json(protocol::encode_v1_response(&outputs)))
             }
             (Route::Infer { version, .. }, Some(primary)) => {
+                // A body that cannot be read counts against the model asked.
+                call.model = Some(Arc::clone(&primary));
+                call.request_bytes = body.len() as u64;
                 let request = protocol::decode_infer_request(&body, header_length)?;
                 let routing = self.registry.routing(primary.name());
                 let name = primary.name().to_owned();
@@ -823,7 +828,6 @@ impl Server {
                     Some(_) => primary,
                 };
                 call.model = Some(Arc::clone(&m));
-                call.request_bytes = body.len() as u64;
                 if self.logs() {
                     call.log = Some(Logged {
                         request_id: request.id.clone().unwrap_or_else(|| self.new_request_id()),
