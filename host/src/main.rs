@@ -174,8 +174,8 @@ struct BatchArgs {
 
 #[derive(Subcommand, Debug)]
 enum LogCommand {
-    /// Write logged predictions to a file (.jsonl, or .csv with inputs and outputs as JSON
-    /// text), oldest first.
+    /// Write logged predictions to a file (.jsonl, or .csv or .parquet with inputs and
+    /// outputs as JSON text), oldest first.
     Export {
         /// Only this model's predictions [default: every model's].
         #[arg(long)]

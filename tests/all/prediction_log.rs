@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::{Value, json};
 
-use crate::support::{Server, build_dir, fixture, get, post, serve_command, target_dir, wafer};
+use crate::support::{
+    Server, build_dir, fixture, get, post, repo_root, serve_command, target_dir, wafer,
+};
 
 /// A fresh log database path for one test.
 fn log_db(test: &str) -> PathBuf {
@@ -131,6 +133,29 @@ fn every_successful_request_is_logged_once() {
         let lines = text.lines().count() - usize::from(ext == "csv");
         assert_eq!(lines, 600, "{ext}");
     }
+    // Parquet, as pandas reads it.
+    let parquet = db.with_extension("parquet");
+    let status = wafer()
+        .args(["log", "export", "--log-db"])
+        .arg(&db)
+        .arg("-o")
+        .arg(&parquet)
+        .status()
+        .expect("wafer log export runs");
+    assert!(status.success());
+    let python = repo_root().join("tools/.venv-batch/bin/python");
+    let out = std::process::Command::new(&python)
+        .arg("-c")
+        .arg("import sys, pandas; d = pandas.read_parquet(sys.argv[1]); print(len(d), d.request_id.nunique(), (d.outcome == 'ok').sum())")
+        .arg(&parquet)
+        .output()
+        .expect("pandas runs (tools/test.sh creates tools/.venv-batch)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "600 600 600");
     let none = db.with_extension("none.jsonl");
     let status = wafer()
         .args(["log", "export", "--model", "digits", "--log-db"])

@@ -277,8 +277,8 @@ impl Writer {
 }
 
 /// Writes the logged rows of `model` (all models when `None`) from `since_ms` on, oldest
-/// first, to `output`: `.jsonl` (inputs and outputs as JSON values) or `.csv` (as JSON text).
-/// Returns the number of rows written.
+/// first, to `output`: `.jsonl` (inputs and outputs as JSON values), `.csv` or `.parquet`
+/// (inputs and outputs as JSON text). Returns the number of rows written.
 pub fn export(
     db: &Path,
     model: Option<&str>,
@@ -286,11 +286,12 @@ pub fn export(
     output: &Path,
 ) -> anyhow::Result<u64> {
     use std::io::Write as _;
-    let jsonl = match output.extension().and_then(|e| e.to_str()) {
+    let extension = output.extension().and_then(|e| e.to_str());
+    let jsonl = match extension {
         Some("jsonl" | "ndjson") => true,
-        Some("csv") => false,
+        Some("csv" | "parquet") => false,
         _ => anyhow::bail!(
-            "{}: the export is written as .jsonl or .csv",
+            "{}: the export is written as .jsonl, .csv or .parquet",
             output.display()
         ),
     };
@@ -304,6 +305,15 @@ pub fn export(
          FROM predictions WHERE (?1 IS NULL OR model = ?1) AND time_ms >= ?2 ORDER BY id",
     )?;
     let mut rows = query.query(params![model, since_ms.unwrap_or(0) as i64])?;
+    if extension == Some("parquet") {
+        let mut table = Table::default();
+        while let Some(row) = rows.next()? {
+            table.push(row)?;
+        }
+        let n = table.time_ms.len() as u64;
+        crate::store::offline::write_atomically(output, |file| table.write_parquet(file))?;
+        return Ok(n);
+    }
     let mut n = 0u64;
     crate::store::offline::write_atomically(output, |file| {
         let mut out = std::io::BufWriter::new(file);
@@ -363,6 +373,124 @@ pub fn export(
         Ok(())
     })?;
     Ok(n)
+}
+
+/// Logged rows column by column, for Parquet.
+#[derive(Default)]
+struct Table {
+    time_ms: Vec<i64>,
+    model: Vec<String>,
+    version: Vec<String>,
+    request_id: Vec<String>,
+    input: Vec<String>,
+    output: Vec<Option<String>>,
+    latency_us: Vec<i64>,
+    outcome: Vec<String>,
+}
+
+impl Table {
+    fn push(&mut self, row: &rusqlite::Row<'_>) -> rusqlite::Result<()> {
+        self.time_ms.push(row.get(0)?);
+        self.model.push(row.get(1)?);
+        self.version.push(row.get(2)?);
+        self.request_id.push(row.get(3)?);
+        self.input.push(row.get(4)?);
+        self.output.push(row.get(5)?);
+        self.latency_us.push(row.get(6)?);
+        self.outcome.push(row.get(7)?);
+        Ok(())
+    }
+
+    /// One row group, snappy; `output` optional (a failed invocation has none).
+    fn write_parquet(&self, file: &mut std::fs::File) -> anyhow::Result<()> {
+        use std::sync::Arc;
+
+        use parquet::basic::{Compression, LogicalType, Repetition, Type as Physical};
+        use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+        use parquet::file::properties::WriterProperties;
+        use parquet::file::writer::SerializedFileWriter;
+        use parquet::schema::types::Type;
+
+        let field = |name: &str, physical: Physical, optional: bool| {
+            let mut b = Type::primitive_type_builder(name, physical).with_repetition(if optional {
+                Repetition::OPTIONAL
+            } else {
+                Repetition::REQUIRED
+            });
+            if physical == Physical::BYTE_ARRAY {
+                b = b.with_logical_type(Some(LogicalType::String));
+            }
+            b.build().map(Arc::new)
+        };
+        let fields = vec![
+            field("time_ms", Physical::INT64, false)?,
+            field("model", Physical::BYTE_ARRAY, false)?,
+            field("version", Physical::BYTE_ARRAY, false)?,
+            field("request_id", Physical::BYTE_ARRAY, false)?,
+            field("input", Physical::BYTE_ARRAY, false)?,
+            field("output", Physical::BYTE_ARRAY, true)?,
+            field("latency_us", Physical::INT64, false)?,
+            field("outcome", Physical::BYTE_ARRAY, false)?,
+        ];
+        let schema = Arc::new(
+            Type::group_type_builder("predictions")
+                .with_fields(fields)
+                .build()?,
+        );
+        let properties = Arc::new(
+            WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .build(),
+        );
+        let mut writer = SerializedFileWriter::new(file, schema, properties)?;
+        let mut group = writer.next_row_group()?;
+        let text = |v: &[String]| -> Vec<ByteArray> {
+            v.iter().map(|s| ByteArray::from(s.as_str())).collect()
+        };
+        let output_levels: Vec<i16> = self.output.iter().map(|o| i16::from(o.is_some())).collect();
+        let outputs: Vec<ByteArray> = self
+            .output
+            .iter()
+            .flatten()
+            .map(|s| ByteArray::from(s.as_str()))
+            .collect();
+        for i in 0..8 {
+            let mut column = group.next_column()?.context("a column")?;
+            match i {
+                0 | 6 => {
+                    let v = if i == 0 {
+                        &self.time_ms
+                    } else {
+                        &self.latency_us
+                    };
+                    column.typed::<Int64Type>().write_batch(v, None, None)?;
+                }
+                5 => {
+                    column.typed::<ByteArrayType>().write_batch(
+                        &outputs,
+                        Some(&output_levels),
+                        None,
+                    )?;
+                }
+                _ => {
+                    let v = match i {
+                        1 => &self.model,
+                        2 => &self.version,
+                        3 => &self.request_id,
+                        4 => &self.input,
+                        _ => &self.outcome,
+                    };
+                    column
+                        .typed::<ByteArrayType>()
+                        .write_batch(&text(v), None, None)?;
+                }
+            }
+            column.close()?;
+        }
+        group.close()?;
+        writer.close()?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
