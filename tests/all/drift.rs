@@ -2,7 +2,7 @@
 //! writes with the pinned evidently): the reference as CSV, the current data as JSON Lines.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -40,6 +40,24 @@ fn jsonl(side: &Value, columns: &[String]) -> String {
         .collect()
 }
 
+/// Runs `wafer drift` on two files with `extra` arguments; it must succeed.
+fn drift(reference: &Path, current: &Path, extra: &[&str]) -> std::process::Output {
+    let out = wafer()
+        .args(["drift", "--reference"])
+        .arg(reference)
+        .arg("--current")
+        .arg(current)
+        .args(extra)
+        .output()
+        .expect("wafer drift runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// The Evidently fixture of `regime`, its columns, and the folder the tests write into.
 fn fixture(regime: &str) -> (Value, Vec<String>, PathBuf) {
     let path = repo_root().join(format!("tests/fixtures/drift/{regime}.json"));
@@ -65,18 +83,7 @@ fn drift_over_files_gives_evidentlys_numbers() {
         std::fs::write(&reference, csv(&fixture["reference"], &columns)).expect("writing");
         std::fs::write(&current, jsonl(&fixture["current"], &columns)).expect("writing");
 
-        let out = wafer()
-            .args(["drift", "--json", "--reference"])
-            .arg(&reference)
-            .arg("--current")
-            .arg(&current)
-            .output()
-            .expect("wafer drift runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = drift(&reference, &current, &["--json"]);
         let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
         let methods = [
             ("K-S p_value", "ks"),
@@ -169,19 +176,10 @@ fn the_html_report_shows_every_column_offline_in_chromium() {
     std::fs::write(&reference, csv(&fixture["reference"], &columns)).expect("writing");
     std::fs::write(&current, csv(&fixture["current"], &columns)).expect("writing");
     let html = dir.join("report.html");
-    let out = wafer()
-        .args(["drift", "--reference"])
-        .arg(&reference)
-        .arg("--current")
-        .arg(&current)
-        .arg("--html")
-        .arg(&html)
-        .output()
-        .expect("wafer drift runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    drift(
+        &reference,
+        &current,
+        &["--html", html.to_str().expect("utf-8")],
     );
 
     let out = std::process::Command::new("node")
