@@ -105,6 +105,10 @@ enum Command {
     /// --labels each model's accuracy, log-loss and ROC AUC (or RMSE, MAE and R²). With
     /// --max-disagreement it is a gate: exit 4 when the models disagree on more rows.
     Compare(CompareArgs),
+    /// Training-serving skew: recompute a model's logged requests offline (its features.toml
+    /// and ONNX, natively) and compare with what was served: the share that differ and the
+    /// largest difference per output.
+    Skew(SkewArgs),
     /// The prediction log that `wafer serve` writes.
     Log {
         #[command(subcommand)]
@@ -170,6 +174,35 @@ struct BatchArgs {
     components: ComponentArgs,
     #[command(flatten)]
     db: DbArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct SkewArgs {
+    /// The model folder whose offline path is the reference (model.onnx and features.toml).
+    model_dir: PathBuf,
+    /// The model's name in the log [default: the folder's name].
+    #[arg(long)]
+    model: Option<String>,
+    /// Only requests from this time on: RFC 3339, or seconds since the Unix epoch.
+    #[arg(long)]
+    since: Option<String>,
+    /// The prediction log.
+    #[arg(long, default_value = wafer_host::monitoring::log::DEFAULT_DB)]
+    log_db: PathBuf,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+/// A `--since` value: RFC 3339, or seconds since the epoch; as ms since the epoch.
+fn parse_since(text: &str) -> anyhow::Result<u64> {
+    text.parse::<f64>()
+        .ok()
+        .or_else(|| wafer_features::time::parse_rfc3339(text))
+        .map(|secs| (secs * 1000.0) as u64)
+        .with_context(|| format!("--since {text}: expected RFC 3339 or seconds since the epoch"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -555,6 +588,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Batch(args) => batch(args).await,
         Command::Drift(args) => drift(args),
         Command::Compare(args) => compare(args).await,
+        Command::Skew(args) => {
+            let source = repo::source(&args.model_dir)?;
+            let model = args.model.clone().unwrap_or_else(|| source.name.clone());
+            let since = args.since.as_deref().map(parse_since).transpose()?;
+            let needed = !source.lookup_stores()?.is_empty();
+            let features = args.db.open_if(needed)?;
+            let skew = wafer_host::evaluation::skew::run(
+                &source.dir,
+                &args.log_db,
+                &model,
+                since.unwrap_or(0),
+                features.as_ref(),
+            )?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&skew)?);
+            } else {
+                print!("{}", skew.table());
+            }
+            Ok(())
+        }
         Command::Log {
             command:
                 LogCommand::Export {
@@ -564,17 +617,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     log_db,
                 },
         } => {
-            let since_ms = since
-                .map(|t| {
-                    t.parse::<f64>()
-                        .ok()
-                        .or_else(|| wafer_features::time::parse_rfc3339(&t))
-                        .map(|secs| (secs * 1000.0) as u64)
-                        .with_context(|| {
-                            format!("--since {t}: expected RFC 3339 or seconds since the epoch")
-                        })
-                })
-                .transpose()?;
+            let since_ms = since.as_deref().map(parse_since).transpose()?;
             let n =
                 wafer_host::monitoring::log::export(&log_db, model.as_deref(), since_ms, &output)?;
             eprintln!("{n} predictions → {}", output.display());

@@ -16,6 +16,7 @@ mod node_tests;
 mod operations;
 mod prediction_log;
 mod serve;
+mod skew;
 mod spin;
 mod streaming;
 mod support;

@@ -99,6 +99,7 @@ pub struct PredictionLog {
     sample: f64,
     sampled: AtomicU64,
     dropped: AtomicU64,
+    queued: AtomicU64,
     written: std::sync::Arc<AtomicU64>,
 }
 
@@ -124,6 +125,7 @@ impl PredictionLog {
             sample: options.sample.clamp(0.0, 1.0),
             sampled: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
             written,
         })
     }
@@ -144,7 +146,10 @@ impl PredictionLog {
     /// when it was dropped.
     pub fn record(&self, record: Record) -> bool {
         match self.sender.try_send(record) {
-            Ok(()) => true,
+            Ok(()) => {
+                self.queued.fetch_add(1, Ordering::Relaxed);
+                true
+            }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 false
@@ -160,6 +165,19 @@ impl PredictionLog {
     /// Records committed to the database.
     pub fn written(&self) -> u64 {
         self.written.load(Ordering::Relaxed)
+    }
+
+    /// Waits, up to `timeout`, until every queued record is committed: what a server does
+    /// after draining, before it exits. False if some were still waiting.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.written() < self.queued.load(Ordering::Relaxed) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
     }
 }
 

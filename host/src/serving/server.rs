@@ -346,6 +346,12 @@ impl Server {
                 "drain timeout: closing the connections still open"
             ),
         }
+        // What the drained requests queued for the prediction log is committed before exit.
+        if let Some(log) = &self.log
+            && !log.flush(Duration::from_secs(10))
+        {
+            tracing::warn!("the prediction log could not commit every record before exit");
+        }
         Ok(())
     }
 
