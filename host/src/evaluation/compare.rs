@@ -137,16 +137,12 @@ pub async fn run(
     let mut labels = Vec::new();
     let mut differences = Vec::new();
     for output in outputs(&a).into_iter().filter(|o| outputs(&b).contains(o)) {
-        let columns = columns_of(&scored_a, &output);
-        let is_label = columns.len() == 1
-            && scored_a.iter().all(|r| {
-                r.get(&columns[0])
-                    .is_some_and(|v| v.is_i64() || v.is_u64() || v.is_string())
-            });
-        if is_label {
-            labels.push(agreement(&output, &columns[0], &scored_a, &scored_b));
-        } else {
-            differences.push(difference(&output, &columns, &scored_a, &scored_b)?);
+        match label_column(&scored_a, &output) {
+            Some(column) => labels.push(agreement(&output, &column, &scored_a, &scored_b)),
+            None => {
+                let columns = columns_of(&scored_a, &output);
+                differences.push(difference(&output, &columns, &scored_a, &scored_b)?);
+            }
         }
     }
     let (qa, qb) = match &options.labels {
@@ -238,6 +234,20 @@ fn columns_of(rows: &[Map<String, Json>], output: &str) -> Vec<String> {
         .collect()
 }
 
+/// The column of a label output: one column whose every value is an integer or text.
+fn label_column(rows: &[Map<String, Json>], output: &str) -> Option<String> {
+    let columns = columns_of(rows, output);
+    let [column] = columns.as_slice() else {
+        return None;
+    };
+    rows.iter()
+        .all(|r| {
+            r.get(column)
+                .is_some_and(|v| v.is_i64() || v.is_u64() || v.is_string())
+        })
+        .then(|| column.clone())
+}
+
 /// A label as text.
 fn label_text(v: Option<&Json>) -> String {
     match v {
@@ -326,14 +336,7 @@ fn quality(model: &LoadedModel, rows: &[Map<String, Json>], truth: &[String]) ->
         .iter()
         .map(|o| o.name.clone())
         .collect();
-    let label = outputs.iter().find_map(|o| {
-        let columns = columns_of(rows, o);
-        (columns.len() == 1
-            && rows
-                .iter()
-                .all(|r| r.get(&columns[0]).is_some_and(|v| !v.is_f64())))
-        .then(|| columns[0].clone())
-    });
+    let label = outputs.iter().find_map(|o| label_column(rows, o));
     match label {
         Some(label) => {
             let right = rows

@@ -138,8 +138,7 @@ impl PredictionLog {
         if self.sample <= 0.0 {
             return false;
         }
-        let n = self.sampled.fetch_add(1, Ordering::Relaxed) as f64;
-        (n * self.sample).floor() != ((n + 1.0) * self.sample).floor()
+        even_share(&self.sampled, self.sample)
     }
 
     /// Queues `record`; drops it (and counts it) when the queue is full. Never blocks. False
@@ -179,6 +178,13 @@ impl PredictionLog {
         }
         true
     }
+}
+
+/// Whether the next of a stream of events, counted in `count`, falls in `share` (0 to 1) of
+/// them taken evenly: every `1/share`-th, with no randomness.
+pub fn even_share(count: &AtomicU64, share: f64) -> bool {
+    let n = count.fetch_add(1, Ordering::Relaxed) as f64;
+    ((n + 1.0) * share).floor() != (n * share).floor()
 }
 
 /// The current time, ms since the Unix epoch.

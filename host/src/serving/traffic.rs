@@ -3,7 +3,7 @@
 //! off the request path, with the two answers compared.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use wafer_scoring::{Tensor, TensorData};
 
@@ -25,10 +25,7 @@ pub fn to_canary(canary: &Canary, key: Option<&str>, count: &AtomicU64) -> bool 
     let share = canary.percent / 100.0;
     match key {
         Some(key) => (fnv1a(key.as_bytes()) % 10_000) as f64 / 10_000.0 < share,
-        None => {
-            let n = count.fetch_add(1, Ordering::Relaxed) as f64;
-            ((n + 1.0) * share).floor() != (n * share).floor()
-        }
+        None => crate::monitoring::log::even_share(count, share),
     }
 }
 
