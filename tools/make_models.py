@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train the bundled example models and write their ONNX exports and test fixtures.
 
-Run from anywhere: `python3 tools/make_models.py [examples] [zoo] [ops] [features] [credit] [broken]
+Run from anywhere: `python3 tools/make_models.py [examples] [zoo] [ops] [features] [credit] [profiles] [broken]
 [compare] [torch]` (all but torch by default). The script creates `tools/.venv` with the pinned
 versions of `tools/requirements.txt` and re-runs itself inside it, so the fixtures are reproducible.
 `torch` runs in its own venv, `tools/.venv-torch` (pinned in `tools/requirements-torch.txt`; about
@@ -12,6 +12,8 @@ versions of `tools/requirements.txt` and re-runs itself inside it, so the fixtur
 fixtures under `crates/scoring/fixtures/ops/` (see tools/ops.py); `features` what scikit-learn's
 preprocessing gives, for crates/features (see tools/features.py); `credit` the model served from raw
 records through features.toml (see tools/credit.py; it runs `wafer features` through cargo);
+`profiles` the reference profiles of the bundled models, under `models/<name>/reference/`
+(see tools/profiles.py; it runs `wafer profile` through cargo);
 `compare` iris against a retrained iris for `wafer compare` (see tools/compare.py); `broken` a
 model that must fail to load (see tools/broken.py). For every example model it
 writes, under `models/<name>/`:
@@ -35,7 +37,7 @@ VENV = ROOT / "tools" / ".venv"
 REQUIREMENTS = ROOT / "tools" / "requirements.txt"
 VENV_TORCH = ROOT / "tools" / ".venv-torch"
 REQUIREMENTS_TORCH = ROOT / "tools" / "requirements-torch.txt"
-GROUPS = ["examples", "zoo", "ops", "features", "credit", "broken", "compare", "torch"]
+GROUPS = ["examples", "zoo", "ops", "features", "credit", "profiles", "broken", "compare", "torch"]
 
 
 def ensure_venv(venv: Path = VENV, requirements: Path = REQUIREMENTS) -> None:
@@ -190,6 +192,10 @@ def main() -> None:
             import credit
 
             credit.build()
+        elif group == "profiles":
+            import profiles
+
+            profiles.build()
         elif group == "broken":
             import broken
 

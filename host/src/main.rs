@@ -95,10 +95,17 @@ enum Command {
     /// repeating a row. Exits 0 when every row was scored, 3 when some were rejected (see
     /// `--rejects`), 2 when the input does not fit the model, 1 on any other error.
     Batch(BatchArgs),
-    /// Test every column of a current data set against a reference one for drift, as
-    /// Evidently's DataDriftPreset does by default (KS or chi-square up to 1,000 reference
-    /// rows, Wasserstein or Jensen-Shannon beyond; the dataset drifts when half its columns
-    /// do). Files are .csv, .jsonl or .parquet. Prints a table, or JSON with --json.
+    /// Write a model's reference profile beside it (`MODEL/reference/`): a seeded, bounded
+    /// sample of its training data's raw fields and of the model's outputs on them, and each
+    /// column's count, missing share, and quantiles or category frequencies. `wafer drift
+    /// MODEL` and `wafer serve`'s online drift test against it.
+    Profile(ProfileArgs),
+    /// Test every column of current data against a reference for drift, as Evidently's
+    /// DataDriftPreset does by default (KS or chi-square up to 1,000 reference rows,
+    /// Wasserstein or Jensen-Shannon beyond; the dataset drifts when half its columns do).
+    /// The reference is a model's profile (`wafer drift MODEL --current ...`: fields and
+    /// outputs) or a file (`--reference`). Files are .csv, .jsonl or .parquet. Prints a
+    /// table, or JSON with --json.
     Drift(DriftArgs),
     /// Score the same rows with two models (folders or built .wasm) and compare them: label
     /// agreement and a confusion table, the difference of every float output, and with
@@ -250,13 +257,44 @@ struct CompareArgs {
 }
 
 #[derive(clap::Args, Debug)]
+struct ProfileArgs {
+    /// The model folder (model.onnx, and features.toml if it has one).
+    model_dir: PathBuf,
+    /// The training data: .csv, .jsonl or .parquet; raw records for a model with a
+    /// features.toml, else one column per input feature, in order.
+    #[arg(long)]
+    data: PathBuf,
+    /// Rows to sample at most.
+    #[arg(long, default_value_t = wafer_host::evaluation::profile::DEFAULT_SAMPLE)]
+    sample: usize,
+    /// The sampling seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(clap::Args, Debug)]
 struct DriftArgs {
-    /// The reference data: what the model was trained on.
+    /// A model folder whose reference profile (see `wafer profile`) is the reference.
+    #[arg(required_unless_present = "reference")]
+    model_dir: Option<PathBuf>,
+    /// A file to use as the reference instead of a model's profile.
+    #[arg(long, conflicts_with = "model_dir", requires = "current")]
+    reference: Option<PathBuf>,
+    /// The data to test: a file, or, with a model, `log` (its newest 1,000 logged rows),
+    /// `log:N` (the newest N rows) or `log:DURATION` (the last 30m, 6h, 7d...).
     #[arg(long)]
-    reference: PathBuf,
-    /// The data to test.
+    current: Option<String>,
+    /// The prediction log that `--current log` reads.
+    #[arg(long, default_value = wafer_host::monitoring::log::DEFAULT_DB)]
+    log_db: PathBuf,
+    /// The model's name in the log [default: the folder's name].
     #[arg(long)]
-    current: PathBuf,
+    model: Option<String>,
+    /// Only this version's logged requests [default: every version's].
+    #[arg(long)]
+    version: Option<String>,
     /// The columns to test [default: every column of the reference].
     #[arg(long, value_delimiter = ',')]
     columns: Option<Vec<String>>,
@@ -270,6 +308,32 @@ struct DriftArgs {
     /// Also write a self-contained HTML report (charts inline, no network needed).
     #[arg(long)]
     html: Option<PathBuf>,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+/// A window of the log: `N` rows, or a duration (`90s`, `30m`, `6h`, `7d`) back from now.
+fn parse_window(text: &str) -> anyhow::Result<(Option<usize>, Option<u64>)> {
+    if let Ok(rows) = text.parse::<usize>() {
+        anyhow::ensure!(rows > 0, "log:0 holds no row");
+        return Ok((Some(rows), None));
+    }
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let seconds = match unit {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        _ => f64::NAN,
+    };
+    let span = number.parse::<f64>().map(|n| n * seconds * 1000.0);
+    match span {
+        Ok(ms) if ms.is_finite() && ms > 0.0 => Ok((
+            None,
+            Some(wafer_host::monitoring::log::now_ms().saturating_sub(ms as u64)),
+        )),
+        _ => anyhow::bail!("log:{text}: expected a row count or a duration such as 30m, 6h, 7d"),
+    }
 }
 
 /// `COLUMN=METHOD`.
@@ -351,6 +415,16 @@ struct ServeArgs {
     /// At most this many logged rows are kept, the newest.
     #[arg(long, default_value_t = 1_000_000)]
     log_max_rows: u64,
+    /// How often, in milliseconds, online drift tests each model's newest logged rows against
+    /// its reference profile (`wafer profile`); 0 turns it off. It needs the prediction log.
+    #[arg(long, default_value_t = 60_000)]
+    drift_interval_ms: u64,
+    /// The newest logged rows each online drift test reads, per model.
+    #[arg(long, default_value_t = 1_000)]
+    drift_window: usize,
+    /// Online drift waits until a model has logged this many rows.
+    #[arg(long, default_value_t = 100)]
+    drift_min_rows: usize,
     /// A file holding the bearer token of the repository API (/v2/repository/...). Without
     /// it, that API is off and answers 404.
     #[arg(long)]
@@ -586,6 +660,7 @@ fn init_logging(format: LogFormat) {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Batch(args) => batch(args).await,
+        Command::Profile(args) => profile(args),
         Command::Drift(args) => drift(args),
         Command::Compare(args) => compare(args).await,
         Command::Skew(args) => {
@@ -939,17 +1014,91 @@ async fn compare(args: CompareArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn profile(args: ProfileArgs) -> anyhow::Result<()> {
+    use wafer_host::evaluation::profile;
+    let source = repo::source(&args.model_dir)?;
+    let features = args.db.open_if(!source.lookup_stores()?.is_empty())?;
+    let reference = profile::profile(
+        &args.model_dir,
+        &args.data,
+        args.sample,
+        args.seed,
+        features.as_ref(),
+    )?;
+    let out = reference.write(&source.dir)?;
+    let p = &reference.profile;
+    println!(
+        "{}: {} of {} rows sampled ({} refused by the model), {} columns",
+        out.display(),
+        p.sample_rows,
+        p.rows,
+        p.rejected,
+        p.columns.len()
+    );
+    for s in &p.skipped {
+        println!("  not tested: {} ({})", s.name, s.reason);
+    }
+    Ok(())
+}
+
 fn drift(args: DriftArgs) -> anyhow::Result<()> {
-    use wafer_host::evaluation::{drift, report};
-    let report = drift::run(&drift::Options {
-        reference: args.reference.clone(),
-        current: args.current.clone(),
-        columns: args.columns,
-        methods: args.methods,
-    })?;
+    use wafer_host::evaluation::drift::{self, Current};
+    use wafer_host::evaluation::report;
+    let (report, reference_name, current_name) = match (&args.model_dir, &args.reference) {
+        (_, Some(reference)) => {
+            let current = args
+                .current
+                .clone()
+                .context("--reference needs --current")?;
+            let report = drift::run(&drift::Options {
+                reference: reference.clone(),
+                current: PathBuf::from(&current),
+                columns: args.columns.clone(),
+                methods: args.methods.clone(),
+            })?;
+            (report, reference.display().to_string(), current)
+        }
+        (Some(dir), None) => {
+            let source = repo::source(dir)?;
+            let text = args.current.clone().unwrap_or_else(|| "log".into());
+            let current = match text.strip_prefix("log") {
+                Some(window) if !Path::new(&text).is_file() => {
+                    let (rows, since) = match window.strip_prefix(':') {
+                        Some(w) => parse_window(w)?,
+                        None if window.is_empty() => (None, None),
+                        None => anyhow::bail!(
+                            "--current {text}: expected a file, log, log:N or log:DURATION"
+                        ),
+                    };
+                    Current::Log {
+                        db: args.log_db.clone(),
+                        model: args.model.clone().unwrap_or_else(|| source.name.clone()),
+                        version: args.version.clone(),
+                        since_ms: since.unwrap_or(0),
+                        rows: rows.unwrap_or(if since.is_some() { usize::MAX } else { 1000 }),
+                    }
+                }
+                _ => Current::File(PathBuf::from(&text)),
+            };
+            let features = args.db.open_if(!source.lookup_stores()?.is_empty())?;
+            let report = drift::against_profile(
+                &source.dir,
+                &current,
+                args.columns.as_deref(),
+                &args.methods,
+                features.as_ref(),
+            )?;
+            let current_name = match &current {
+                Current::File(p) => p.display().to_string(),
+                Current::Log { db, .. } => format!("{} ({text})", db.display()),
+            };
+            let reference_name = format!("{}/reference", dir.display());
+            (report, reference_name, current_name)
+        }
+        (None, None) => anyhow::bail!("give a model folder, or --reference and --current"),
+    };
     if let Some(path) = &args.html {
-        let (reference, current) = (args.reference.display(), args.current.display());
-        let html = report::html(&report, &reference.to_string(), &current.to_string());
+        let html = report::html(&report, &reference_name, &current_name);
         std::fs::write(path, html).with_context(|| format!("writing {}", path.display()))?;
     }
     if args.json {
@@ -1030,6 +1179,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             queue: args.log_queue,
             max_age: Duration::from_secs_f64(args.log_max_age_hours.max(0.0) * 3600.0),
             max_rows: args.log_max_rows,
+        }),
+        drift: (args.drift_interval_ms > 0).then(|| serve::DriftOptions {
+            interval: Duration::from_millis(args.drift_interval_ms),
+            window: args.drift_window.max(1),
+            min_rows: args.drift_min_rows.max(1),
         }),
     };
     serve::serve(loader, args.model_repo, config).await

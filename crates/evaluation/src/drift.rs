@@ -24,11 +24,17 @@ pub enum Sample {
 }
 
 impl Sample {
-    fn len(&self) -> usize {
+    /// The number of values.
+    pub fn len(&self) -> usize {
         match self {
             Sample::Numbers(v) => v.len(),
             Sample::Categories(v) => v.len(),
         }
+    }
+
+    /// Whether it holds no value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn kind(&self) -> &'static str {
@@ -216,10 +222,10 @@ pub fn column_drift(
     method: Option<Method>,
     threshold: Option<f64>,
 ) -> Result<ColumnDrift, DriftError> {
-    if reference.len() == 0 {
+    if reference.is_empty() {
         return Err(DriftError::Empty("reference"));
     }
-    if current.len() == 0 {
+    if current.is_empty() {
         return Err(DriftError::Empty("current"));
     }
     if reference.kind() != current.kind() {

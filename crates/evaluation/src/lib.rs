@@ -4,6 +4,7 @@
 //! - [`drift`]: per-column drift tests (two-sample Kolmogorov-Smirnov, chi-square, Z-test for
 //!   two categories, Wasserstein distance normed by the reference's deviation, Jensen-Shannon
 //!   distance, PSI), Evidently's default choice of test, and the dataset drift share;
+//! - [`profile`]: a reference profile's seeded sample and per-column summaries;
 //! - [`special`]: the distribution functions they need (chi-square and normal tails, the exact
 //!   two-sample KS distribution).
 //!
@@ -13,6 +14,7 @@
 pub mod drift;
 #[cfg(test)]
 mod evidently_tests;
+pub mod profile;
 pub mod special;
 
 pub use drift::{

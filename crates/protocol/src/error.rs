@@ -27,6 +27,15 @@ pub enum ProtocolError {
         /// Why it could not be built or loaded.
         reason: String,
     },
+    /// The model is served but its drift is not watched: no reference profile, or the
+    /// prediction log is off.
+    #[error("no drift for model \"{model}\": {reason}")]
+    DriftUnavailable {
+        /// The model name.
+        model: String,
+        /// Why.
+        reason: String,
+    },
     /// No such route.
     #[error("no route for {method} {path}")]
     RouteNotFound {
@@ -85,7 +94,9 @@ impl ProtocolError {
             | ProtocolError::InvalidRequest(_)
             | ProtocolError::InvalidInput(_) => 400,
             ProtocolError::Unauthorized => 401,
-            ProtocolError::ModelNotFound(_) | ProtocolError::RouteNotFound { .. } => 404,
+            ProtocolError::ModelNotFound(_)
+            | ProtocolError::DriftUnavailable { .. }
+            | ProtocolError::RouteNotFound { .. } => 404,
             ProtocolError::MethodNotAllowed { .. } => 405,
             ProtocolError::PayloadTooLarge { .. } => 413,
             ProtocolError::HeadersTooLarge { .. } => 431,

@@ -36,6 +36,14 @@ pub enum Route {
         /// The version, if the path names one.
         version: Option<String>,
     },
+    /// `GET /v2/models/{model}[/versions/{v}]/drift`: the latest online drift result (wafer's
+    /// own extension).
+    ModelDrift {
+        /// The model name.
+        model: String,
+        /// The version, if the path names one.
+        version: Option<String>,
+    },
     /// `POST /v2/models/{model}[/versions/{v}]/infer`
     Infer {
         /// The model name.
@@ -70,6 +78,7 @@ impl Route {
             Route::ModelMetadata { model, .. }
             | Route::ModelReady { model, .. }
             | Route::ModelStats { model, .. }
+            | Route::ModelDrift { model, .. }
             | Route::Infer { model, .. }
             | Route::V1Predict { model } => Some(model),
             _ => None,
@@ -110,6 +119,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, ProtocolError> {
                 [] => (Route::ModelMetadata { model, version }, false),
                 ["ready"] => (Route::ModelReady { model, version }, false),
                 ["stats"] => (Route::ModelStats { model, version }, false),
+                ["drift"] => (Route::ModelDrift { model, version }, false),
                 ["infer"] => (Route::Infer { model, version }, true),
                 _ => return Err(not_found()),
             }
@@ -190,6 +200,13 @@ mod tests {
         assert_eq!(
             route("GET", "/v1/models/credit:predict").map_err(|e| e.status()),
             Err(405)
+        );
+        assert_eq!(
+            route("GET", "/v2/models/credit/drift"),
+            Ok(Route::ModelDrift {
+                model: "credit".into(),
+                version: None
+            })
         );
         assert_eq!(
             route("GET", "/v2/models/iris/nope").map_err(|e| e.status()),

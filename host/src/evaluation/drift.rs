@@ -9,6 +9,7 @@ use serde::Serialize;
 use wafer_evaluation::{ColumnDrift, Method, Sample, column_drift};
 use wafer_features::Value;
 
+use super::profile::{Column, Frame, Kind, Reference};
 use crate::batch::input::{self, Format, Reader};
 
 /// What to compare.
@@ -154,6 +155,9 @@ pub struct Report {
     pub current_rows: usize,
     /// Each column, drifted ones first, then by name.
     pub columns: Vec<ColumnReport>,
+    /// Columns not tested: the current data has no value in them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub untested: Vec<String>,
     /// The share of drifted columns.
     pub share: f64,
     /// Whether the dataset drifted (at least half its columns).
@@ -164,39 +168,74 @@ pub struct Report {
 pub fn run(options: &Options) -> anyhow::Result<Report> {
     let (header, reference) = read(&options.reference, options.columns.as_deref())?;
     let (_, current) = read(&options.current, Some(&header))?;
-    let reference_rows = reference.first().map_or(0, Vec::len);
-    let current_rows = current.first().map_or(0, Vec::len);
-    if reference_rows == 0 || current_rows == 0 {
+    let mut frames = (Frame::default(), Frame::default());
+    frames.0.rows = reference.first().map_or(0, Vec::len);
+    frames.1.rows = current.first().map_or(0, Vec::len);
+    for ((name, r), c) in header.iter().zip(reference).zip(current) {
+        let kind = kind_of(&r, &c);
+        let column = |values| Column {
+            name: name.clone(),
+            kind,
+            values,
+        };
+        frames.0.columns.push(column(r));
+        frames.1.columns.push(column(c));
+    }
+    test(&frames.0, &frames.1, &options.methods)
+}
+
+/// Tests every column of `reference` against the same column of `current`, with the test
+/// named in `methods` or Evidently's default.
+pub fn test(
+    reference: &Frame,
+    current: &Frame,
+    methods: &[(String, Method)],
+) -> anyhow::Result<Report> {
+    if reference.rows == 0 || current.rows == 0 {
         bail!(
-            "nothing to compare: the reference has {reference_rows} rows, the current data {current_rows}"
+            "nothing to compare: the reference has {} rows, the current data {}",
+            reference.rows,
+            current.rows
         );
     }
-    for (column, _) in &options.methods {
-        if !header.contains(column) {
+    for (column, _) in methods {
+        if reference.column(column).is_none() {
             bail!("--method names \"{column}\", which is not a column of the reference");
         }
     }
     let mut columns = Vec::new();
-    for ((name, r), c) in header.iter().zip(&reference).zip(&current) {
-        let (r_sample, c_sample) = samples(r, c);
-        let method = options
-            .methods
+    let mut untested = Vec::new();
+    for r in &reference.columns {
+        let Some(c) = current.column(&r.name) else {
+            untested.push(r.name.clone());
+            continue;
+        };
+        let c = Column {
+            kind: r.kind,
+            ..c.clone()
+        };
+        let (r_sample, c_sample) = (r.sample(), c.sample());
+        if r_sample.is_empty() || c_sample.is_empty() {
+            untested.push(r.name.clone());
+            continue;
+        }
+        let method = methods
             .iter()
-            .find(|(column, _)| column == name)
+            .find(|(column, _)| *column == r.name)
             .map(|(_, m)| *m);
         let drift: ColumnDrift = column_drift(&r_sample, &c_sample, method, None)
-            .with_context(|| format!("column \"{name}\""))?;
+            .with_context(|| format!("column \"{}\"", r.name))?;
         columns.push(ColumnReport {
-            column: name.clone(),
-            kind: match r_sample {
-                Sample::Numbers(_) => "num",
-                Sample::Categories(_) => "cat",
+            column: r.name.clone(),
+            kind: match r.kind {
+                Kind::Num => "num",
+                Kind::Cat => "cat",
             },
             method: drift.method.name(),
             score: drift.score,
             threshold: drift.threshold,
             drifted: drift.drifted,
-            missing: [missing_share(r), missing_share(c)],
+            missing: [r.missing(), c.missing()],
             histogram: Histogram::of(&r_sample, &c_sample),
         });
     }
@@ -204,50 +243,23 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
     let share = drifted as f64 / columns.len().max(1) as f64;
     columns.sort_by(|a, b| b.drifted.cmp(&a.drifted).then(a.column.cmp(&b.column)));
     Ok(Report {
-        reference_rows,
-        current_rows,
+        reference_rows: reference.rows,
+        current_rows: current.rows,
         drifted: !columns.is_empty() && share >= wafer_evaluation::drift::DATASET_DRIFT_SHARE,
         columns,
+        untested,
         share,
     })
 }
 
-/// The share of missing values.
-fn missing_share(values: &[Value]) -> f64 {
-    let missing = values
-        .iter()
-        .filter(|v| matches!(v, Value::Missing))
-        .count();
-    missing as f64 / values.len().max(1) as f64
-}
-
-/// A column pair as samples, missing values left out: numeric when every value on both sides
-/// is a number (booleans count as 0 and 1), else categories (numbers as their text).
-fn samples(reference: &[Value], current: &[Value]) -> (Sample, Sample) {
-    let present = |v: &&Value| !matches!(v, Value::Missing);
+/// A column pair's kind: numeric when every present value on both sides is a number
+/// (booleans count as 0 and 1), else categories (numbers as their text).
+fn kind_of(reference: &[Value], current: &[Value]) -> Kind {
     let numeric = reference
         .iter()
         .chain(current)
-        .filter(present)
-        .all(|v| matches!(v, Value::Number(_) | Value::Bool(_)));
-    let sample = |values: &[Value]| {
-        let values = values.iter().filter(present);
-        if numeric {
-            Sample::Numbers(values.map(number).collect())
-        } else {
-            Sample::Categories(values.map(input::text_of).collect())
-        }
-    };
-    (sample(reference), sample(current))
-}
-
-/// A numeric value: the number, or a boolean as 0 or 1.
-fn number(v: &Value) -> f64 {
-    match v {
-        Value::Number(n) => *n,
-        Value::Bool(b) => f64::from(u8::from(*b)),
-        Value::Missing | Value::Text(_) => f64::NAN,
-    }
+        .all(|v| matches!(v, Value::Missing | Value::Number(_) | Value::Bool(_)));
+    if numeric { Kind::Num } else { Kind::Cat }
 }
 
 /// Reads `columns` (default: the file's own) of a file, column by column.
@@ -317,6 +329,11 @@ impl Report {
                 if c.drifted { "DRIFT" } else { "-" }
             ));
         }
+        for c in &self.untested {
+            out.push_str(&format!(
+                "{c:<width$}  -     (not tested: no value in the current data)\n"
+            ));
+        }
         let drifted = self.columns.iter().filter(|c| c.drifted).count();
         out.push_str(&format!(
             "{drifted} of {} columns drifted ({:.1}%): {} ({} reference rows, {} current rows)\n",
@@ -332,4 +349,67 @@ impl Report {
         ));
         out
     }
+}
+
+/// What a model's reference is tested against.
+#[derive(Clone, Debug)]
+pub enum Current {
+    /// A file of records (or rows), scored natively by the model.
+    File(PathBuf),
+    /// Logged requests of the model and what it answered.
+    Log {
+        /// The prediction log.
+        db: PathBuf,
+        /// The model's name in the log.
+        model: String,
+        /// Only this version's requests.
+        version: Option<String>,
+        /// Only requests from this time on, ms since the epoch.
+        since_ms: u64,
+        /// The newest rows at most.
+        rows: usize,
+    },
+}
+
+/// Tests `current` against the reference profile of the model folder `dir` (see
+/// [`super::profile`]): every profiled field (or input column) and output, or `columns`.
+pub fn against_profile(
+    dir: &Path,
+    current: &Current,
+    columns: Option<&[String]>,
+    methods: &[(String, Method)],
+    features: Option<&std::sync::Arc<crate::store::FeatureStore>>,
+) -> anyhow::Result<Report> {
+    let Some(mut reference) = Reference::load(dir)? else {
+        bail!(
+            "{} has no reference profile: make one with `wafer profile {} --data <training data>`",
+            dir.display(),
+            dir.display()
+        );
+    };
+    if let Some(columns) = columns {
+        for c in columns {
+            if reference.sample.column(c).is_none() {
+                bail!("--columns names \"{c}\", which the profile does not hold");
+            }
+        }
+        reference
+            .sample
+            .columns
+            .retain(|c| columns.contains(&c.name));
+    }
+    let frame = match current {
+        Current::File(path) => reference.current_of_file(dir, path, features)?,
+        Current::Log {
+            db,
+            model,
+            version,
+            since_ms,
+            rows,
+        } => {
+            let log = Reference::open_log(db)?;
+            reference.current_of_log(&log, model, version.as_deref(), *since_ms, *rows)?
+        }
+    };
+    test(&reference.sample, &frame, methods)
 }

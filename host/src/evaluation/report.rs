@@ -162,6 +162,7 @@ mod tests {
             reference_rows: 2,
             current_rows: 2,
             columns: vec![column("x<script>", true), column("y", false)],
+            untested: Vec::new(),
             share: 0.5,
             drifted: true,
         };

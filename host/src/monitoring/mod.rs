@@ -1,11 +1,14 @@
 //! Per-invocation metrics: one record per request, fed to Prometheus families, to the
 //! per-model JSON aggregates of `/v2/models/{m}/stats`, and to one structured log event; and
-//! the prediction log ([`log`]), each sampled invocation's inputs and outputs in SQLite.
+//! the prediction log ([`log`]), each sampled invocation's inputs and outputs in SQLite; and
+//! online drift ([`drift`]), the log's newest rows tested against each model's reference.
 
+pub mod drift;
 pub mod log;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -15,6 +18,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
+use crate::evaluation::drift as drift_report;
 use crate::runtime::cache::CacheOutcome;
 
 /// How an invocation ended.
@@ -206,6 +210,21 @@ struct ResultLabels {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DriftLabels {
+    model: String,
+    version: String,
+    column: String,
+    method: String,
+}
+
+/// The drift series one model exports now, to remove when they change.
+#[derive(Default)]
+struct DriftSeries {
+    model: Option<ModelLabels>,
+    columns: Vec<DriftLabels>,
+}
+
 type Histograms = Family<ModelLabels, Histogram, fn() -> Histogram>;
 
 fn seconds() -> Histogram {
@@ -271,6 +290,10 @@ pub struct Metrics {
     refused: Family<RefusalLabels, Counter>,
     log_dropped: Counter,
     shadow: Family<ShadowLabels, Counter>,
+    feature_drift: Family<DriftLabels, Gauge<f64, AtomicU64>>,
+    dataset_drift_share: Family<ModelLabels, Gauge<f64, AtomicU64>>,
+    drift_detected: Family<ModelLabels, Gauge>,
+    drift_series: Mutex<BTreeMap<String, DriftSeries>>,
     stats: Mutex<BTreeMap<String, ModelStats>>,
 }
 
@@ -304,6 +327,10 @@ impl Metrics {
             refused: Family::default(),
             log_dropped: Counter::default(),
             shadow: Family::default(),
+            feature_drift: Family::default(),
+            dataset_drift_share: Family::default(),
+            drift_detected: Family::default(),
+            drift_series: Mutex::new(BTreeMap::new()),
             stats: Mutex::new(BTreeMap::new()),
         };
         let r = &mut m.registry;
@@ -397,7 +424,74 @@ impl Metrics {
             "Requests mirrored to a shadow model, by how its answer compared (agree, disagree, error)",
             m.shadow.clone(),
         );
+        r.register(
+            "feature_drift",
+            "Each column's drift score against the reference: a p-value (ks, chisquare, z) or a distance (wasserstein, jensenshannon, psi), by method",
+            m.feature_drift.clone(),
+        );
+        r.register(
+            "dataset_drift_share",
+            "The share of a model's columns that drifted in its latest online drift test",
+            m.dataset_drift_share.clone(),
+        );
+        r.register(
+            "drift_detected",
+            "1 when at least half a model's columns drifted in its latest online drift test",
+            m.drift_detected.clone(),
+        );
         m
+    }
+
+    /// Sets `model`'s drift gauges to its latest test, or removes them when it was not
+    /// tested (too few logged rows, no reference).
+    pub fn record_drift(&self, model: &str, version: &str, report: Option<&drift_report::Report>) {
+        let mut series = self.drift_series.lock().unwrap_or_else(|e| e.into_inner());
+        let old = series.remove(model).unwrap_or_default();
+        let mut new = DriftSeries::default();
+        if let Some(report) = report {
+            let labels = ModelLabels {
+                model: model.to_owned(),
+                version: version.to_owned(),
+            };
+            self.dataset_drift_share
+                .get_or_create(&labels)
+                .set(report.share);
+            self.drift_detected
+                .get_or_create(&labels)
+                .set(i64::from(report.drifted));
+            for c in &report.columns {
+                let column = DriftLabels {
+                    model: model.to_owned(),
+                    version: version.to_owned(),
+                    column: c.column.clone(),
+                    method: c.method.to_owned(),
+                };
+                self.feature_drift.get_or_create(&column).set(c.score);
+                new.columns.push(column);
+            }
+            new.model = Some(labels);
+        }
+        for column in old.columns.iter().filter(|c| !new.columns.contains(c)) {
+            self.feature_drift.remove(column);
+        }
+        if let Some(labels) = old.model.filter(|l| new.model.as_ref() != Some(l)) {
+            self.dataset_drift_share.remove(&labels);
+            self.drift_detected.remove(&labels);
+        }
+        series.insert(model.to_owned(), new);
+    }
+
+    /// Removes the drift gauges of every model `keep` refuses (no longer served).
+    pub fn retain_drift(&self, keep: impl Fn(&str) -> bool) {
+        let gone: Vec<String> = {
+            let series = self.drift_series.lock().unwrap_or_else(|e| e.into_inner());
+            series.keys().filter(|m| !keep(m)).cloned().collect()
+        };
+        for model in gone {
+            self.record_drift(&model, "", None);
+            let mut series = self.drift_series.lock().unwrap_or_else(|e| e.into_inner());
+            series.remove(&model);
+        }
     }
 
     /// Counts one mirrored request's verdict.

@@ -11,4 +11,4 @@ pub mod stream;
 pub mod traffic;
 pub mod web;
 
-pub use server::{ServeConfig, Server, ServerOptions, serve};
+pub use server::{DriftOptions, ServeConfig, Server, ServerOptions, serve};

@@ -158,6 +158,11 @@ impl Registry {
         self.repo.join(name)
     }
 
+    /// The repository's folder.
+    pub fn repo(&self) -> &Path {
+        &self.repo
+    }
+
     /// Every model, by name.
     pub fn models(&self) -> BTreeMap<String, Arc<Model>> {
         self.models

@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use wafer_protocol::{self as protocol, ProtocolError, Route, ndjson};
 
+use crate::monitoring::drift::{Board as DriftBoard, State as DriftState, Status as DriftStatus};
 use crate::monitoring::log::{PredictionLog, Record as LogRecord};
 use crate::monitoring::{Format, Invocation, Metrics, Outcome};
 use crate::runtime::{GuestFailure, LoadedModel, Measured};
@@ -81,6 +82,8 @@ pub struct ServeConfig {
     pub watch: Option<Duration>,
     /// The prediction log, if on.
     pub log: Option<crate::monitoring::log::Options>,
+    /// How often online drift tests the log, and over how many rows; `None` for never.
+    pub drift: Option<DriftOptions>,
 }
 
 /// Loads every model of the repository `repo` (in parallel, each failing alone), then serves
@@ -98,9 +101,19 @@ pub async fn serve(loader: Arc<Loader>, repo: PathBuf, config: ServeConfig) -> a
     let listener = TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("binding {}", config.addr))?;
-    let mut server = Server::new(registry, metrics, config.options);
+    let mut server = Server::new(Arc::clone(&registry), Arc::clone(&metrics), config.options);
     if let Some(log) = &config.log {
         server = server.with_log(PredictionLog::open(log)?);
+        if let Some(drift) = config.drift {
+            let options = crate::monitoring::drift::Options {
+                log: log.path.clone(),
+                interval: drift.interval,
+                window: drift.window,
+                min_rows: drift.min_rows,
+            };
+            server =
+                server.with_drift(crate::monitoring::drift::spawn(registry, metrics, options)?);
+        }
     }
     Arc::new(server).run(listener, shutdown_signal()).await
 }
@@ -125,6 +138,17 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
     }
+}
+
+/// How often online drift runs, and over what.
+#[derive(Clone, Debug)]
+pub struct DriftOptions {
+    /// How often every model is tested.
+    pub interval: Duration,
+    /// The newest logged rows tested, per model.
+    pub window: usize,
+    /// Fewer logged rows than this are not tested.
+    pub min_rows: usize,
 }
 
 /// How the server answers, beyond its models.
@@ -176,6 +200,8 @@ pub struct Server {
     draining: AtomicBool,
     /// The prediction log, if on.
     log: Option<PredictionLog>,
+    /// Online drift's latest results, when the log is on.
+    drift: Option<Arc<DriftBoard>>,
     /// Request ids made up for requests without one.
     request_ids: std::sync::atomic::AtomicU64,
     /// Requests without a sticky key that canaries have seen, for an even split.
@@ -193,6 +219,7 @@ impl Server {
             options,
             draining: AtomicBool::new(false),
             log: None,
+            drift: None,
             request_ids: std::sync::atomic::AtomicU64::new(0),
             canary_count: std::sync::atomic::AtomicU64::new(0),
         }
@@ -246,6 +273,12 @@ impl Server {
     /// Logs sampled invocations to `log`.
     pub fn with_log(mut self, log: PredictionLog) -> Server {
         self.log = Some(log);
+        self
+    }
+
+    /// Answers `/drift` from `board`.
+    pub fn with_drift(mut self, board: Arc<DriftBoard>) -> Server {
+        self.drift = Some(board);
         self
     }
 
@@ -720,6 +753,7 @@ impl Server {
             Route::ModelMetadata { model, version }
             | Route::ModelReady { model, version }
             | Route::ModelStats { model, version }
+            | Route::ModelDrift { model, version }
             | Route::Infer { model, version } => {
                 match self.model(model, version.as_deref()) {
                     Ok(m) => Some(m),
@@ -793,6 +827,36 @@ impl Server {
                     "stats": stats,
                 }))
             }
+            (Route::ModelDrift { .. }, Some(m)) => {
+                let unavailable = |reason: String| ProtocolError::DriftUnavailable {
+                    model: m.name().to_owned(),
+                    reason,
+                };
+                let board = self.drift.as_ref().ok_or_else(|| {
+                    unavailable("the prediction log, which online drift reads, is off".into())
+                })?;
+                let version = m.version().to_string();
+                match board.get(m.name()) {
+                    Some(status) if status.version != version => Err(unavailable(format!(
+                        "only the newest version, {}, is watched",
+                        status.version
+                    ))),
+                    Some(DriftStatus {
+                        state: DriftState::Unavailable,
+                        reason,
+                        ..
+                    }) => Err(unavailable(reason.unwrap_or_default())),
+                    Some(status) => json(serde_json::to_value(status).map_err(|e| {
+                        ProtocolError::Internal(format!("encoding the drift result: {e}"))
+                    })?),
+                    None => json(serde_json::json!({
+                        "model": m.name(),
+                        "version": version,
+                        "state": "waiting",
+                        "rows": 0,
+                    })),
+                }
+            }
             (Route::V1Predict { .. }, Some(primary)) => {
                 // A body that cannot be read counts against the model asked.
                 call.model = Some(Arc::clone(&primary));
@@ -840,7 +904,7 @@ impl Server {
                         // A JSON request as it came; binary tensor data as JSON.
                         input: match header_length {
                             None => String::from_utf8_lossy(&body).into_owned(),
-                            Some(_) => tensors_json(&request.inputs),
+                            Some(_) => format!("{{\"inputs\":{}}}", tensors_json(&request.inputs)),
                         },
                         output: None,
                     });
