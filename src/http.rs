@@ -80,9 +80,10 @@ fn respond(
             vec![protocol::MODEL_VERSION.to_owned()],
             None,
         )])),
-        // Counters and the repository live in the host that runs the component.
+        // Counters, drift and the repository live in the host that runs the component.
         Route::Metrics
         | Route::ModelStats { .. }
+        | Route::ModelDrift { .. }
         | Route::RepositoryIndex
         | Route::RepositoryLoad { .. }
         | Route::RepositoryUnload { .. } => {

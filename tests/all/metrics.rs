@@ -270,6 +270,15 @@ fn the_shipped_alerting_rules_check_and_name_real_metrics() {
     });
     metrics.record_refused("m", "queue_full");
     metrics.record_log_dropped();
+    let drift = wafer_host::evaluation::drift::Report {
+        reference_rows: 1,
+        current_rows: 1,
+        columns: Vec::new(),
+        untested: Vec::new(),
+        share: 0.0,
+        drifted: false,
+    };
+    metrics.record_drift("m", "1", Some(&drift));
     let text = metrics.encode(Format::Text);
     let exported: Vec<&str> = text
         .lines()
@@ -289,5 +298,5 @@ fn the_shipped_alerting_rules_check_and_name_real_metrics() {
         );
         named += 1;
     }
-    assert!(named >= 6, "the rules name {named} metrics");
+    assert!(named >= 7, "the rules name {named} metrics");
 }

@@ -407,7 +407,7 @@ pub fn against_profile(
             since_ms,
             rows,
         } => {
-            let log = Reference::open_log(db)?;
+            let log = crate::monitoring::log::open_read_only(db)?;
             reference.current_of_log(&log, model, version.as_deref(), *since_ms, *rows)?
         }
     };

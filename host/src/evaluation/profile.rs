@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use wafer_evaluation::Sample;
@@ -214,17 +214,7 @@ struct ModelView {
 impl ModelView {
     /// Loads the model folder `dir` natively.
     fn load(dir: &Path, name: &str) -> anyhow::Result<ModelView> {
-        let onnx_path = dir.join("model.onnx");
-        let onnx = std::fs::read(&onnx_path)
-            .with_context(|| format!("reading {}", onnx_path.display()))?;
-        let spec_path = dir.join("features.toml");
-        let spec = spec_path
-            .is_file()
-            .then(|| std::fs::read_to_string(&spec_path))
-            .transpose()
-            .with_context(|| format!("reading {}", spec_path.display()))?;
-        let pipeline = Pipeline::load(name, &onnx, spec.as_deref())
-            .with_context(|| format!("loading {} natively", dir.display()))?;
+        let pipeline = super::native_pipeline(dir, name)?;
         let mut skipped = Vec::new();
         let inputs = match pipeline.spec() {
             Some(spec) => {
@@ -750,15 +740,6 @@ impl Reference {
             frame.append(part);
         }
         Ok(self.conform(frame))
-    }
-
-    /// Opens a prediction log for reading.
-    pub fn open_log(path: &Path) -> anyhow::Result<Connection> {
-        if !path.is_file() {
-            bail!("no prediction log at {}", path.display());
-        }
-        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .with_context(|| format!("opening the prediction log {}", path.display()))
     }
 
     /// One logged request and answer as columns.

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::params;
 use serde::Serialize;
 use serde_json::Value;
 use wafer_protocol::{self as protocol, Pipeline};
@@ -56,19 +56,8 @@ pub fn run(
     since_ms: u64,
     features: Option<&Arc<FeatureStore>>,
 ) -> anyhow::Result<Skew> {
-    let onnx_path = dir.join("model.onnx");
-    let onnx =
-        std::fs::read(&onnx_path).with_context(|| format!("reading {}", onnx_path.display()))?;
-    let spec_path = dir.join("features.toml");
-    let spec = spec_path
-        .is_file()
-        .then(|| std::fs::read_to_string(&spec_path))
-        .transpose()
-        .with_context(|| format!("reading {}", spec_path.display()))?;
-    let pipeline = Pipeline::load(model, &onnx, spec.as_deref())
-        .with_context(|| format!("loading {} natively", dir.display()))?;
-    let conn = Connection::open_with_flags(log, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .with_context(|| format!("opening the prediction log {}", log.display()))?;
+    let pipeline = super::native_pipeline(dir, model)?;
+    let conn = crate::monitoring::log::open_read_only(log)?;
     let mut query = conn.prepare(
         "SELECT input, output FROM predictions
          WHERE model = ?1 AND outcome = 'ok' AND output IS NOT NULL AND time_ms >= ?2 ORDER BY id",

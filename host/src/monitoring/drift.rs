@@ -104,8 +104,8 @@ pub fn spawn(
         .name("wafer-drift".into())
         .spawn(move || {
             loop {
-                std::thread::sleep(watcher.options.interval);
                 watcher.tick();
+                std::thread::sleep(watcher.options.interval);
             }
         })
         .map_err(|e| anyhow::anyhow!("starting the drift thread: {e}"))?;
@@ -228,7 +228,8 @@ impl Watcher {
     /// The log, opened read-only once it exists.
     fn log(&mut self) -> Result<&Connection, String> {
         if self.log.is_none() {
-            let log = Reference::open_log(&self.options.log).map_err(|e| format!("{e:#}"))?;
+            let log =
+                super::log::open_read_only(&self.options.log).map_err(|e| format!("{e:#}"))?;
             self.log = Some(log);
         }
         self.log.as_ref().ok_or_else(String::new)

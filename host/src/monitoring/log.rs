@@ -206,6 +206,14 @@ pub fn connect(path: &Path) -> anyhow::Result<Connection> {
     Ok(conn)
 }
 
+/// Opens an existing log for reading: what export, drift and skew read it with, beside a
+/// server writing it.
+pub fn open_read_only(path: &Path) -> anyhow::Result<Connection> {
+    anyhow::ensure!(path.is_file(), "no prediction log at {}", path.display());
+    Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("opening the prediction log {}", path.display()))
+}
+
 /// The writer thread's state.
 struct Writer {
     conn: Connection,
@@ -319,11 +327,7 @@ pub fn export(
             output.display()
         ),
     };
-    if !db.is_file() {
-        anyhow::bail!("no prediction log at {}", db.display());
-    }
-    let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .with_context(|| format!("opening {}", db.display()))?;
+    let conn = open_read_only(db)?;
     let mut query = conn.prepare(
         "SELECT time_ms, model, version, request_id, input, output, latency_us, outcome
          FROM predictions WHERE (?1 IS NULL OR model = ?1) AND time_ms >= ?2 ORDER BY id",

@@ -686,6 +686,67 @@ mod tests {
     }
 
     #[test]
+    fn drift_gauges_follow_the_latest_test() {
+        use crate::evaluation::drift::{ColumnReport, Histogram, Report};
+        let column = |name: &str, drifted: bool| ColumnReport {
+            column: name.to_owned(),
+            kind: "num",
+            method: "ks",
+            score: if drifted { 0.001 } else { 0.5 },
+            threshold: 0.05,
+            drifted,
+            missing: [0.0, 0.0],
+            histogram: Histogram {
+                labels: Vec::new(),
+                reference: Vec::new(),
+                current: Vec::new(),
+            },
+        };
+        let report = |columns: Vec<ColumnReport>| Report {
+            reference_rows: 10,
+            current_rows: 10,
+            share: columns.iter().filter(|c| c.drifted).count() as f64 / columns.len() as f64,
+            drifted: columns.iter().all(|c| c.drifted),
+            columns,
+            untested: Vec::new(),
+        };
+        let metrics = Metrics::new();
+        metrics.record_drift(
+            "m",
+            "1",
+            Some(&report(vec![column("a", true), column("b", false)])),
+        );
+        let text = metrics.encode(Format::Text);
+        assert!(
+            text.contains(
+                "wafer_feature_drift{model=\"m\",version=\"1\",column=\"b\",method=\"ks\"} 0.5"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("wafer_dataset_drift_share{model=\"m\",version=\"1\"} 0.5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wafer_drift_detected{model=\"m\",version=\"1\"} 0"),
+            "{text}"
+        );
+        // A column no longer tested, and a new version, leave no stale series.
+        metrics.record_drift("m", "2", Some(&report(vec![column("a", true)])));
+        let text = metrics.encode(Format::Text);
+        assert!(!text.contains("column=\"b\""), "{text}");
+        assert!(!text.contains("version=\"1\""), "{text}");
+        assert!(
+            text.contains("wafer_drift_detected{model=\"m\",version=\"2\"} 1"),
+            "{text}"
+        );
+        // A model no longer tested, or gone, exports nothing.
+        metrics.retain_drift(|model| model != "m");
+        let text = metrics.encode(Format::Text);
+        assert!(!text.contains("model=\"m\""), "{text}");
+    }
+
+    #[test]
     fn text_format_names_counters_with_total() {
         let open = "# HELP wafer_requests Inference requests.\n# TYPE wafer_requests counter\nwafer_requests_total{model=\"m\"} 1\n# HELP wafer_up Up.\n# TYPE wafer_up gauge\n# UNIT wafer_up x\nwafer_up 1\n# EOF\n";
         assert_eq!(
