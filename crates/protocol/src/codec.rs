@@ -234,21 +234,7 @@ pub fn encode_infer_response(
                     data: None,
                 };
             }
-            let data = match data {
-                TensorData::Bool(v) => v.into_iter().map(Value::from).collect(),
-                TensorData::U8(v) => v.into_iter().map(Value::from).collect(),
-                TensorData::U16(v) => v.into_iter().map(Value::from).collect(),
-                TensorData::U32(v) => v.into_iter().map(Value::from).collect(),
-                TensorData::U64(v) => v.into_iter().map(Value::from).collect(),
-                TensorData::I8(v) => v.into_iter().map(Value::from).collect(),
-                TensorData::I16(v) => v.into_iter().map(Value::from).collect(),
-                TensorData::I32(v) => v.into_iter().map(Value::from).collect(),
-                TensorData::I64(v) => v.into_iter().map(Value::from).collect(),
-                TensorData::F16(v) => v.into_iter().map(|x| Value::from(x.to_f32())).collect(),
-                TensorData::F32(v) => v.into_iter().map(Value::from).collect(),
-                TensorData::F64(v) => v.into_iter().map(Value::from).collect(),
-                TensorData::String(v) => v.into_iter().map(Value::from).collect(),
-            };
+            let data = json_data(data);
             ResponseOutput {
                 name,
                 shape,
@@ -269,6 +255,46 @@ pub fn encode_infer_response(
     EncodedResponse {
         body,
         header_length,
+    }
+}
+
+/// Tensors as the JSON a v2 response gives its `outputs`: `[{"name", "shape", "datatype",
+/// "data"}]`, every element as JSON. What the prediction log keeps of binary tensor data, and
+/// how the evaluation commands read tensors as columns.
+pub fn tensors_to_json(tensors: Vec<Tensor>) -> Value {
+    Value::Array(
+        tensors
+            .into_iter()
+            .map(|t| {
+                let datatype = t.datatype().v2_name();
+                let (name, shape, data) = t.into_parts();
+                serde_json::json!({
+                    "name": name,
+                    "shape": shape,
+                    "datatype": datatype,
+                    "data": json_data(data),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// A tensor's elements as JSON values, flat.
+fn json_data(data: TensorData) -> Vec<Value> {
+    match data {
+        TensorData::Bool(v) => v.into_iter().map(Value::from).collect(),
+        TensorData::U8(v) => v.into_iter().map(Value::from).collect(),
+        TensorData::U16(v) => v.into_iter().map(Value::from).collect(),
+        TensorData::U32(v) => v.into_iter().map(Value::from).collect(),
+        TensorData::U64(v) => v.into_iter().map(Value::from).collect(),
+        TensorData::I8(v) => v.into_iter().map(Value::from).collect(),
+        TensorData::I16(v) => v.into_iter().map(Value::from).collect(),
+        TensorData::I32(v) => v.into_iter().map(Value::from).collect(),
+        TensorData::I64(v) => v.into_iter().map(Value::from).collect(),
+        TensorData::F16(v) => v.into_iter().map(|x| Value::from(x.to_f32())).collect(),
+        TensorData::F32(v) => v.into_iter().map(Value::from).collect(),
+        TensorData::F64(v) => v.into_iter().map(Value::from).collect(),
+        TensorData::String(v) => v.into_iter().map(Value::from).collect(),
     }
 }
 

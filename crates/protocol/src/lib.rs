@@ -21,7 +21,7 @@ mod types;
 pub use bundle::Bundle;
 pub use codec::{
     BinaryOutputs, DecodedRequest, EncodedResponse, decode_infer_request, decode_rows,
-    encode_infer_response, encode_v1_response, model_metadata, v1_instances,
+    encode_infer_response, encode_v1_response, model_metadata, tensors_to_json, v1_instances,
 };
 pub use error::ProtocolError;
 pub use json::parse_json;

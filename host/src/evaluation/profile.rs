@@ -393,17 +393,9 @@ impl ModelView {
             }
         }
         if !batch.outputs.is_empty() {
-            let body = protocol::encode_infer_response(
-                "",
-                None,
-                None,
-                batch.outputs,
-                &protocol::BinaryOutputs::default(),
-            )
-            .body;
-            let answer: Json = serde_json::from_slice(&body)?;
+            let answer = protocol::tensors_to_json(batch.outputs);
             let outputs = tensor_columns(
-                answer["outputs"].as_array().map_or(&[][..], Vec::as_slice),
+                answer.as_array().map_or(&[][..], Vec::as_slice),
                 |_, datatype| {
                     if datatype.starts_with("FP") {
                         Kind::Num
@@ -824,19 +816,9 @@ impl Reference {
                     let records = records_of_tensors(request.inputs, &fields)?;
                     return Ok(record_frame(&records, &fields));
                 }
-                let body = protocol::encode_infer_response(
-                    "",
-                    None,
-                    None,
-                    request.inputs,
-                    &protocol::BinaryOutputs::default(),
-                )
-                .body;
-                let tensors: Json = serde_json::from_slice(&body)?;
-                let mut frame = tensor_columns(
-                    tensors["outputs"].as_array().map_or(&[][..], Vec::as_slice),
-                    kind,
-                )?;
+                let tensors = protocol::tensors_to_json(request.inputs);
+                let mut frame =
+                    tensor_columns(tensors.as_array().map_or(&[][..], Vec::as_slice), kind)?;
                 // Only the input tensor's columns are tested (and none of a model with a spec
                 // called with its model tensor directly).
                 let rows = frame.rows;
@@ -955,16 +937,8 @@ fn records_of_tensors(
     tensors: Vec<wafer_scoring::Tensor>,
     fields: &[(&str, FieldType)],
 ) -> anyhow::Result<Vec<Vec<Value>>> {
-    let body = protocol::encode_infer_response(
-        "",
-        None,
-        None,
-        tensors,
-        &protocol::BinaryOutputs::default(),
-    )
-    .body;
-    let json: Json = serde_json::from_slice(&body)?;
-    let tensors = json["outputs"].as_array().map_or(&[][..], Vec::as_slice);
+    let json = protocol::tensors_to_json(tensors);
+    let tensors = json.as_array().map_or(&[][..], Vec::as_slice);
     let rows = tensors
         .first()
         .and_then(|t| t["shape"][0].as_u64())

@@ -126,15 +126,7 @@ fn recompute(
     let outputs = pipeline
         .predict(request.inputs, &request.outputs, fetch)
         .map_err(|e| text(&e))?;
-    let body = protocol::encode_infer_response(
-        "",
-        None,
-        None,
-        outputs,
-        &protocol::BinaryOutputs::default(),
-    )
-    .body;
-    serde_json::from_slice(&body).map_err(|e| text(&e))
+    Ok(serde_json::json!({ "outputs": protocol::tensors_to_json(outputs) }))
 }
 
 /// Each output's values, flattened: from a v2 response's `outputs`, or from `predictions`

@@ -905,7 +905,10 @@ impl Server {
                         // A JSON request as it came; binary tensor data as JSON.
                         input: match header_length {
                             None => String::from_utf8_lossy(&body).into_owned(),
-                            Some(_) => format!("{{\"inputs\":{}}}", tensors_json(&request.inputs)),
+                            Some(_) => format!(
+                                "{{\"inputs\":{}}}",
+                                protocol::tensors_to_json(request.inputs.clone())
+                            ),
                         },
                         output: None,
                     });
@@ -928,7 +931,7 @@ impl Server {
                 }
                 let binary_out = request.binary.all || !request.binary.names.is_empty();
                 if let Some(logged) = call.log.as_mut().filter(|_| binary_out) {
-                    logged.output = Some(tensors_json(&outputs));
+                    logged.output = Some(protocol::tensors_to_json(outputs.clone()).to_string());
                 }
                 Ok(Reply::Infer(protocol::encode_infer_response(
                     m.name(),
@@ -986,21 +989,6 @@ struct Logged {
     request_id: String,
     input: String,
     output: Option<String>,
-}
-
-/// Tensors as the JSON of a v2 response's `outputs`.
-fn tensors_json(tensors: &[wafer_scoring::Tensor]) -> String {
-    let body = protocol::encode_infer_response(
-        "",
-        None,
-        None,
-        tensors.to_vec(),
-        &protocol::BinaryOutputs::default(),
-    )
-    .body;
-    serde_json::from_slice::<serde_json::Value>(&body)
-        .map(|v| v["outputs"].to_string())
-        .unwrap_or_default()
 }
 
 /// The metrics label of a request a limit refused, if `e` is one.
