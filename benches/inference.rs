@@ -43,6 +43,7 @@ fn load(
         guest,
         lookup_guest: None,
         snapshot,
+        functions: wafer_host::runtime::cache::FunctionCache::shared(),
     })
     .expect("builder");
     let onnx = std::fs::read(models_dir().join(model).join("model.onnx")).expect("model");

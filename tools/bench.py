@@ -176,7 +176,7 @@ def main() -> None:
     # wasmtime serve on the very same component.
     component = ROOT / "target" / "wafer" / f"{MODEL}.wasm"
     port = free_port()
-    proc = start(["wasmtime", "serve", "-Scli=y", "--addr", f"127.0.0.1:{port}", str(component)])
+    proc = start([str(ROOT / "tools" / ".venv-wasmtime" / "wasmtime"), "serve", "-Scli=y", "--addr", f"127.0.0.1:{port}", str(component)])
     wait_for_prediction(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body, proc)
     for c in (1, 32):
         results["http"][f"wasmtime_c{c}"] = wrk(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body_file, c)

@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 rustup target add wasm32-wasip2
+. tools/venv.sh
+wasmtime_cli  # `wasmtime serve`, the release binary
 cargo build --profile guest --target wasm32-wasip2 -p wafer-guest -p wafer-guest-lookup
 cargo build --release -p wafer --bin wafer --example loopback_floor
 ./target/release/wafer build models/iris -o target/wafer/iris.wasm

@@ -19,9 +19,9 @@ use wafer_protocol::{self as protocol, ProtocolError};
 
 use wafer_host::batch;
 use wafer_host::runtime::build::{self, BuildOptions, Builder};
-use wafer_host::runtime::cache::CompiledCache;
+use wafer_host::runtime::cache::{CompiledCache, FunctionCache};
 use wafer_host::runtime::{LoadedModel, PoolLimits, Runtime};
-use wafer_host::serving::admission::Limits;
+use wafer_host::serving::admission::{self, Limits};
 use wafer_host::serving::repo::{self, Loader};
 use wafer_host::serving::{self as serve, stream};
 use wafer_host::store::offline;
@@ -369,7 +369,7 @@ struct ServeArgs {
     request_timeout_ms: u64,
     /// Largest linear memory of one instance (bytes, or with K, M, G: `256M`); a guest that
     /// needs more fails with 500, counted as memory_limit.
-    #[arg(long, value_parser = parse_size, default_value = "1G")]
+    #[arg(long, value_parser = admission::parse_size, default_value = "1G")]
     max_memory: usize,
     /// Requests one model runs at once [default: --max-instances].
     #[arg(long)]
@@ -382,11 +382,11 @@ struct ServeArgs {
     #[arg(long, default_value_t = 5_000)]
     queue_timeout_ms: u64,
     /// Largest request body (bytes, or with K, M, G); larger answers 413.
-    #[arg(long, value_parser = parse_size, default_value = "64M")]
+    #[arg(long, value_parser = admission::parse_size, default_value = "64M")]
     max_body: usize,
     /// Largest request head, the request line and headers (bytes, or with K, M, G); larger
     /// answers 431.
-    #[arg(long, value_parser = parse_size, default_value = "16K")]
+    #[arg(long, value_parser = admission::parse_size, default_value = "16K")]
     max_header_bytes: usize,
     /// How long requests in flight may take to finish after SIGTERM, in seconds.
     #[arg(long, default_value_t = 30.0)]
@@ -444,28 +444,6 @@ struct ServeArgs {
     components: ComponentArgs,
     #[command(flatten)]
     db: DbArgs,
-}
-
-/// A size in bytes: a number, optionally followed by K, M or G (powers of 1024, with an
-/// optional `i` and `B`).
-fn parse_size(text: &str) -> Result<usize, String> {
-    let text = text.trim();
-    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let unit = text[digits.len()..].to_ascii_uppercase();
-    let shift = match unit.trim_end_matches('B').trim_end_matches('I') {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        _ => return Err(format!("unknown unit in \"{text}\" (use K, M or G)")),
-    };
-    let n: usize = digits
-        .trim()
-        .parse()
-        .map_err(|_| format!("\"{text}\" is not a size"))?;
-    n.checked_mul(1 << shift)
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("\"{text}\" is out of range"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -550,7 +528,7 @@ struct ComponentArgs {
     guest: GuestArgs,
 }
 
-#[derive(clap::Args, Clone, Debug)]
+#[derive(clap::Args, Clone, Debug, Default)]
 struct CacheArgs {
     /// The compiled-component cache [default: $XDG_CACHE_HOME/wafer or ~/.cache/wafer].
     #[arg(long)]
@@ -561,9 +539,24 @@ struct CacheArgs {
 }
 
 impl CacheArgs {
-    fn cache(self) -> Option<CompiledCache> {
-        (!self.no_cache)
-            .then(|| CompiledCache::new(self.cache_dir.unwrap_or_else(CompiledCache::default_dir)))
+    fn cache(&self) -> Option<CompiledCache> {
+        (!self.no_cache).then(|| {
+            CompiledCache::new(
+                self.cache_dir
+                    .clone()
+                    .unwrap_or_else(CompiledCache::default_dir),
+            )
+        })
+    }
+
+    /// Where Cranelift's compiled functions are kept: the user's cache, else (`--no-cache`)
+    /// this process's memory.
+    fn functions(&self) -> Arc<FunctionCache> {
+        if self.no_cache {
+            FunctionCache::shared()
+        } else {
+            FunctionCache::user()
+        }
     }
 }
 
@@ -582,12 +575,14 @@ struct GuestArgs {
 }
 
 impl GuestArgs {
-    fn builder(&self) -> anyhow::Result<Builder> {
+    /// A builder whose compiled functions are kept as `cache` says.
+    fn builder(&self, cache: &CacheArgs) -> anyhow::Result<Builder> {
         let guest = build::find_guest(self.guest.clone())?;
         Builder::new(&BuildOptions {
             guest,
             lookup_guest: self.lookup_guest.clone(),
             snapshot: !self.no_snapshot,
+            functions: cache.functions(),
         })
     }
 }
@@ -778,7 +773,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 }
             }
             let loader = Arc::new(Loader {
-                builder: guest.builder()?,
+                builder: guest.builder(&cache)?,
                 runtime,
                 build_dir,
             });
@@ -836,7 +831,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             guest,
             web: false,
         } => {
-            let builder = guest.builder()?;
+            let builder = guest.builder(&CacheArgs::default())?;
             let source = repo::source(&model_dir)?;
             let output = output
                 .unwrap_or_else(|| Path::new("target/wafer").join(format!("{}.wasm", source.name)));
@@ -867,7 +862,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let model = repo::open(
                 &model,
                 runtime,
-                || guest.builder(),
+                || guest.builder(&cache),
                 build_dir,
                 db.db.as_deref(),
             )
@@ -899,9 +894,16 @@ async fn open_for_files(
         timeout: batch::CHUNK_TIMEOUT,
         ..PoolLimits::default()
     };
-    let runtime = Runtime::new(limits, components.cache.clone().cache())?;
+    let runtime = Runtime::new(limits, components.cache.cache())?;
     let build_dir = components.build_dir.clone();
-    repo::open(path, runtime, || components.guest.builder(), build_dir, db).await
+    repo::open(
+        path,
+        runtime,
+        || components.guest.builder(&components.cache),
+        build_dir,
+        db,
+    )
+    .await
 }
 
 async fn batch(args: BatchArgs) -> anyhow::Result<()> {
@@ -1146,7 +1148,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         runtime = runtime.with_features(db);
     }
     let loader = Arc::new(Loader {
-        builder: args.components.guest.builder()?,
+        builder: args.components.guest.builder(&args.components.cache)?,
         runtime,
         build_dir: args.components.build_dir,
     });
@@ -1211,21 +1213,5 @@ fn read_input(input: &Path) -> anyhow::Result<Vec<u8>> {
         Ok(buf)
     } else {
         std::fs::read(input).with_context(|| format!("reading {}", input.display()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("16K"), Ok(16 << 10));
-        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
-        assert_eq!(parse_size("1g"), Ok(1 << 30));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("12Q").is_err());
-        assert!(parse_size("M").is_err());
     }
 }

@@ -283,6 +283,10 @@ fn onnx_node_tests_pass_natively_and_in_wasm_as_listed() {
         guest: guest_wasm().to_owned(),
         lookup_guest: None,
         snapshot: true,
+        // The compiled functions the tests' `wafer` processes keep (see `support::wafer`).
+        functions: wafer_host::runtime::cache::FunctionCache::in_dir(
+            &target_dir().join("wafer-test-xdg/wafer"),
+        ),
     })
     .expect("the builder");
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -226,19 +226,18 @@ struct Writer {
 impl Writer {
     fn run(mut self) {
         let mut last_retention = Instant::now();
-        // Waits for a first record, then lingers to fill the batch.
+        // Waits for a first record, sleeps while the batch fills, then takes what came. The
+        // writer wakes once per batch: a request that queues a record finds no one waiting,
+        // so queueing costs it no wake-up of this thread.
+        // After a full batch, more are likely waiting: the next is taken without sleeping.
+        let mut behind = false;
         while let Ok(first) = self.receiver.recv() {
             let mut batch = vec![first];
-            let deadline = Instant::now() + LINGER;
-            while batch.len() < BATCH {
-                match self
-                    .receiver
-                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                {
-                    Ok(record) => batch.push(record),
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-                }
+            if !behind {
+                std::thread::sleep(LINGER);
             }
+            batch.extend(self.receiver.try_iter().take(BATCH - 1));
+            behind = batch.len() == BATCH;
             // A batch in hand is kept until it commits (a locked or full disk is retried):
             // meanwhile the queue fills, and what does not fit is dropped and counted.
             let mut attempt = 0u32;

@@ -7,17 +7,19 @@
 //! runs under `wafer serve`, `wasmtime serve` and Spin.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context as _, bail};
 use sha2::{Digest, Sha256};
 use wafer_protocol::ProtocolError;
 use wasmtime::component::{Component, Instance, Linker};
+use wasmtime::component::{Lift, WasmList};
 use wasmtime::{Engine, Store};
-use wasmtime_wizer::{WasmtimeWizerComponent, Wizer};
+use wasmtime_wizer::{ComponentInstanceState, Wizer};
 
 use crate::bindings::Scoring;
 use crate::bindings::wafer::inference::types::Tensor;
+use crate::runtime::cache::FunctionCache;
 use crate::runtime::{HostState, PoolLimits};
 
 /// The guest's build-time initializer. It stays exported in the snapshot (Wizer 48 would drop
@@ -43,6 +45,9 @@ pub struct BuildOptions {
     pub lookup_guest: Option<PathBuf>,
     /// Snapshot the parsed model (true) or only its bytes (false).
     pub snapshot: bool,
+    /// Where the guest's compiled functions are kept ([`CompiledCache::functions`], or
+    /// [`FunctionCache::shared`] for this process only).
+    pub functions: Arc<FunctionCache>,
 }
 
 /// Finds the generic guest: `explicit`, else `$WAFER_GUEST`, else the cargo output beside this
@@ -130,7 +135,10 @@ impl Builder {
         wizer.init_func(INIT_FUNC).keep_init_func(true);
         // The serving engine's code generation (epoch checks included), so the functions
         // compiled here are the ones the models' components reuse.
-        let engine = Engine::new(&crate::runtime::engine_config(&PoolLimits::default())?)?;
+        let engine = Engine::new(&crate::runtime::engine_config(
+            &PoolLimits::default(),
+            options.functions.clone(),
+        )?)?;
         let mut linker = Linker::new(&engine);
         crate::runtime::add_to_linker(&mut linker)?;
         Ok(Builder {
@@ -240,7 +248,7 @@ impl Builder {
         let (mut store, instance) = self
             .initialized(state, &component, name, onnx, features, self.snapshot)
             .await?;
-        let mut state = WasmtimeWizerComponent {
+        let mut state = Initialized {
             store: &mut store,
             instance,
         };
@@ -321,4 +329,73 @@ fn build_key(guest_digest: &[u8], onnx: &[u8], features: Option<&str>, snapshot:
     h.update(Sha256::digest(features.unwrap_or_default()));
     h.update([u8::from(features.is_some()), u8::from(snapshot)]);
     format!("{:x}\n", h.finalize())
+}
+
+/// An initialized guest as Wizer reads it: through the accessor functions its instrumentation
+/// exported. wasmtime-wizer's own `WasmtimeWizerComponent` does the same, but its `wasmtime`
+/// feature turns on wasmtime features the host does not use (GC, threads, the cache).
+struct Initialized<'a> {
+    store: &'a mut Store<HostState>,
+    instance: Instance,
+}
+
+impl Initialized<'_> {
+    /// Calls `instance#func`, an accessor Wizer's instrumentation added: one that is missing or
+    /// traps is a broken instrumentation, not a model's error, so it panics as Wizer's does.
+    async fn call<R: Lift + Send + Sync + 'static, T>(
+        &mut self,
+        instance: &str,
+        func: &str,
+        then: impl FnOnce(&mut Store<HostState>, R) -> T,
+    ) -> T {
+        let (_, exported) = self
+            .instance
+            .get_export(&mut *self.store, None, instance)
+            .unwrap_or_else(|| panic!("Wizer's instrumentation exports {instance}"));
+        let (_, index) = self
+            .instance
+            .get_export(&mut *self.store, Some(&exported), func)
+            .unwrap_or_else(|| panic!("Wizer's instrumentation exports {instance}#{func}"));
+        let typed = self
+            .instance
+            .get_typed_func::<(), (R,)>(&mut *self.store, index)
+            .unwrap_or_else(|e| panic!("{instance}#{func} has Wizer's type: {e}"));
+        let (value,) = typed
+            .call_async(&mut *self.store, ())
+            .await
+            .unwrap_or_else(|e| panic!("{instance}#{func} answers: {e}"));
+        then(&mut *self.store, value)
+    }
+}
+
+impl ComponentInstanceState for Initialized<'_> {
+    async fn call_func_ret_list_u8(
+        &mut self,
+        instance: &str,
+        func: &str,
+        contents: impl FnOnce(&[u8]) + Send,
+    ) {
+        self.call(instance, func, |store, list: WasmList<u8>| {
+            contents(list.as_le_slice(&store));
+        })
+        .await;
+    }
+
+    async fn call_func_ret_s32(&mut self, instance: &str, func: &str) -> i32 {
+        self.call(instance, func, |_, value| value).await
+    }
+
+    async fn call_func_ret_s64(&mut self, instance: &str, func: &str) -> i64 {
+        self.call(instance, func, |_, value| value).await
+    }
+
+    async fn call_func_ret_f32(&mut self, instance: &str, func: &str) -> u32 {
+        self.call(instance, func, |_, value: f32| value.to_bits())
+            .await
+    }
+
+    async fn call_func_ret_f64(&mut self, instance: &str, func: &str) -> u64 {
+        self.call(instance, func, |_, value: f64| value.to_bits())
+            .await
+    }
 }

@@ -6,9 +6,9 @@
 //! sha256 of the serialized bytes that follow; an entry whose checksum, header or settings do
 //! not match is logged, recompiled and replaced, never trusted.
 //!
-//! Below it, [`FunctionCache`] keeps Cranelift's per-function results for the life of the
-//! process: every model's component holds the same guest code under different data, so the
-//! second model compiles almost nothing.
+//! Below it, [`FunctionCache`] keeps Cranelift's per-function results in the user's cache
+//! folder: every model's component holds the same guest code under different data, so only the
+//! first compile of a guest pays for its code.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -43,33 +43,136 @@ impl CacheOutcome {
     }
 }
 
-/// Cranelift's incremental cache, in memory: compiled functions by the hash of their IR. It
-/// holds the guests' code only (model data never reaches a function), so it stays as large as
-/// the distinct guests a process has compiled.
-#[derive(Debug, Default)]
+/// Cranelift's incremental cache: compiled functions by the hash of their IR (which names the
+/// Cranelift version, the target and every setting). It holds the guests' code only (model data
+/// never reaches a function), so every model's component after the first compiles almost
+/// nothing.
+///
+/// Kept in memory for the life of the process, or in a SQLite database (`functions.db` in the
+/// default cache folder, whichever folder holds the compiled components) that every process
+/// shares: then a process compiling its first model, `wafer build` included, finds the guest's
+/// functions already compiled. Each
+/// value is stored with its sha256 and a value that fails it is ignored, so a damaged entry costs
+/// a recompile, never wrong code.
+#[derive(Debug)]
 pub struct FunctionCache {
-    entries: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
+    store: Mutex<Store>,
 }
 
+#[derive(Debug)]
+enum Store {
+    Memory(HashMap<Vec<u8>, Vec<u8>>),
+    Disk(rusqlite::Connection),
+}
+
+/// The functions database beside a compiled cache.
+const FUNCTIONS_DB: &str = "functions.db";
+
+/// Past this size the functions database is emptied when opened: entries of guests and
+/// Cranelift versions no longer used would otherwise accumulate.
+const FUNCTIONS_DB_LIMIT: u64 = 2 << 30;
+
 impl FunctionCache {
-    /// The process's cache, shared by every engine that generates the same code (the build
-    /// engine and the serving engine both interrupt on epochs).
+    /// The process's in-memory cache, shared by every engine that generates the same code (the
+    /// build engine and the serving engine both interrupt on epochs).
     pub fn shared() -> Arc<FunctionCache> {
-        static SHARED: LazyLock<Arc<FunctionCache>> = LazyLock::new(Arc::default);
+        static SHARED: LazyLock<Arc<FunctionCache>> = LazyLock::new(|| {
+            Arc::new(FunctionCache {
+                store: Mutex::new(Store::Memory(HashMap::new())),
+            })
+        });
         SHARED.clone()
+    }
+
+    /// The user's cache, kept in [`CompiledCache::default_dir`].
+    pub fn user() -> Arc<FunctionCache> {
+        Self::in_dir(&CompiledCache::default_dir())
+    }
+
+    /// The cache kept in `dir` (one per folder and process), or the in-memory one when the
+    /// database there cannot be opened.
+    pub fn in_dir(dir: &Path) -> Arc<FunctionCache> {
+        static OPEN: LazyLock<Mutex<HashMap<PathBuf, Arc<FunctionCache>>>> =
+            LazyLock::new(Mutex::default);
+        let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cache) = open.get(dir) {
+            return cache.clone();
+        }
+        let cache = match Self::open(&dir.join(FUNCTIONS_DB)) {
+            Ok(conn) => Arc::new(FunctionCache {
+                store: Mutex::new(Store::Disk(conn)),
+            }),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %format!("{e:#}"), "compiled functions are kept in memory only");
+                Self::shared()
+            }
+        };
+        open.insert(dir.to_owned(), cache.clone());
+        cache
+    }
+
+    fn open(path: &Path) -> anyhow::Result<rusqlite::Connection> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let conn = rusqlite::Connection::open(path)
+            .and_then(|c| {
+                c.busy_timeout(std::time::Duration::from_secs(10))
+                    .map(|()| c)
+            })
+            .and_then(|c| {
+                c.execute_batch(
+                    "PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = NORMAL;
+                     CREATE TABLE IF NOT EXISTS functions (
+                         key BLOB PRIMARY KEY,
+                         value BLOB NOT NULL,
+                         sha256 BLOB NOT NULL
+                     ) WITHOUT ROWID;",
+                )
+                .map(|()| c)
+            })
+            .with_context(|| format!("opening {}", path.display()))?;
+        if std::fs::metadata(path).map_or(0, |m| m.len()) > FUNCTIONS_DB_LIMIT {
+            conn.execute_batch("DELETE FROM functions; VACUUM;")
+                .with_context(|| format!("emptying {}", path.display()))?;
+        }
+        Ok(conn)
     }
 }
 
 impl wasmtime::CacheStore for FunctionCache {
     fn get(&self, key: &[u8]) -> Option<Cow<'_, [u8]>> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.get(key).map(|value| Cow::Owned(value.clone()))
+        let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        match &*store {
+            Store::Memory(entries) => entries.get(key).map(|value| Cow::Owned(value.clone())),
+            Store::Disk(conn) => {
+                let (value, sha256): (Vec<u8>, Vec<u8>) = conn
+                    .query_row(
+                        "SELECT value, sha256 FROM functions WHERE key = ?1",
+                        [key],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .ok()?;
+                (Sha256::digest(&value).as_slice() == sha256).then_some(Cow::Owned(value))
+            }
+        }
     }
 
     fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.insert(key.to_vec(), value);
-        true
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *store {
+            Store::Memory(entries) => {
+                entries.insert(key.to_vec(), value);
+                true
+            }
+            Store::Disk(conn) => conn
+                .execute(
+                    "INSERT OR REPLACE INTO functions (key, value, sha256) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![key, value, Sha256::digest(&value).as_slice()],
+                )
+                .is_ok(),
+        }
     }
 }
 

@@ -274,9 +274,10 @@ pub struct Runtime {
 }
 
 /// The engine configuration that serving uses: the pooling allocator sized from `limits`,
-/// copy-on-write memory images, epoch interruption, and the process's [`FunctionCache`]. The
-/// build engine takes it too, so the functions it compiles are the ones models reuse.
-pub fn engine_config(limits: &PoolLimits) -> anyhow::Result<Config> {
+/// copy-on-write memory images, epoch interruption, and Cranelift's incremental cache in
+/// `functions`. The build engine takes it too, so the functions it compiles are the ones
+/// models reuse.
+pub fn engine_config(limits: &PoolLimits, functions: Arc<FunctionCache>) -> anyhow::Result<Config> {
     let n = limits.max_instances;
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(n)
@@ -297,7 +298,7 @@ pub fn engine_config(limits: &PoolLimits) -> anyhow::Result<Config> {
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config.memory_init_cow(true);
     config.epoch_interruption(true);
-    config.enable_incremental_compilation(FunctionCache::shared())?;
+    config.enable_incremental_compilation(functions)?;
     // `WAFER_PERFMAP=1` names guest functions for `perf` (in /tmp/perf-<pid>.map).
     if std::env::var_os("WAFER_PERFMAP").is_some() {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
@@ -308,9 +309,14 @@ pub fn engine_config(limits: &PoolLimits) -> anyhow::Result<Config> {
 impl Runtime {
     /// An engine with the pooling allocator sized from `limits`, copy-on-write memory images
     /// (a fresh instance maps its snapshot instead of copying it), and epoch interruption for
-    /// the guest timeout. With a `cache`, compiled components are kept on disk.
+    /// the guest timeout. With a `cache`, compiled components are kept on disk, and compiled
+    /// functions in [`FunctionCache::user`].
     pub fn new(limits: PoolLimits, cache: Option<CompiledCache>) -> anyhow::Result<Runtime> {
-        let config = engine_config(&limits)?;
+        let functions = match cache {
+            Some(_) => FunctionCache::user(),
+            None => FunctionCache::shared(),
+        };
+        let config = engine_config(&limits, functions)?;
         let engine = Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("creating the wasmtime engine")?;

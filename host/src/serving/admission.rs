@@ -113,6 +113,28 @@ impl Admission {
     }
 }
 
+/// A size in bytes, as the limits' flags take it: a number, optionally followed by K, M or G (powers of 1024, with an
+/// optional `i` and `B`).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = text[digits.len()..].to_ascii_uppercase();
+    let shift = match unit.trim_end_matches('B').trim_end_matches('I') {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => return Err(format!("unknown unit in \"{text}\" (use K, M or G)")),
+    };
+    let n: usize = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("\"{text}\" is not a size"))?;
+    n.checked_mul(1 << shift)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("\"{text}\" is out of range"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +168,16 @@ mod tests {
         let _c = admission.admit("m").await.unwrap();
         let timed_out = admission.admit("m").await.map(drop).unwrap_err();
         assert_eq!(timed_out.1, Refusal::WaitedTooLong);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("16K"), Ok(16 << 10));
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("M").is_err());
     }
 }
