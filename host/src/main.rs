@@ -549,14 +549,9 @@ impl CacheArgs {
         })
     }
 
-    /// Where Cranelift's compiled functions are kept: the user's cache, else (`--no-cache`)
-    /// this process's memory.
+    /// Where Cranelift's compiled functions are kept.
     fn functions(&self) -> Arc<FunctionCache> {
-        if self.no_cache {
-            FunctionCache::shared()
-        } else {
-            FunctionCache::user()
-        }
+        FunctionCache::with(self.cache().as_ref())
     }
 }
 

@@ -16,7 +16,7 @@ use serde_json::Value;
 use wafer_host::runtime::build::{BuildOptions, Builder};
 use wafer_scoring::{DataType, Model, Tensor, TensorData, f16};
 
-use crate::support::{guest_wasm, repo_root, target_dir};
+use crate::support::{guest_wasm, repo_root, target_dir, xdg_cache_home};
 
 /// The committed results, one line per case.
 pub const RESULTS: &str = "tests/node_tests.tsv";
@@ -283,9 +283,9 @@ fn onnx_node_tests_pass_natively_and_in_wasm_as_listed() {
         guest: guest_wasm().to_owned(),
         lookup_guest: None,
         snapshot: true,
-        // The compiled functions the tests' `wafer` processes keep (see `support::wafer`).
+        // The compiled functions the tests' `wafer` processes keep.
         functions: wafer_host::runtime::cache::FunctionCache::in_dir(
-            &target_dir().join("wafer-test-xdg/wafer"),
+            &xdg_cache_home().join("wafer"),
         ),
     })
     .expect("the builder");

@@ -60,13 +60,18 @@ pub fn build_dir() -> PathBuf {
     target_dir().join("wafer-test")
 }
 
+/// The tests' `$XDG_CACHE_HOME`: their compiled cache and compiled functions, away from the
+/// user's.
+pub fn xdg_cache_home() -> PathBuf {
+    target_dir().join("wafer-test-xdg")
+}
+
 /// The `wafer` binary, pointed at the freshly built guest.
 pub fn wafer() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wafer"));
     cmd.env("WAFER_GUEST", guest_wasm())
         .env("WAFER_LOG", "warn")
-        // The compiled cache's default folder, away from the user's.
-        .env("XDG_CACHE_HOME", target_dir().join("wafer-test-xdg"))
+        .env("XDG_CACHE_HOME", xdg_cache_home())
         .current_dir(repo_root());
     cmd
 }

@@ -228,8 +228,8 @@ impl Writer {
         let mut last_retention = Instant::now();
         // Waits for a first record, sleeps while the batch fills, then takes what came. The
         // writer wakes once per batch: a request that queues a record finds no one waiting,
-        // so queueing costs it no wake-up of this thread.
-        // After a full batch, more are likely waiting: the next is taken without sleeping.
+        // so queueing costs it no wake-up of this thread. After a full batch more are likely
+        // waiting, so the next is taken without sleeping.
         let mut behind = false;
         while let Ok(first) = self.receiver.recv() {
             let mut batch = vec![first];

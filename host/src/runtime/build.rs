@@ -45,8 +45,7 @@ pub struct BuildOptions {
     pub lookup_guest: Option<PathBuf>,
     /// Snapshot the parsed model (true) or only its bytes (false).
     pub snapshot: bool,
-    /// Where the guest's compiled functions are kept ([`CompiledCache::functions`], or
-    /// [`FunctionCache::shared`] for this process only).
+    /// Where the guest's compiled functions are kept ([`FunctionCache::with`]).
     pub functions: Arc<FunctionCache>,
 }
 

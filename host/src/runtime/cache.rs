@@ -51,9 +51,8 @@ impl CacheOutcome {
 /// Kept in memory for the life of the process, or in a SQLite database (`functions.db` in the
 /// default cache folder, whichever folder holds the compiled components) that every process
 /// shares: then a process compiling its first model, `wafer build` included, finds the guest's
-/// functions already compiled. Each
-/// value is stored with its sha256 and a value that fails it is ignored, so a damaged entry costs
-/// a recompile, never wrong code.
+/// functions already compiled. Each value is stored with its sha256 and a value that fails it
+/// is ignored, so a damaged entry costs a recompile, never wrong code.
 #[derive(Debug)]
 pub struct FunctionCache {
     store: Mutex<Store>,
@@ -65,7 +64,7 @@ enum Store {
     Disk(rusqlite::Connection),
 }
 
-/// The functions database beside a compiled cache.
+/// The functions database, in the user's cache folder.
 const FUNCTIONS_DB: &str = "functions.db";
 
 /// Past this size the functions database is emptied when opened: entries of guests and
@@ -87,6 +86,15 @@ impl FunctionCache {
     /// The user's cache, kept in [`CompiledCache::default_dir`].
     pub fn user() -> Arc<FunctionCache> {
         Self::in_dir(&CompiledCache::default_dir())
+    }
+
+    /// The functions a process with compiled cache `cache` keeps: the user's cache, or with
+    /// none (`--no-cache`) this process's memory.
+    pub fn with(cache: Option<&CompiledCache>) -> Arc<FunctionCache> {
+        match cache {
+            Some(_) => Self::user(),
+            None => Self::shared(),
+        }
     }
 
     /// The cache kept in `dir` (one per folder and process), or the in-memory one when the

@@ -312,11 +312,7 @@ impl Runtime {
     /// the guest timeout. With a `cache`, compiled components are kept on disk, and compiled
     /// functions in [`FunctionCache::user`].
     pub fn new(limits: PoolLimits, cache: Option<CompiledCache>) -> anyhow::Result<Runtime> {
-        let functions = match cache {
-            Some(_) => FunctionCache::user(),
-            None => FunctionCache::shared(),
-        };
-        let config = engine_config(&limits, functions)?;
+        let config = engine_config(&limits, FunctionCache::with(cache.as_ref()))?;
         let engine = Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("creating the wasmtime engine")?;

@@ -113,8 +113,8 @@ impl Admission {
     }
 }
 
-/// A size in bytes, as the limits' flags take it: a number, optionally followed by K, M or G (powers of 1024, with an
-/// optional `i` and `B`).
+/// A size in bytes, as the limits' flags take it: a number, optionally followed by K, M or G
+/// (powers of 1024, with an optional `i` and `B`).
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let text = text.trim();
     let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
