@@ -44,6 +44,7 @@ fn load(
         lookup_guest: None,
         snapshot,
         functions: wafer_host::runtime::cache::FunctionCache::shared(),
+        cache: None,
     })
     .expect("builder");
     let onnx = std::fs::read(models_dir().join(model).join("model.onnx")).expect("model");

@@ -4,9 +4,9 @@
 # with `wafer web` and prints its URL. `--package-only` stops after the package and the page
 # (what tests/all/browser.rs needs; it writes its own bundles).
 #
-# Installs what it needs when missing: the wasm32-unknown-unknown target, wasm-bindgen-cli at
-# the crate's exact version, Debian's Chromium, and the page's npm packages from
-# web/package-lock.json (Playwright's driver and onnxruntime-web, for the tests and benchmark).
+# Installs what it needs when missing: the wasm32-unknown-unknown target and wasm-bindgen-cli at
+# the crate's exact version. (The page needs nothing else; the tests and tools/web_bench.sh
+# install Chromium and the npm packages that drive it.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,13 +19,6 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q " $WASM_BINDGEN_VERSION\b"; th
   # newest compatible dependencies are taken (the CLI itself is still the exact version).
   cargo install --locked wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" ||
     cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
-fi
-if ! cmp -s web/package-lock.json web/node_modules/.wafer-lock.json 2>/dev/null; then
-  (cd web && npm ci --no-audit --no-fund --ignore-scripts)
-  cp web/package-lock.json web/node_modules/.wafer-lock.json
-fi
-if [ ! -x /usr/bin/chromium ]; then
-  apt-get install -y -q chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
 fi
 
 cargo build --profile web --target wasm32-unknown-unknown -p wafer-web

@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+. tools/venv.sh
+browser
 bash tools/web.sh --package-only >/dev/null
 cargo build --release -p wafer
 OUT=target/web-bench

@@ -578,6 +578,7 @@ impl GuestArgs {
             lookup_guest: self.lookup_guest.clone(),
             snapshot: !self.no_snapshot,
             functions: cache.functions(),
+            cache: cache.cache(),
         })
     }
 }

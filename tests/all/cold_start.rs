@@ -24,7 +24,7 @@ fn a_snapshotted_component_never_parses_its_model() {
 
     // Without the snapshot, every fresh instance parses the model itself.
     let build_dir = target_dir().join("wafer-test-no-snapshot");
-    let no_snapshot = start_wafer(&build_dir, &["--no-snapshot", "--no-cache"]);
+    let no_snapshot = start_wafer(&build_dir, &["--no-snapshot"]);
     for _ in 0..2 {
         let answer = post(&url(&no_snapshot.base), body.as_bytes());
         assert_eq!(answer.status, 200, "{}", answer.text);

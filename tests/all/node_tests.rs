@@ -283,10 +283,13 @@ fn onnx_node_tests_pass_natively_and_in_wasm_as_listed() {
         guest: guest_wasm().to_owned(),
         lookup_guest: None,
         snapshot: true,
-        // The compiled functions the tests' `wafer` processes keep.
+        // The compiled functions and guest the tests' `wafer` processes keep.
         functions: wafer_host::runtime::cache::FunctionCache::in_dir(
             &xdg_cache_home().join("wafer"),
         ),
+        cache: Some(wafer_host::runtime::cache::CompiledCache::new(
+            xdg_cache_home().join("wafer"),
+        )),
     })
     .expect("the builder");
     let runtime = tokio::runtime::Builder::new_current_thread()

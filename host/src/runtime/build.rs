@@ -19,7 +19,7 @@ use wasmtime_wizer::{ComponentInstanceState, Wizer};
 
 use crate::bindings::Scoring;
 use crate::bindings::wafer::inference::types::Tensor;
-use crate::runtime::cache::FunctionCache;
+use crate::runtime::cache::{CompiledCache, FunctionCache};
 use crate::runtime::{HostState, PoolLimits};
 
 /// The guest's build-time initializer. It stays exported in the snapshot (Wizer 48 would drop
@@ -47,6 +47,9 @@ pub struct BuildOptions {
     pub snapshot: bool,
     /// Where the guest's compiled functions are kept ([`FunctionCache::with`]).
     pub functions: Arc<FunctionCache>,
+    /// Where the instrumented guest, compiled, is kept for the next process that builds;
+    /// `None` compiles it in every process.
+    pub cache: Option<CompiledCache>,
 }
 
 /// Finds the generic guest: `explicit`, else `$WAFER_GUEST`, else the cargo output beside this
@@ -93,18 +96,26 @@ impl Guest {
         })
     }
 
-    /// The instrumented guest, compiled on first use from what `instrumented` returns.
+    /// The instrumented guest, compiled on first use from what `instrumented` returns, or
+    /// read from `cache`, where an earlier process left it.
     fn compiled(
         &self,
         engine: &Engine,
+        cache: Option<&CompiledCache>,
         instrumented: impl FnOnce() -> anyhow::Result<Vec<u8>>,
     ) -> anyhow::Result<Component> {
         if let Some(component) = self.compiled.get() {
             return Ok(component.clone());
         }
-        let component = Component::new(engine, &instrumented()?)
-            .map_err(anyhow::Error::from)
-            .context("compiling the guest")?;
+        let wasm = instrumented()?;
+        let component = match cache {
+            Some(cache) => {
+                let (component, outcome) = cache.load_or_compile(engine, &wasm)?;
+                tracing::debug!(cache = outcome.as_str(), "instrumented guest compiled");
+                component
+            }
+            None => Component::new(engine, &wasm).map_err(anyhow::Error::from)?,
+        };
         Ok(self.compiled.get_or_init(|| component).clone())
     }
 }
@@ -117,6 +128,7 @@ pub struct Builder {
     /// The lookup guest, read when the first model with lookups is built.
     lookup: OnceLock<Guest>,
     snapshot: bool,
+    cache: Option<CompiledCache>,
     wizer: Wizer,
     engine: Engine,
     linker: Linker<HostState>,
@@ -145,6 +157,7 @@ impl Builder {
             lookup_path,
             lookup: OnceLock::new(),
             snapshot: options.snapshot,
+            cache: options.cache.clone(),
             wizer,
             engine,
             linker,
@@ -238,7 +251,9 @@ impl Builder {
         features: Option<&str>,
     ) -> anyhow::Result<Vec<u8>> {
         let (cx, instrumented) = self.wizer.instrument_component(&guest.bytes)?;
-        let component = guest.compiled(&self.engine, || Ok(instrumented))?;
+        let component = guest
+            .compiled(&self.engine, self.cache.as_ref(), || Ok(instrumented))
+            .context("compiling the guest")?;
         // Whatever randomness the initializer draws (a hash map's keys) is frozen into the
         // snapshot; drawing it from the build's inputs makes the same inputs give the same
         // bytes, so a rebuild hits the compiled cache and a build can be reproduced.
@@ -292,9 +307,12 @@ impl Builder {
         onnx: &[u8],
         inputs: Vec<wafer_scoring::Tensor>,
     ) -> anyhow::Result<Result<Vec<wafer_scoring::Tensor>, ProtocolError>> {
-        let component = self.plain.compiled(&self.engine, || {
-            Ok(self.wizer.instrument_component(&self.plain.bytes)?.1)
-        })?;
+        let component = self
+            .plain
+            .compiled(&self.engine, self.cache.as_ref(), || {
+                Ok(self.wizer.instrument_component(&self.plain.bytes)?.1)
+            })
+            .context("compiling the guest")?;
         let (mut store, instance) = self
             .initialized(HostState::new(), &component, name, onnx, None, true)
             .await?;
