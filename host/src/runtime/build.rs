@@ -109,13 +109,15 @@ impl Guest {
         }
         let wasm = instrumented()?;
         let component = match cache {
-            Some(cache) => {
-                let (component, outcome) = cache.load_or_compile(engine, &wasm)?;
-                tracing::debug!(cache = outcome.as_str(), "instrumented guest compiled");
-                component
-            }
-            None => Component::new(engine, &wasm).map_err(anyhow::Error::from)?,
-        };
+            Some(cache) => cache
+                .load_or_compile(engine, &wasm)
+                .map(|(component, outcome)| {
+                    tracing::debug!(cache = outcome.as_str(), "instrumented guest compiled");
+                    component
+                }),
+            None => Component::new(engine, &wasm).map_err(anyhow::Error::from),
+        }
+        .context("compiling the guest")?;
         Ok(self.compiled.get_or_init(|| component).clone())
     }
 }
@@ -251,9 +253,7 @@ impl Builder {
         features: Option<&str>,
     ) -> anyhow::Result<Vec<u8>> {
         let (cx, instrumented) = self.wizer.instrument_component(&guest.bytes)?;
-        let component = guest
-            .compiled(&self.engine, self.cache.as_ref(), || Ok(instrumented))
-            .context("compiling the guest")?;
+        let component = guest.compiled(&self.engine, self.cache.as_ref(), || Ok(instrumented))?;
         // Whatever randomness the initializer draws (a hash map's keys) is frozen into the
         // snapshot; drawing it from the build's inputs makes the same inputs give the same
         // bytes, so a rebuild hits the compiled cache and a build can be reproduced.
@@ -307,12 +307,9 @@ impl Builder {
         onnx: &[u8],
         inputs: Vec<wafer_scoring::Tensor>,
     ) -> anyhow::Result<Result<Vec<wafer_scoring::Tensor>, ProtocolError>> {
-        let component = self
-            .plain
-            .compiled(&self.engine, self.cache.as_ref(), || {
-                Ok(self.wizer.instrument_component(&self.plain.bytes)?.1)
-            })
-            .context("compiling the guest")?;
+        let component = self.plain.compiled(&self.engine, self.cache.as_ref(), || {
+            Ok(self.wizer.instrument_component(&self.plain.bytes)?.1)
+        })?;
         let (mut store, instance) = self
             .initialized(HostState::new(), &component, name, onnx, None, true)
             .await?;
