@@ -81,8 +81,9 @@ impl scorer::Guest for Component {
         Ok(outputs.into_iter().map(Tensor::from).collect())
     }
 
-    fn predict_batch(records: String, outputs: Vec<String>) -> Result<scorer::Batch, Error> {
-        let batch = state::predict_batch(&records, &outputs).map_err(convert::error)?;
+    fn predict_batch(records: scorer::Table, outputs: Vec<String>) -> Result<scorer::Batch, Error> {
+        let records = convert::table(records).map_err(convert::error)?;
+        let batch = state::predict_batch(records, &outputs).map_err(convert::error)?;
         let index = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
         Ok(scorer::Batch {
             outputs: batch.outputs.into_iter().map(Tensor::from).collect(),

@@ -6,6 +6,7 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use wafer_features::Table;
 use wafer_protocol::{Batch, Pipeline};
 use wafer_scoring::{ScoringError, Tensor};
 
@@ -78,10 +79,10 @@ pub(crate) fn predict_records(json: &str, outputs: &[String]) -> Result<Vec<Tens
     pipeline()?.predict_records(json, outputs, &mut crate::lookup::fetch())
 }
 
-/// Runs the model on a batch, setting bad rows aside; see [`Pipeline::predict_batch`].
-pub(crate) fn predict_batch(json: &str, outputs: &[String]) -> Result<Batch, ScoringError> {
+/// Runs the model on a batch, setting bad rows aside; see [`Pipeline::predict_table`].
+pub(crate) fn predict_batch(records: Table, outputs: &[String]) -> Result<Batch, ScoringError> {
     PREDICTIONS.fetch_add(1, Ordering::Relaxed);
-    pipeline()?.predict_batch(json, outputs, &mut crate::lookup::fetch())
+    pipeline()?.predict_table(records, outputs, &mut crate::lookup::fetch())
 }
 
 /// This instance's counters.

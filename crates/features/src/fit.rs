@@ -88,7 +88,7 @@ impl Spec {
                 Impute::MostFrequent => match values.iter().find(|v| **v != Typed::Missing) {
                     Some(Typed::Category(_)) => {
                         most_frequent(values.iter().filter_map(|v| match v {
-                            Typed::Category(c) => Some(c.clone()),
+                            Typed::Category(c) => Some(c.clone().into_owned()),
                             _ => None,
                         }))
                         .map(toml::Value::String)
@@ -116,10 +116,9 @@ impl Spec {
             let default = self.field(&name).and_then(|f| f.default.clone());
             let kind = self.field(&name).map(|f| f.kind);
             let mut values = column(self, &name)?;
-            if let (Some(d), Some(kind)) = (default, kind) {
-                let d = Value::from_toml(&d)
-                    .coerce(kind)
-                    .map_err(FeatureError::Spec)?;
+            let default = default.map(|d| Value::from_toml(&d));
+            if let (Some(d), Some(kind)) = (&default, kind) {
+                let d = d.coerce(kind).map_err(FeatureError::Spec)?;
                 values
                     .iter_mut()
                     .filter(|v| **v == Typed::Missing)
@@ -179,7 +178,7 @@ impl Spec {
                 } => {
                     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
                     for c in values.iter().filter_map(Typed::category) {
-                        *counts.entry(c).or_insert(0) += 1;
+                        *counts.entry(c.into_owned()).or_insert(0) += 1;
                     }
                     let min = min_frequency.unwrap_or(1);
                     *v = Some(

@@ -5,7 +5,7 @@
 //! fields, the transforms with their statistics (learned by [`Spec::fit`]), and how the features
 //! fill the model's inputs ([`Spec::transform`]). [`assemble_rows`] fills a model input from rows
 //! of numbers directly. [`Spec::fill_lookups`] fills fields from a key-value store the caller
-//! reads.
+//! reads. A batch goes through as a [`Table`], one column per field.
 //!
 //! It is pure Rust and does no I/O; it is not a file reader, a store or a protocol codec.
 
@@ -16,6 +16,7 @@ pub mod hash;
 mod lookup;
 mod record;
 mod spec;
+mod table;
 pub mod time;
 mod transform;
 
@@ -27,6 +28,7 @@ pub use record::{Record, Typed, Value};
 pub use spec::{
     Encode, Feature, Field, FieldType, Impute, Lookup, Output, Part, Spec, Transform, Unknown,
 };
+pub use table::{Kind, Packed, Table};
 pub use transform::Rows;
 
 use thiserror::Error;

@@ -4,11 +4,13 @@
 //! module only decides what to fetch and how a stored value fills a record. A stored value is a
 //! JSON object of field name to value.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::FeatureError;
 use crate::record::{Record, Value};
 use crate::spec::Spec;
+use crate::table::Table;
 
 /// The fields one store fills, by the value of one key field.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,56 +49,103 @@ impl Spec {
         groups
     }
 
-    /// Fills the looked-up fields a record lacks from `fetch(store, key)`, which returns the
-    /// stored JSON object's bytes or `None` when the key is absent. A field the record carries
-    /// is kept; a record without a key, an absent key and a field the object lacks all leave the
+    /// Fills the looked-up fields a row lacks from `fetch(store, key)`, which returns the
+    /// stored JSON object's bytes or `None` when the key is absent. A field the row carries
+    /// is kept; a row without a key, an absent key and a field the object lacks all leave the
     /// field missing, so its `default` applies. Each store and key is fetched once per call. A
-    /// stored value of the wrong type is the store's fault, not the record's: every error is a
+    /// stored value of the wrong type is the store's fault, not the row's: every error is a
     /// [`FeatureError::Lookup`].
-    pub fn fill_lookups<F>(&self, records: &mut [Record], mut fetch: F) -> Result<(), FeatureError>
+    pub fn fill_lookups<F>(&self, table: &mut Table, mut fetch: F) -> Result<(), FeatureError>
     where
         F: FnMut(&str, &str) -> Result<Option<Vec<u8>>, String>,
     {
         for group in self.lookups() {
-            let mut fetched: HashMap<String, Option<serde_json::Map<String, serde_json::Value>>> =
-                HashMap::new();
-            for record in records.iter_mut() {
-                let lacks = |f: &String| record.get(f).is_none_or(|v| *v == Value::Missing);
-                if !group.fields.iter().any(lacks) {
-                    continue;
-                }
-                let Some(key) = record.get(&group.key).and_then(key_text) else {
+            // The rows that lack a field, each with its key's place in `keys` (each key once,
+            // in the order the rows name them).
+            let mut keys: Vec<String> = Vec::new();
+            let mut wanted: Vec<(usize, usize)> = Vec::new();
+            {
+                let Some(key_column) = table.column(&group.key) else {
                     continue;
                 };
-                if !fetched.contains_key(&key) {
-                    let object = fetch(&group.store, &key)
-                        .and_then(|bytes| bytes.map(|b| json_object(&b)).transpose())
-                        .map_err(|why| FeatureError::Lookup {
-                            store: group.store.clone(),
-                            key: key.clone(),
-                            why,
-                        })?;
-                    fetched.insert(key.clone(), object);
+                let fields: Vec<Option<&[Value]>> =
+                    group.fields.iter().map(|f| table.column(f)).collect();
+                let mut places: HashMap<Cow<'_, str>, usize> = HashMap::new();
+                for (row, key) in key_column.iter().enumerate() {
+                    let lacks = fields
+                        .iter()
+                        .any(|c| c.is_none_or(|c| c[row] == Value::Missing));
+                    let Some(key) = key_text(key).filter(|_| lacks) else {
+                        continue;
+                    };
+                    let next = places.len();
+                    let place = *places.entry(key).or_insert_with_key(|key| {
+                        keys.push(key.clone().into_owned());
+                        next
+                    });
+                    wanted.push((row, place));
                 }
-                let Some(Some(object)) = fetched.get(&key) else {
-                    continue;
+            }
+            // Each key's values for the group's fields, fetched and checked once.
+            let mut found: Vec<Vec<Option<Value>>> = Vec::with_capacity(keys.len());
+            for key in &keys {
+                let lookup = |why: String| FeatureError::Lookup {
+                    store: group.store.clone(),
+                    key: key.clone(),
+                    why,
                 };
+                let object = fetch(&group.store, key)
+                    .and_then(|bytes| bytes.map(|b| json_object(&b)).transpose())
+                    .map_err(lookup)?;
+                let mut values = Vec::with_capacity(group.fields.len());
                 for field in &group.fields {
-                    if record.get(field).is_none_or(|v| *v == Value::Missing)
-                        && let Some(v) = object.get(field)
+                    let value = object
+                        .as_ref()
+                        .and_then(|o| o.get(field))
+                        .map(Value::from_json);
+                    if let (Some(value), Some(f)) = (&value, self.field(field))
+                        && let Err(why) = value.coerce(f.kind)
                     {
-                        let value = Value::from_json(v);
-                        if let Some(f) = self.field(field)
-                            && let Err(why) = value.coerce(f.kind)
-                        {
-                            return Err(FeatureError::Lookup {
-                                store: group.store.clone(),
-                                key,
-                                why: format!("field \"{field}\": {why}"),
-                            });
-                        }
-                        record.insert(field.clone(), value);
+                        return Err(lookup(format!("field \"{field}\": {why}")));
                     }
+                    values.push(value);
+                }
+                found.push(values);
+            }
+            for (i, field) in group.fields.iter().enumerate() {
+                let column = table.column_mut(field);
+                for &(row, place) in &wanted {
+                    if column[row] == Value::Missing
+                        && let Some(value) = &found[place][i]
+                    {
+                        column[row] = value.clone();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Spec::fill_lookups`] on records: each record gains the looked-up fields it lacked.
+    pub fn fill_record_lookups<F>(
+        &self,
+        records: &mut [Record],
+        fetch: F,
+    ) -> Result<(), FeatureError>
+    where
+        F: FnMut(&str, &str) -> Result<Option<Vec<u8>>, String>,
+    {
+        let mut table = self.table(records);
+        self.fill_lookups(&mut table, fetch)?;
+        for field in self.lookups().iter().flat_map(|g| &g.fields) {
+            let Some(column) = table.column(field) else {
+                continue;
+            };
+            for (record, value) in records.iter_mut().zip(column) {
+                if *value != Value::Missing
+                    && record.get(field).is_none_or(|v| *v == Value::Missing)
+                {
+                    record.insert(field.clone(), value.clone());
                 }
             }
         }
@@ -105,13 +154,15 @@ impl Spec {
 }
 
 /// The store key of a key field's value: text as is, whole numbers without a fraction.
-fn key_text(v: &Value) -> Option<String> {
+fn key_text(v: &Value) -> Option<Cow<'_, str>> {
     match v {
         Value::Missing => None,
-        Value::Text(s) => Some(s.clone()),
-        Value::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => Some(format!("{}", *n as i64)),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
+        Value::Text(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => {
+            Some(Cow::Owned(format!("{}", *n as i64)))
+        }
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        Value::Bool(b) => Some(Cow::Owned(b.to_string())),
     }
 }
 
@@ -213,7 +264,7 @@ datatype = "FP64"
             ]),
         ];
         let mut calls = Vec::new();
-        spec.fill_lookups(&mut records, |store, key| {
+        spec.fill_record_lookups(&mut records, |store, key| {
             calls.push(format!("{store}/{key}"));
             Ok(match key {
                 "u1" => Some(br#"{"avg_spend_30d": 12.5, "orders_90d": 3}"#.to_vec()),
@@ -244,14 +295,14 @@ datatype = "FP64"
         let spec = Spec::parse(SPEC).expect("spec");
         let mut records = vec![record(&[("user_id", Value::Text("u1".into()))])];
         let err = spec
-            .fill_lookups(&mut records, |_, _| Ok(Some(b"[1, 2]".to_vec())))
+            .fill_record_lookups(&mut records, |_, _| Ok(Some(b"[1, 2]".to_vec())))
             .expect_err("not an object");
         assert_eq!(
             err.to_string(),
             "lookup in store \"users\", key \"u1\": the stored value is not a JSON object"
         );
         let err = spec
-            .fill_lookups(&mut records, |_, _| {
+            .fill_record_lookups(&mut records, |_, _| {
                 Ok(Some(br#"{"orders_90d": "many"}"#.to_vec()))
             })
             .expect_err("a stored value of the wrong type");
@@ -260,7 +311,7 @@ datatype = "FP64"
             "lookup in store \"users\", key \"u1\": field \"orders_90d\": expected a whole number, got text (\"many\")"
         );
         let err = spec
-            .fill_lookups(&mut records, |_, _| Err("access denied".into()))
+            .fill_record_lookups(&mut records, |_, _| Err("access denied".into()))
             .expect_err("store error");
         assert_eq!(
             err.to_string(),

@@ -1,5 +1,6 @@
 //! Raw records and their values, before any transform.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::spec::FieldType;
@@ -21,15 +22,43 @@ pub enum Value {
 /// A record: field name to raw value.
 pub type Record = HashMap<String, Value>;
 
-/// A value coerced to its field's type.
+/// A raw value that borrows its text: what a cell reads as before it is kept.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Cell<'a> {
+    Missing,
+    Number(f64),
+    Bool(bool),
+    Text(&'a str),
+}
+
+impl Cell<'_> {
+    /// How [`Value::from_csv`] reads a CSV cell.
+    pub(crate) fn of_csv(cell: &str) -> Cell<'_> {
+        let cell = cell.trim();
+        if cell.is_empty() || cell.eq_ignore_ascii_case("nan") || cell.eq_ignore_ascii_case("null")
+        {
+            return Cell::Missing;
+        }
+        if let Ok(n) = cell.parse::<f64>() {
+            return Cell::Number(n);
+        }
+        match cell {
+            "true" | "True" | "TRUE" => Cell::Bool(true),
+            "false" | "False" | "FALSE" => Cell::Bool(false),
+            _ => Cell::Text(cell),
+        }
+    }
+}
+
+/// A value coerced to its field's type; a category borrows the raw value's text.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Typed {
+pub enum Typed<'a> {
     /// Missing.
     Missing,
     /// A number (also booleans as 0/1, and timestamps as epoch seconds).
     Number(f64),
     /// A category.
-    Category(String),
+    Category(Cow<'a, str>),
 }
 
 impl Value {
@@ -57,18 +86,11 @@ impl Value {
 
     /// A CSV cell: empty is missing; numbers, `true`/`false` and text as they read.
     pub fn from_csv(cell: &str) -> Value {
-        let cell = cell.trim();
-        if cell.is_empty() || cell.eq_ignore_ascii_case("nan") || cell.eq_ignore_ascii_case("null")
-        {
-            return Value::Missing;
-        }
-        if let Ok(n) = cell.parse::<f64>() {
-            return Value::Number(n);
-        }
-        match cell {
-            "true" | "True" | "TRUE" => Value::Bool(true),
-            "false" | "False" | "FALSE" => Value::Bool(false),
-            _ => Value::Text(cell.to_owned()),
+        match Cell::of_csv(cell) {
+            Cell::Missing => Value::Missing,
+            Cell::Number(n) => Value::Number(n),
+            Cell::Bool(b) => Value::Bool(b),
+            Cell::Text(t) => Value::Text(t.to_owned()),
         }
     }
 
@@ -91,7 +113,7 @@ impl Value {
     }
 
     /// Coerces the value to a field type; the error says what was found.
-    pub fn coerce(&self, kind: FieldType) -> Result<Typed, String> {
+    pub fn coerce(&self, kind: FieldType) -> Result<Typed<'_>, String> {
         let wrong = || {
             Err(format!(
                 "expected {}, got {} ({})",
@@ -104,10 +126,10 @@ impl Value {
             (Value::Missing, _) => Typed::Missing,
             (Value::Number(n), FieldType::Float | FieldType::Timestamp) => Typed::Number(*n),
             (Value::Number(n), FieldType::Int) if n.fract() == 0.0 => Typed::Number(*n),
-            (Value::Number(n), FieldType::String) => Typed::Category(format_number(*n)),
+            (Value::Number(n), FieldType::String) => Typed::Category(format_number(*n).into()),
             (Value::Bool(b), FieldType::Bool) => Typed::Number(f64::from(u8::from(*b))),
             (Value::Number(n), FieldType::Bool) if *n == 0.0 || *n == 1.0 => Typed::Number(*n),
-            (Value::Text(s), FieldType::String) => Typed::Category(s.clone()),
+            (Value::Text(s), FieldType::String) => Typed::Category(Cow::Borrowed(s)),
             // Epoch seconds may come as text too (a BYTES tensor, a CSV cell).
             (Value::Text(s), FieldType::Timestamp) => {
                 match parse_rfc3339(s).or_else(|| s.trim().parse().ok()) {
@@ -129,13 +151,13 @@ impl Value {
     }
 }
 
-impl Typed {
+impl Typed<'_> {
     /// The value as a category: numbers as their shortest text.
-    pub fn category(&self) -> Option<String> {
+    pub fn category(&self) -> Option<Cow<'_, str>> {
         match self {
             Typed::Missing => None,
-            Typed::Number(n) => Some(format_number(*n)),
-            Typed::Category(s) => Some(s.clone()),
+            Typed::Number(n) => Some(Cow::Owned(format_number(*n))),
+            Typed::Category(s) => Some(Cow::Borrowed(s)),
         }
     }
 

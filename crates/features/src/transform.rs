@@ -1,27 +1,37 @@
 //! Applying a fitted spec to records: the one implementation used offline, in the server and in
 //! the browser.
 
+use std::borrow::Cow;
+
 use wafer_scoring::{DataType, Tensor, TensorData};
 
 use crate::FeatureError;
 use crate::hash::hashed_column;
 use crate::record::{Record, Typed, Value};
 use crate::spec::{Encode, Feature, Spec, Transform, Unknown};
+use crate::table::Table;
 use crate::time::parts;
 
 /// A field's value in one record: coerced, with defaults applied, and whether it was missing.
-struct Resolved {
-    value: Typed,
+struct Resolved<'a> {
+    value: Typed<'a>,
     was_missing: bool,
 }
 
 impl Spec {
-    /// Resolves every field of one record, in `[[field]]` order: required fields present,
-    /// types right, defaults in.
-    fn resolve(&self, row: usize, record: &Record) -> Result<Vec<Resolved>, FeatureError> {
-        let mut out = Vec::with_capacity(self.fields.len());
-        for field in &self.fields {
-            let raw = record.get(&field.name).unwrap_or(&Value::Missing);
+    /// Resolves every field of row `row`, in `[[field]]` order, into `out`: required fields
+    /// present, types right, defaults in. `columns` and `defaults` are the fields' columns of
+    /// the table and their default values.
+    fn resolve<'a>(
+        &self,
+        row: usize,
+        columns: &[Option<&'a [Value]>],
+        defaults: &'a [Option<Value>],
+        out: &mut Vec<Resolved<'a>>,
+    ) -> Result<(), FeatureError> {
+        out.clear();
+        for ((field, column), default) in self.fields.iter().zip(columns).zip(defaults) {
+            let raw = column.map_or(&Value::Missing, |c| &c[row]);
             let was_missing = *raw == Value::Missing;
             if was_missing && field.required {
                 return Err(FeatureError::MissingField {
@@ -29,9 +39,9 @@ impl Spec {
                     field: field.name.clone(),
                 });
             }
-            let value = match (was_missing, &field.default) {
-                (true, Some(d)) => Value::from_toml(d),
-                _ => raw.clone(),
+            let value = match (was_missing, default) {
+                (true, Some(d)) => d,
+                _ => raw,
             };
             let value = value
                 .coerce(field.kind)
@@ -42,25 +52,38 @@ impl Spec {
                 })?;
             out.push(Resolved { value, was_missing });
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// The columns of `records` that the spec reads: its fields and its lookups' keys.
+    pub fn table(&self, records: &[Record]) -> Table {
+        let keys = self.fields.iter().filter_map(|f| f.lookup.as_ref());
+        Table::of_records(
+            records,
+            self.fields
+                .iter()
+                .map(|f| f.name.as_str())
+                .chain(keys.map(|l| l.key.as_str())),
+        )
     }
 
     /// Transforms records into the model's input tensors, `[N, columns]` each, in `[[output]]`
     /// order. Errors name the row and field.
     pub fn transform(&self, records: &[Record]) -> Result<Vec<Tensor>, FeatureError> {
-        let rows = self.transform_each(records)?;
-        match rows.rejected.into_iter().next() {
-            Some(first) => Err(first),
-            None => Ok(rows.tensors),
-        }
+        self.transform_table(&self.table(records))?.into_tensors()
     }
 
-    /// Transforms the records it can and sets the others aside: a record that is missing a
-    /// required field, has a value of the wrong type, an unknown category or a fraction in an
-    /// integer output is rejected with its reason, and the tensors hold the rest, in order.
-    /// Only a spec that cannot transform anything (not fitted, no records) fails as a whole.
+    /// Transforms the records it can and sets the others aside, as [`Spec::transform_table`].
     pub fn transform_each(&self, records: &[Record]) -> Result<Rows, FeatureError> {
-        if records.is_empty() {
+        self.transform_table(&self.table(records))
+    }
+
+    /// Transforms the rows of a table it can and sets the others aside: a row that is missing
+    /// a required field, has a value of the wrong type, an unknown category or a fraction in an
+    /// integer output is rejected with its reason, and the tensors hold the rest, in order.
+    /// Only a spec that cannot transform anything (not fitted, no rows) fails as a whole.
+    pub fn transform_table(&self, table: &Table) -> Result<Rows, FeatureError> {
+        if table.rows() == 0 {
             return Err(FeatureError::NoRows);
         }
         for f in &self.features {
@@ -72,6 +95,13 @@ impl Spec {
                 ))
             })?;
         }
+        let columns: Vec<Option<&[Value]>> =
+            self.fields.iter().map(|f| table.column(&f.name)).collect();
+        let defaults: Vec<Option<Value>> = self
+            .fields
+            .iter()
+            .map(|f| f.default.as_ref().map(Value::from_toml))
+            .collect();
         let targets: Vec<usize> = self
             .features
             .iter()
@@ -108,21 +138,29 @@ impl Spec {
             .iter()
             .map(|o| DataType::from_v2_name(&o.datatype) == Some(DataType::I64))
             .collect();
-        let mut columns: Vec<Vec<f64>> = vec![Vec::new(); self.outputs.len()];
-        let mut kept = Vec::with_capacity(records.len());
+        let mut out: Vec<Vec<f64>> = vec![Vec::new(); self.outputs.len()];
+        let mut kept = Vec::with_capacity(table.rows());
         let mut rejected = Vec::new();
-        for (row, record) in records.iter().enumerate() {
-            let lengths: Vec<usize> = columns.iter().map(Vec::len).collect();
-            let applied = self.resolve(row, record).and_then(|fields| {
-                for ((feature, &out), inputs) in self.features.iter().zip(&targets).zip(&inputs) {
-                    feature.apply(row, &fields, inputs, &mut columns[out])?;
-                }
-                whole_row(&self.outputs, &whole, &columns, &lengths, row)
-            });
+        let mut fields = Vec::with_capacity(self.fields.len());
+        let mut lengths = vec![0; out.len()];
+        for row in 0..table.rows() {
+            for (len, column) in lengths.iter_mut().zip(&out) {
+                *len = column.len();
+            }
+            let applied = self
+                .resolve(row, &columns, &defaults, &mut fields)
+                .and_then(|()| {
+                    for ((feature, &target), inputs) in
+                        self.features.iter().zip(&targets).zip(&inputs)
+                    {
+                        feature.apply(row, &fields, inputs, &mut out[target])?;
+                    }
+                    whole_row(&self.outputs, &whole, &out, &lengths, row)
+                });
             match applied {
                 Ok(()) => kept.push(row),
                 Err(e) => {
-                    for (column, len) in columns.iter_mut().zip(lengths) {
+                    for (column, &len) in out.iter_mut().zip(&lengths) {
                         column.truncate(len);
                     }
                     rejected.push(e);
@@ -133,7 +171,7 @@ impl Spec {
         let tensors = self
             .outputs
             .iter()
-            .zip(columns)
+            .zip(out)
             .map(|(o, values)| {
                 let width = values.len().checked_div(n).unwrap_or(0);
                 let data = match DataType::from_v2_name(&o.datatype) {
@@ -166,6 +204,16 @@ pub struct Rows {
     pub kept: Vec<usize>,
     /// Why each other record was rejected; every error names its row.
     pub rejected: Vec<FeatureError>,
+}
+
+impl Rows {
+    /// The tensors, or the first row's error if any row was rejected.
+    pub fn into_tensors(self) -> Result<Vec<Tensor>, FeatureError> {
+        match self.rejected.into_iter().next() {
+            Some(first) => Err(first),
+            None => Ok(self.tensors),
+        }
+    }
 }
 
 /// Checks that the values one row added to the integer outputs are whole.
@@ -308,14 +356,14 @@ impl Feature {
     ) -> Result<Option<usize>, FeatureError> {
         let category = value.category();
         let found = category
-            .as_ref()
+            .as_deref()
             .and_then(|c| vocabulary.iter().position(|v| v == c));
         if found.is_none() && unknown == Unknown::Error {
             return Err(FeatureError::UnknownCategory {
                 row,
                 field: self.inputs()[0].clone(),
                 feature: self.name.clone(),
-                value: category.unwrap_or_else(|| "(missing)".into()),
+                value: category.map_or_else(|| "(missing)".into(), Cow::into_owned),
             });
         }
         Ok(found)

@@ -1,7 +1,7 @@
 //! A model with its feature spec: what the guest component and the browser build both serve,
 //! so raw records become the same tensors, and the same numbers, wherever the model runs.
 
-use wafer_features::{Record, Spec, Value};
+use wafer_features::{Spec, Table, Value};
 use wafer_scoring::{Dim, Model, ScoringError, Tensor, TensorData};
 
 /// Where looked-up fields come from: `fetch(store, key)` gives the stored JSON object's bytes,
@@ -60,8 +60,8 @@ impl Pipeline {
         if inputs.iter().any(|t| is_model_input(t.name())) {
             return self.model.predict(inputs, outputs);
         }
-        let records = records_of_columns(spec, &inputs)?;
-        self.predict_on(spec, records, outputs, fetch)
+        let table = table_of_columns(spec, &inputs)?;
+        self.predict_on(spec, table, outputs, fetch)
     }
 
     /// Runs the model on a JSON array of records (through the spec) or of rows of numbers.
@@ -85,16 +85,11 @@ impl Pipeline {
                         .into(),
                 ));
             };
-            let records = items
+            let objects: Vec<_> = items
                 .iter()
                 .filter_map(serde_json::Value::as_object)
-                .map(|o| {
-                    o.iter()
-                        .map(|(k, v)| (k.clone(), Value::from_json(v)))
-                        .collect()
-                })
                 .collect();
-            return self.predict_on(spec, records, outputs, fetch);
+            return self.predict_on(spec, table_of_objects(spec, &objects), outputs, fetch);
         }
         let input = self
             .model
@@ -123,81 +118,117 @@ impl Pipeline {
         let serde_json::Value::Array(items) = value else {
             return Err(ScoringError::Record("expected a JSON array".into()));
         };
+        let Some(spec) = &self.spec else {
+            return self.predict_rows(&items, outputs);
+        };
         let mut rejected = Vec::new();
-        let (inputs, kept) =
-            match &self.spec {
-                Some(spec) => {
-                    let mut kept = Vec::with_capacity(items.len());
-                    let mut records: Vec<Record> = Vec::with_capacity(items.len());
-                    for (row, item) in items.iter().enumerate() {
-                        match item.as_object() {
-                            Some(o) => {
-                                kept.push(row);
-                                records.push(
-                                    o.iter()
-                                        .map(|(k, v)| (k.clone(), Value::from_json(v)))
-                                        .collect(),
-                                );
-                            }
-                            None => rejected
-                                .push((row, format!("{item} is not a record (a JSON object)"))),
-                        }
-                    }
-                    if records.is_empty() {
-                        return Ok(Batch::none(rejected));
-                    }
-                    spec.fill_lookups(&mut records, fetch)
-                        .map_err(|e| ScoringError::Run(e.to_string()))?;
-                    let rows = spec
-                        .transform_each(&records)
-                        .map_err(|e| ScoringError::Record(e.to_string()))?;
-                    for e in &rows.rejected {
-                        let row = e.row().unwrap_or_default();
-                        rejected.push((kept[row], without_row(&e.to_string(), row)));
-                    }
-                    rejected.sort_by_key(|r| r.0);
-                    let kept: Vec<usize> = rows.kept.iter().map(|&i| kept[i]).collect();
-                    (rows.tensors, kept)
+        let mut objects = Vec::with_capacity(items.len());
+        let mut places = Vec::with_capacity(items.len());
+        for (row, item) in items.iter().enumerate() {
+            match item.as_object() {
+                Some(o) => {
+                    places.push(row);
+                    objects.push(o);
                 }
-                None => {
-                    let input = self.model.metadata().inputs.first().ok_or_else(|| {
-                        ScoringError::Record("the model declares no input".into())
-                    })?;
-                    let mut kept = Vec::with_capacity(items.len());
-                    let mut numbers = Vec::with_capacity(items.len());
-                    for (row, item) in items.iter().enumerate() {
-                        let n = match numbers_of(item) {
-                            Ok(n) => n,
-                            Err(why) => {
-                                rejected.push((row, why));
-                                continue;
-                            }
-                        };
-                        match wafer_features::assemble_rows(input, std::slice::from_ref(&n)) {
-                            Ok(_) => {
-                                kept.push(row);
-                                numbers.push(n);
-                            }
-                            Err(e) if e.row().is_some() => {
-                                rejected.push((row, without_row(&e.to_string(), 0)));
-                            }
-                            Err(e) => return Err(ScoringError::Record(e.to_string())),
-                        }
-                    }
-                    if numbers.is_empty() {
-                        return Ok(Batch::none(rejected));
-                    }
-                    let tensor = wafer_features::assemble_rows(input, &numbers)
-                        .map_err(|e| ScoringError::Record(e.to_string()))?;
-                    (vec![tensor], kept)
-                }
-            };
-        if kept.is_empty() {
+                None => rejected.push((row, format!("{item} is not a record (a JSON object)"))),
+            }
+        }
+        let mut batch = self.predict_table(table_of_objects(spec, &objects), outputs, fetch)?;
+        // From places among the records to places in the array.
+        for kept in &mut batch.kept {
+            *kept = places[*kept];
+        }
+        for (row, _) in &mut batch.rejected {
+            *row = places[*row];
+        }
+        batch.rejected.extend(rejected);
+        batch.rejected.sort_by_key(|r| r.0);
+        Ok(batch)
+    }
+
+    /// Runs the model on a table of raw records through its feature spec, as
+    /// [`Pipeline::predict_batch`] does on records: a row the spec refuses is set aside with its
+    /// reason, and the rest are scored in one call.
+    pub fn predict_table(
+        &self,
+        mut table: Table,
+        outputs: &[String],
+        fetch: &mut Fetch<'_>,
+    ) -> Result<Batch, ScoringError> {
+        let Some(spec) = &self.spec else {
+            return Err(ScoringError::Record(
+                "this model has no features.toml, so it takes rows of numbers, not records".into(),
+            ));
+        };
+        if table.rows() == 0 {
+            return Ok(Batch::none(Vec::new()));
+        }
+        // A failed lookup is the store's fault: a run error, not the request's.
+        spec.fill_lookups(&mut table, fetch)
+            .map_err(|e| ScoringError::Run(e.to_string()))?;
+        let rows = spec
+            .transform_table(&table)
+            .map_err(|e| ScoringError::Record(e.to_string()))?;
+        let rejected = rows
+            .rejected
+            .iter()
+            .map(|e| {
+                let row = e.row().unwrap_or_default();
+                (row, without_row(&e.to_string(), row))
+            })
+            .collect();
+        if rows.kept.is_empty() {
             return Ok(Batch::none(rejected));
         }
-        let outputs = self.model.predict(inputs, outputs)?;
         Ok(Batch {
-            outputs,
+            outputs: self.model.predict(rows.tensors, outputs)?,
+            kept: rows.kept,
+            rejected,
+        })
+    }
+
+    /// [`Pipeline::predict_batch`] for a model without a spec: rows of numbers for its first
+    /// input.
+    fn predict_rows(
+        &self,
+        items: &[serde_json::Value],
+        outputs: &[String],
+    ) -> Result<Batch, ScoringError> {
+        let input = self
+            .model
+            .metadata()
+            .inputs
+            .first()
+            .ok_or_else(|| ScoringError::Record("the model declares no input".into()))?;
+        let mut rejected = Vec::new();
+        let mut kept = Vec::with_capacity(items.len());
+        let mut numbers = Vec::with_capacity(items.len());
+        for (row, item) in items.iter().enumerate() {
+            let n = match numbers_of(item) {
+                Ok(n) => n,
+                Err(why) => {
+                    rejected.push((row, why));
+                    continue;
+                }
+            };
+            match wafer_features::assemble_rows(input, std::slice::from_ref(&n)) {
+                Ok(_) => {
+                    kept.push(row);
+                    numbers.push(n);
+                }
+                Err(e) if e.row().is_some() => {
+                    rejected.push((row, without_row(&e.to_string(), 0)));
+                }
+                Err(e) => return Err(ScoringError::Record(e.to_string())),
+            }
+        }
+        if numbers.is_empty() {
+            return Ok(Batch::none(rejected));
+        }
+        let tensor = wafer_features::assemble_rows(input, &numbers)
+            .map_err(|e| ScoringError::Record(e.to_string()))?;
+        Ok(Batch {
+            outputs: self.model.predict(vec![tensor], outputs)?,
             kept,
             rejected,
         })
@@ -206,15 +237,16 @@ impl Pipeline {
     fn predict_on(
         &self,
         spec: &Spec,
-        mut records: Vec<Record>,
+        mut table: Table,
         outputs: &[String],
         fetch: &mut Fetch<'_>,
     ) -> Result<Vec<Tensor>, ScoringError> {
         // A failed lookup is the store's fault: a run error, not the request's.
-        spec.fill_lookups(&mut records, fetch)
+        spec.fill_lookups(&mut table, fetch)
             .map_err(|e| ScoringError::Run(e.to_string()))?;
         let tensors = spec
-            .transform(&records)
+            .transform_table(&table)
+            .and_then(wafer_features::Rows::into_tensors)
             .map_err(|e| ScoringError::Record(e.to_string()))?;
         self.model.predict(tensors, outputs)
     }
@@ -307,14 +339,36 @@ fn check_spec(spec: &Spec, model: &Model) -> Result<(), ScoringError> {
     Ok(())
 }
 
-/// Records from one tensor per raw field.
-fn records_of_columns(spec: &Spec, inputs: &[Tensor]) -> Result<Vec<Record>, ScoringError> {
+/// The columns of a spec's fields (and lookup keys) from JSON records.
+fn table_of_objects(spec: &Spec, objects: &[&serde_json::Map<String, serde_json::Value>]) -> Table {
+    let mut table = Table::new(objects.len());
+    let keys = spec.fields.iter().filter_map(|f| f.lookup.as_ref());
+    for name in spec
+        .fields
+        .iter()
+        .map(|f| f.name.as_str())
+        .chain(keys.map(|l| l.key.as_str()))
+    {
+        if table.column(name).is_none() {
+            let values = objects
+                .iter()
+                .map(|o| o.get(name).map_or(Value::Missing, Value::from_json))
+                .collect();
+            // One value per object: the length fits.
+            let _ = table.insert(name, values);
+        }
+    }
+    table
+}
+
+/// A table from one tensor per raw field.
+fn table_of_columns(spec: &Spec, inputs: &[Tensor]) -> Result<Table, ScoringError> {
     let bad = |why: String| Err(ScoringError::Record(why));
     let Some(first) = inputs.first() else {
         return bad("no inputs".into());
     };
     let rows = first.shape().first().copied().unwrap_or(0);
-    let mut records: Vec<Record> = vec![Record::new(); rows];
+    let mut table = Table::new(rows);
     for t in inputs {
         if spec.field(t.name()).is_none() {
             return bad(format!(
@@ -344,11 +398,11 @@ fn records_of_columns(spec: &Spec, inputs: &[Tensor]) -> Result<Vec<Record>, Sco
             TensorData::Bool(v) => v.iter().map(|&x| Value::Bool(x)).collect(),
             TensorData::String(v) => v.iter().map(|x| Value::Text(x.clone())).collect(),
         };
-        for (record, value) in records.iter_mut().zip(values) {
-            record.insert(t.name().to_owned(), value);
-        }
+        table
+            .insert(t.name(), values)
+            .map_err(|e| ScoringError::Record(e.to_string()))?;
     }
-    Ok(records)
+    Ok(table)
 }
 
 fn number(x: f64) -> Value {

@@ -11,7 +11,7 @@ use parquet::file::reader::{FileReader as _, SerializedFileReader};
 use parquet::record::{Field, Row};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
-use wafer_features::Value;
+use wafer_features::{Packed, Value};
 use wafer_scoring::{Tensor, TensorInfo};
 
 /// A file format, chosen by the file's extension.
@@ -197,8 +197,12 @@ impl Reader {
 /// What the model takes from each row.
 #[derive(Clone, Debug)]
 pub enum Shape {
-    /// Every column as a raw field, through the model's `features.toml`.
-    Records,
+    /// Raw fields, through the model's `features.toml`: these columns (its fields and lookup
+    /// keys), whichever the input has.
+    Records {
+        /// The fields.
+        fields: Vec<String>,
+    },
     /// These columns, as numbers, for the model's first input.
     Numbers {
         /// The columns, in the input's order.
@@ -244,12 +248,10 @@ pub struct Reject {
 
 /// What the model is called with.
 pub enum Payload {
-    /// A JSON array of records, for `predict-batch`, and where each record is in it.
+    /// Raw records, one packed column per field, for `predict-batch`.
     Records {
-        /// The array.
-        json: String,
-        /// Each record's bytes in it.
-        spans: Vec<std::ops::Range<usize>>,
+        /// The fields and their columns, one cell per row.
+        columns: Vec<(String, Packed)>,
     },
     /// One `[rows, columns]` tensor for the model's first input, and its rows.
     Numbers {
@@ -267,8 +269,19 @@ trait Cells {
     /// The value of `column`, if the row has it.
     fn get(&self, column: &str) -> Option<Value>;
 
-    /// Appends the row as a JSON record.
-    fn record(&self, out: &mut String) -> Result<(), String>;
+    /// Appends the row's value of each of `fields` to its column (missing where the row lacks
+    /// it); `positions` are their places in the CSV header.
+    fn pack(
+        &self,
+        fields: &[String],
+        _positions: &[usize],
+        columns: &mut [Packed],
+    ) -> Result<(), String> {
+        for (field, column) in fields.iter().zip(columns) {
+            column.push_value(&self.get(field).unwrap_or(Value::Missing));
+        }
+        Ok(())
+    }
 
     /// The text of `column` that names the row, as written (`007` stays `007`).
     fn id(&self, column: &str) -> Option<String> {
@@ -307,20 +320,23 @@ impl Layout {
             payload: Payload::Nothing,
             rejected: Vec::new(),
         };
-        let mut json = String::from("[");
-        let mut spans = Vec::new();
         let mut numbers: Vec<Vec<f64>> = Vec::new();
-        let positions: Vec<usize> = match &self.shape {
-            Shape::Numbers { columns, .. } => columns
-                .iter()
-                .map(|c| {
-                    self.header
-                        .iter()
-                        .position(|h| h == c)
-                        .unwrap_or(usize::MAX)
-                })
-                .collect(),
-            Shape::Records => Vec::new(),
+        let columns = match &self.shape {
+            Shape::Numbers { columns, .. } => columns,
+            Shape::Records { fields } => fields,
+        };
+        let positions: Vec<usize> = columns
+            .iter()
+            .map(|c| {
+                self.header
+                    .iter()
+                    .position(|h| h == c)
+                    .unwrap_or(usize::MAX)
+            })
+            .collect();
+        let mut packed = match &self.shape {
+            Shape::Records { fields } => vec![Packed::with_capacity(block.len()); fields.len()],
+            Shape::Numbers { .. } => Vec::new(),
         };
         for i in 0..block.len() {
             let row = first + i as u64;
@@ -345,17 +361,7 @@ impl Layout {
                     (Err(_), _) => None,
                 });
             let taken = cells.and_then(|cells| match &self.shape {
-                Shape::Records => {
-                    let mark = json.len();
-                    if mark > 1 {
-                        json.push(',');
-                    }
-                    let start = json.len();
-                    cells
-                        .record(&mut json)
-                        .map(|()| spans.push(start..json.len()))
-                        .inspect_err(|_| json.truncate(mark))
-                }
+                Shape::Records { fields } => cells.pack(fields, &positions, &mut packed),
                 Shape::Numbers { columns, .. } => {
                     cells.numbers(columns, &positions).map(|n| numbers.push(n))
                 }
@@ -372,10 +378,9 @@ impl Layout {
         }
         shaped.payload = match &self.shape {
             _ if shaped.rows.is_empty() => Payload::Nothing,
-            Shape::Records => {
-                json.push(']');
-                Payload::Records { json, spans }
-            }
+            Shape::Records { fields } => Payload::Records {
+                columns: fields.iter().cloned().zip(packed).collect(),
+            },
             Shape::Numbers { input, .. } => loop {
                 // Almost always one pass: a row that the input's datatype refuses (a fraction
                 // for an integer input) is set aside and the rest assembled again.
@@ -468,39 +473,36 @@ impl Cells for CsvRow<'_> {
             .collect()
     }
 
-    fn record(&self, out: &mut String) -> Result<(), String> {
-        write_record(
-            out,
-            self.header
-                .iter()
-                .zip(&self.cells)
-                .map(|(name, cell)| (name.as_str(), Value::from_csv(cell))),
-        );
+    fn pack(
+        &self,
+        _fields: &[String],
+        positions: &[usize],
+        columns: &mut [Packed],
+    ) -> Result<(), String> {
+        for (&i, column) in positions.iter().zip(columns) {
+            column.push_csv(self.cells.get(i).copied().unwrap_or_default());
+        }
         Ok(())
     }
 }
 
 /// A JSON line: an object (a record) or an array (a row of numbers).
-struct JsonRow<'a> {
-    text: &'a str,
+struct JsonRow {
     value: Json,
 }
 
-impl<'a> JsonRow<'a> {
-    fn parse(line: &'a [u8]) -> Result<JsonRow<'a>, String> {
+impl JsonRow {
+    fn parse(line: &[u8]) -> Result<JsonRow, String> {
         let text = std::str::from_utf8(line).map_err(|_| "the line is not valid UTF-8")?;
         let value: Json = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
         if !value.is_object() && !value.is_array() {
             return Err("a line is a record (a JSON object) or a row (a JSON array)".into());
         }
-        Ok(JsonRow {
-            text: text.trim(),
-            value,
-        })
+        Ok(JsonRow { value })
     }
 }
 
-impl Cells for JsonRow<'_> {
+impl Cells for JsonRow {
     fn get(&self, column: &str) -> Option<Value> {
         match &self.value {
             Json::Object(fields) => fields.get(column).map(Value::from_json),
@@ -531,11 +533,18 @@ impl Cells for JsonRow<'_> {
         }
     }
 
-    fn record(&self, out: &mut String) -> Result<(), String> {
-        if !self.value.is_object() {
+    fn pack(
+        &self,
+        fields: &[String],
+        _positions: &[usize],
+        columns: &mut [Packed],
+    ) -> Result<(), String> {
+        let Json::Object(object) = &self.value else {
             return Err("a record is a JSON object".into());
+        };
+        for (field, column) in fields.iter().zip(columns) {
+            column.push_value(&object.get(field).map_or(Value::Missing, Value::from_json));
         }
-        out.push_str(self.text);
         Ok(())
     }
 }
@@ -549,16 +558,6 @@ impl Cells for ParquetRow<'_> {
             .get_column_iter()
             .find(|(name, _)| name.as_str() == column)
             .map(|(_, field)| value_of(field))
-    }
-
-    fn record(&self, out: &mut String) -> Result<(), String> {
-        write_record(
-            out,
-            self.0
-                .get_column_iter()
-                .map(|(name, field)| (name.as_str(), value_of(field))),
-        );
-        Ok(())
     }
 }
 
@@ -595,48 +594,6 @@ fn number(v: f64) -> Value {
     }
 }
 
-/// Appends a record as a JSON object; missing values are left out.
-fn write_record<'a>(out: &mut String, fields: impl Iterator<Item = (&'a str, Value)>) {
-    use std::fmt::Write as _;
-    out.push('{');
-    let mut first = true;
-    for (name, value) in fields {
-        if value == Value::Missing {
-            continue;
-        }
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        push_json_str(out, name);
-        out.push(':');
-        match value {
-            Value::Missing => {}
-            // Display writes a finite f64 as its shortest round-trip digits, never with an
-            // exponent: valid JSON.
-            Value::Number(n) if n.is_finite() => {
-                let _ = write!(out, "{n}");
-            }
-            Value::Number(n) => push_json_str(out, &n.to_string()),
-            Value::Bool(b) => out.push_str(if b { "true" } else { "false" }),
-            Value::Text(t) => push_json_str(out, &t),
-        }
-    }
-    out.push('}');
-}
-
-/// Appends `s` as a JSON string.
-fn push_json_str(out: &mut String, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
-    } else {
-        out.push_str(&Json::from(s).to_string());
-    }
-}
-
-/// A value as the text that names a row.
 /// Each row's value of each of `columns` (`Value::Missing` where a row lacks it or cannot be
 /// read): what `wafer drift` tests, column by column.
 pub fn values(header: &[String], block: &Block, columns: &[String]) -> Vec<Vec<Value>> {
@@ -703,22 +660,33 @@ mod tests {
     }
 
     #[test]
-    fn csv_rows_become_records_with_missing_cells_left_out() {
+    fn csv_rows_become_columns_of_the_fields_with_empty_cells_missing() {
         let (header, block) = csv_block("id,age,city\na,41,oslo\nb,,rome\nc,1\n");
         let layout = Layout {
-            shape: Shape::Records,
+            shape: Shape::Records {
+                fields: vec!["age".into(), "city".into(), "absent".into()],
+            },
             id_column: Some("id".into()),
             header,
         };
         let shaped = layout.shape(10, &block);
         assert_eq!(shaped.rows, [10, 11]);
         assert_eq!(shaped.ids, Some(vec!["a".to_owned(), "b".to_owned()]));
-        let Payload::Records { json, .. } = &shaped.payload else {
+        let Payload::Records { columns } = &shaped.payload else {
             panic!("records")
         };
+        let text = |t: &str| Value::Text(t.into());
+        let columns: Vec<(&str, Vec<Value>)> = columns
+            .iter()
+            .map(|(name, packed)| (name.as_str(), packed.unpack().expect("unpacks")))
+            .collect();
         assert_eq!(
-            json,
-            r#"[{"id":"a","age":41,"city":"oslo"},{"id":"b","city":"rome"}]"#
+            columns,
+            [
+                ("age", vec![Value::Number(41.0), Value::Missing]),
+                ("city", vec![text("oslo"), text("rome")]),
+                ("absent", vec![Value::Missing, Value::Missing]),
+            ]
         );
         assert_eq!(
             shaped.rejected,
@@ -775,12 +743,18 @@ mod tests {
             b"42".to_vec(),
         ]);
         let layout = Layout {
-            shape: Shape::Records,
+            shape: Shape::Records {
+                fields: vec!["age".into()],
+            },
             id_column: Some("id".into()),
             header: vec![],
         };
         let shaped = layout.shape(0, &block);
         assert_eq!(shaped.rows, [0]);
+        let Payload::Records { columns } = &shaped.payload else {
+            panic!("records")
+        };
+        assert_eq!(columns[0].1.unpack(), Ok(vec![Value::Number(41.0)]));
         assert_eq!(shaped.ids, Some(vec!["7".to_owned()]));
         let rows: Vec<u64> = shaped.rejected.iter().map(|r| r.row).collect();
         assert_eq!(rows, [1, 2, 3]);

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
+use wafer_features::Packed;
 use wafer_protocol::ProtocolError;
 use wafer_scoring::Tensor;
 
@@ -459,7 +460,16 @@ fn layout(
                     .into(),
             ));
         }
-        Shape::Records
+        let spec = wafer_features::Spec::parse(model.features_toml().unwrap_or_default())
+            .context("reading the model's features.toml")?;
+        let keys = spec.fields.iter().filter_map(|f| f.lookup.as_ref());
+        let mut fields: Vec<String> = spec.fields.iter().map(|f| f.name.clone()).collect();
+        for key in keys.map(|l| &l.key) {
+            if !fields.contains(key) {
+                fields.push(key.clone());
+            }
+        }
+        Shape::Records { fields }
     } else {
         let input = model
             .metadata()
@@ -614,7 +624,9 @@ impl Worker {
         } = shaped;
         let whole = match &payload {
             Payload::Nothing => return Ok((Vec::new(), rejected)),
-            Payload::Records { json, .. } => self.session.predict_batch(json, &[]).await,
+            Payload::Records { columns } => {
+                self.session.predict_batch(rows.len(), columns, &[]).await
+            }
             Payload::Numbers { tensor, .. } => self
                 .session
                 .predict(vec![tensor.clone()], &[])
@@ -687,9 +699,17 @@ impl Worker {
         i: usize,
     ) -> Result<wafer_protocol::Batch, ProtocolError> {
         match payload {
-            Payload::Records { json, spans } => {
-                let one = format!("[{}]", &json[spans[i].clone()]);
-                self.session.predict_batch(&one, &[]).await
+            Payload::Records { columns } => {
+                let one = columns
+                    .iter()
+                    .map(|(name, packed)| {
+                        let values = packed.unpack().map_err(|e| {
+                            ProtocolError::Internal(format!("column \"{name}\": {e}"))
+                        })?;
+                        Ok((name.clone(), Packed::of(&values[i..=i])))
+                    })
+                    .collect::<Result<Vec<_>, ProtocolError>>()?;
+                self.session.predict_batch(1, &one, &[]).await
             }
             Payload::Numbers { rows, .. } => {
                 let Shape::Numbers { input, .. } = &self.layout.shape else {

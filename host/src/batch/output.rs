@@ -1,6 +1,7 @@
 //! Writing a batch's predictions: the output columns a model's metadata gives, each chunk's
 //! rows as a part in the output's format, and the parts joined into the finished file.
 
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
 use std::path::Path;
@@ -164,26 +165,41 @@ impl<'a> Scored<'a> {
     }
 
     /// The id cell of row `i`, as text.
-    fn id(&self, i: usize) -> String {
+    /// Writes row `i`'s id into `out`, replacing what it held.
+    fn write_id(&self, i: usize, out: &mut String) {
+        out.clear();
         match self.ids {
-            Some(ids) => ids[i].clone(),
-            None => self.rows[i].to_string(),
+            Some(ids) => out.push_str(&ids[i]),
+            None => {
+                let _ = write!(out, "{}", self.rows[i]);
+            }
         }
     }
 }
 
 /// One value as CSV text: shortest round-trip numbers, missing numbers empty.
 fn cell(t: &Tensor, at: usize) -> String {
-    match t.data() {
-        TensorData::F32(v) if v[at].is_nan() => String::new(),
-        TensorData::F32(v) => v[at].to_string(),
-        TensorData::F64(v) if v[at].is_nan() => String::new(),
-        TensorData::F64(v) => v[at].to_string(),
-        TensorData::F16(v) => f32::from(v[at]).to_string(),
-        TensorData::String(v) => v[at].clone(),
-        TensorData::Bool(v) => v[at].to_string(),
-        _ => int(t, at).to_string(),
-    }
+    let mut out = String::new();
+    write_cell(t, at, &mut out);
+    out
+}
+
+/// Writes [`cell`] into `out`, replacing what it held.
+fn write_cell(t: &Tensor, at: usize, out: &mut String) {
+    out.clear();
+    let _ = match t.data() {
+        TensorData::F32(v) if v[at].is_nan() => Ok(()),
+        TensorData::F32(v) => write!(out, "{}", v[at]),
+        TensorData::F64(v) if v[at].is_nan() => Ok(()),
+        TensorData::F64(v) => write!(out, "{}", v[at]),
+        TensorData::F16(v) => write!(out, "{}", f32::from(v[at])),
+        TensorData::String(v) => {
+            out.push_str(&v[at]);
+            Ok(())
+        }
+        TensorData::Bool(v) => write!(out, "{}", v[at]),
+        _ => write!(out, "{}", int(t, at)),
+    };
 }
 
 /// One value as JSON.
@@ -232,14 +248,14 @@ pub fn write_part<'a>(
     match format {
         Format::Csv => {
             let mut w = csv::Writer::from_writer(BufWriter::with_capacity(1 << 16, out));
-            let mut cells = Vec::with_capacity(schema.columns.len() + 1);
+            // One buffer per cell, reused row after row.
+            let mut cells = vec![String::new(); schema.columns.len() + 1];
             for scored in pieces {
                 let tensors = columns(scored)?;
                 for i in 0..scored.len() {
-                    cells.clear();
-                    cells.push(scored.id(i));
-                    for (c, t) in schema.columns.iter().zip(&tensors) {
-                        cells.push(cell(t, i * c.width + c.index));
+                    scored.write_id(i, &mut cells[0]);
+                    for ((c, t), out) in schema.columns.iter().zip(&tensors).zip(&mut cells[1..]) {
+                        write_cell(t, i * c.width + c.index, out);
                     }
                     w.write_record(&cells)?;
                 }

@@ -188,7 +188,13 @@ fn category(v: &Value) -> Option<String> {
     match v {
         Value::Missing => None,
         Value::Bool(b) => Some(b.to_string()),
-        other => other.coerce(FieldType::String).ok()?.category(),
+        other => Some(
+            other
+                .coerce(FieldType::String)
+                .ok()?
+                .category()?
+                .into_owned(),
+        ),
     }
 }
 
@@ -433,7 +439,7 @@ fn kind_of_field(kind: FieldType) -> Kind {
 fn typed(v: &Value, kind: FieldType) -> Value {
     match v.coerce(kind) {
         Ok(Typed::Number(n)) => Value::Number(n),
-        Ok(Typed::Category(c)) => Value::Text(c),
+        Ok(Typed::Category(c)) => Value::Text(c.into_owned()),
         Ok(Typed::Missing) | Err(_) => Value::Missing,
     }
 }

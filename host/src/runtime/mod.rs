@@ -682,15 +682,17 @@ impl Session {
             .collect()
     }
 
-    /// Runs the guest's `predict-batch` on a JSON array of records or rows: the rows the spec
-    /// or the input refuses come back set aside instead of failing the call.
+    /// Runs the guest's `predict-batch` on raw records, `rows` of them in packed columns: the
+    /// rows the spec refuses come back set aside instead of failing the call.
     pub async fn predict_batch(
         &mut self,
-        records: &str,
+        rows: usize,
+        columns: &[(String, wafer_features::Packed)],
         outputs: &[String],
     ) -> Result<wafer_protocol::Batch, ProtocolError> {
+        let table = convert::table(rows, columns);
         let batch = self
-            .call(async |scorer, store| scorer.call_predict_batch(store, records, outputs).await)
+            .call(async |scorer, store| scorer.call_predict_batch(store, &table, outputs).await)
             .await?
             .map_err(convert::guest_error)?;
         let index = |i: u32| i as usize;

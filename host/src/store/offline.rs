@@ -115,7 +115,7 @@ fn fill_lookups(
 ) -> anyhow::Result<()> {
     if let Some(db) = db {
         let mut snapshot = db.snapshot();
-        spec.fill_lookups(records, |store, key| {
+        spec.fill_record_lookups(records, |store, key| {
             snapshot.get(store, key).map_err(|e| format!("{e:#}"))
         })?;
     }

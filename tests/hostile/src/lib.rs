@@ -28,7 +28,7 @@ mod bindings {
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bindings::exports::wafer::inference::scorer::{Batch, Guest};
+use bindings::exports::wafer::inference::scorer::{Batch, Guest, Table};
 use bindings::wafer::inference::types::{
     Datatype, Error, InstanceStats, ModelMetadata, Tensor, TensorData, TensorInfo,
 };
@@ -114,7 +114,7 @@ impl Guest for Hostile {
         Err(Error::InvalidInput("no records here".into()))
     }
 
-    fn predict_batch(_records: String, _outputs: Vec<String>) -> Result<Batch, Error> {
+    fn predict_batch(_records: Table, _outputs: Vec<String>) -> Result<Batch, Error> {
         Err(Error::InvalidInput("no records here".into()))
     }
 
