@@ -46,12 +46,55 @@ struct Node {
     weights: Vec<(usize, f64)>,
 }
 
+/// A node as the walk reads it, 16 bytes, so that a tree's nodes share cache lines; its
+/// threshold is in [`Forest::thresholds`]. A leaf is its own child both ways.
+#[derive(Clone, Copy, Debug)]
+struct Split {
+    feature: u32,
+    /// The false child, then the true child.
+    children: [u32; 2],
+    mode: Mode,
+    missing_true: bool,
+}
+
+impl Split {
+    /// The node a row goes to from this one, whose threshold is `t`. `LEQ`: every branch of
+    /// the forest is `BRANCH_LEQ` (as scikit-learn's are), so the compare needs no dispatch;
+    /// and a leaf goes to itself whatever the compare says. No branch on the data either way.
+    fn next<T: Real, const LEQ: bool>(&self, t: T, row: &[T]) -> usize {
+        let v = row[self.feature as usize];
+        let cond = if LEQ {
+            v <= t
+        } else {
+            match self.mode {
+                Mode::Leq => v <= t,
+                Mode::Lt => v < t,
+                Mode::Gte => v >= t,
+                Mode::Gt => v > t,
+                Mode::Eq => v == t,
+                Mode::Neq => v != t,
+                Mode::Leaf => true,
+            }
+        };
+        let cond = cond | (self.missing_true & v.is_nan());
+        self.children[usize::from(cond)] as usize
+    }
+}
+
 /// The trees of an ensemble, flattened into one arena.
 #[derive(Clone, Debug)]
 struct Forest {
     nodes: Vec<Node>,
     roots: Vec<usize>,
     max_feature: usize,
+    /// The nodes again, as the walk reads them.
+    splits: Vec<Split>,
+    /// Their thresholds, in both precisions.
+    thresholds: (Vec<f32>, Vec<f64>),
+    /// Each tree's depth: the most branches from its root to a leaf.
+    depths: Vec<usize>,
+    /// Every branch is `BRANCH_LEQ`.
+    leq_only: bool,
 }
 
 /// A number the ensemble computes in: `f32`, or `f64` for `f64` inputs.
@@ -65,6 +108,8 @@ trait Real:
     fn of(v: f64) -> Self;
     fn is_nan(self) -> bool;
     fn to_f32(self) -> f32;
+    /// The forest's thresholds in this precision.
+    fn thresholds(forest: &Forest) -> &[Self];
 }
 
 impl Real for f32 {
@@ -77,6 +122,9 @@ impl Real for f32 {
     }
     fn to_f32(self) -> f32 {
         self
+    }
+    fn thresholds(forest: &Forest) -> &[Self] {
+        &forest.thresholds.0
     }
 }
 
@@ -94,32 +142,13 @@ impl Real for f64 {
     fn to_f32(self) -> f32 {
         self as f32
     }
+    fn thresholds(forest: &Forest) -> &[Self] {
+        &forest.thresholds.1
+    }
 }
 
 /// Rows walked down a tree together (see [`Forest::scores`]).
 const LANES: usize = 8;
-
-impl Node {
-    /// The child a row goes to; a leaf is its own child.
-    fn next<T: Real>(&self, row: &[T]) -> usize {
-        let v = row[self.feature];
-        let t = T::of(self.threshold);
-        let cond = match self.mode {
-            Mode::Leq => v <= t,
-            Mode::Lt => v < t,
-            Mode::Gte => v >= t,
-            Mode::Gt => v > t,
-            Mode::Eq => v == t,
-            Mode::Neq => v != t,
-            Mode::Leaf => true,
-        } || (self.missing_true && v.is_nan());
-        if cond {
-            self.true_child
-        } else {
-            self.false_child
-        }
-    }
-}
 
 /// Adds one tree's leaf to a row's scores (`acc`, one per target).
 fn accumulate<T: Real>(acc: &mut [Score<T>], leaf: &Node, agg: Aggregate) {
@@ -333,13 +362,67 @@ impl Forest {
                 nodes[at].weights.push((target, weights[k]));
             }
         }
-        let forest = Forest {
+        let index = |i: usize| {
+            u32::try_from(i).or_else(|_| node.bail_attr("nodes_treeids", "too many nodes"))
+        };
+        let splits = nodes
+            .iter()
+            .map(|n| {
+                Ok(Split {
+                    feature: index(n.feature)?,
+                    children: [index(n.false_child)?, index(n.true_child)?],
+                    mode: n.mode,
+                    missing_true: n.missing_true,
+                })
+            })
+            .collect::<TractResult<_>>()?;
+        let thresholds = (
+            nodes.iter().map(|n| f32::of(n.threshold)).collect(),
+            nodes.iter().map(|n| n.threshold).collect(),
+        );
+        let mut forest = Forest {
             nodes,
             roots,
             max_feature,
+            splits,
+            thresholds,
+            depths: Vec::new(),
+            leq_only: false,
         };
+        forest.leq_only = forest
+            .nodes
+            .iter()
+            .all(|n| matches!(n.mode, Mode::Leq | Mode::Leaf));
         forest.check_acyclic(node)?;
+        forest.depths = forest.depths();
         Ok(forest)
+    }
+
+    /// Each tree's depth; the trees are acyclic.
+    fn depths(&self) -> Vec<usize> {
+        let mut depth: Vec<Option<usize>> = vec![None; self.nodes.len()];
+        for &root in &self.roots {
+            let mut stack = vec![root];
+            while let Some(&i) = stack.last() {
+                let n = &self.nodes[i];
+                if n.mode == Mode::Leaf {
+                    depth[i] = Some(0);
+                    stack.pop();
+                    continue;
+                }
+                match (depth[n.true_child], depth[n.false_child]) {
+                    (Some(t), Some(f)) => {
+                        depth[i] = Some(1 + t.max(f));
+                        stack.pop();
+                    }
+                    (t, f) => {
+                        stack.extend(t.is_none().then_some(n.true_child));
+                        stack.extend(f.is_none().then_some(n.false_child));
+                    }
+                }
+            }
+        }
+        self.roots.iter().map(|&r| depth[r].unwrap_or(0)).collect()
     }
 
     /// Refuses trees with a cycle, which would never reach a leaf.
@@ -378,8 +461,9 @@ impl Forest {
     /// values: every tree's leaf for each row, aggregated in tree order.
     ///
     /// The trees are walked tree by tree, each over the rows [`LANES`] at a time, one level per
-    /// pass: the lanes' loads and compares are independent, so they overlap instead of each
-    /// waiting on the last, and a tree's nodes stay in cache across the rows.
+    /// pass, as many passes as the tree is deep (a lane at a leaf stays there): the lanes'
+    /// loads and compares are independent, so they overlap instead of each waiting on the
+    /// last, no pass branches on the data, and a tree's nodes stay in cache across the rows.
     fn scores<T: Real>(
         &self,
         n: usize,
@@ -393,20 +477,34 @@ impl Forest {
             has: false,
         };
         let mut acc = vec![zero; n * targets];
-        let branches = self.nodes.iter().any(|n| n.mode != Mode::Leaf);
-        for &root in &self.roots {
+        if self.leq_only {
+            self.walk::<T, true>(c, x, targets, agg, &mut acc);
+        } else {
+            self.walk::<T, false>(c, x, targets, agg, &mut acc);
+        }
+        acc
+    }
+
+    /// [`Forest::scores`] into `acc`, `targets` per row.
+    fn walk<T: Real, const LEQ: bool>(
+        &self,
+        c: usize,
+        x: &[T],
+        targets: usize,
+        agg: Aggregate,
+        acc: &mut [Score<T>],
+    ) {
+        let n = acc.len().checked_div(targets).unwrap_or(0);
+        let thresholds = T::thresholds(self);
+        for (&root, &depth) in self.roots.iter().zip(&self.depths) {
             for start in (0..n).step_by(LANES) {
                 let lanes = (n - start).min(LANES);
                 let mut at = [root; LANES];
-                // A leaf is its own child, so a lane that is done stays put while the others
-                // walk on (and with no branch at all there is no column to read).
-                while branches
-                    && at[..lanes]
-                        .iter()
-                        .any(|&i| self.nodes[i].mode != Mode::Leaf)
-                {
+                // A tree with a branch reads a column, so `c` is at least 1 (check_columns).
+                for _ in 0..depth {
                     for (k, at) in at[..lanes].iter_mut().enumerate() {
-                        *at = self.nodes[*at].next(&x[(start + k) * c..][..c]);
+                        let row = &x[(start + k) * c..][..c];
+                        *at = self.splits[*at].next::<T, LEQ>(thresholds[*at], row);
                     }
                 }
                 for (k, &leaf) in at[..lanes].iter().enumerate() {
@@ -415,7 +513,6 @@ impl Forest {
                 }
             }
         }
-        acc
     }
 
     fn check_columns(&self, columns: usize) -> TractResult<()> {
