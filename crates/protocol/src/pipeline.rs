@@ -45,6 +45,15 @@ impl Pipeline {
         self.spec.as_ref()
     }
 
+    /// The model's first input: what rows of numbers fill.
+    fn first_input(&self) -> Result<&wafer_scoring::TensorInfo, ScoringError> {
+        self.model
+            .metadata()
+            .inputs
+            .first()
+            .ok_or_else(|| ScoringError::Record("the model declares no input".into()))
+    }
+
     /// Runs the model. With a feature spec, inputs named after the raw fields (one tensor per
     /// field, `[N]` or `[N, 1]`, as MLServer's pandas codec sends them) go through it first.
     pub fn predict(
@@ -91,12 +100,7 @@ impl Pipeline {
                 .collect();
             return self.predict_on(spec, table_of_objects(spec, &objects), outputs, fetch);
         }
-        let input = self
-            .model
-            .metadata()
-            .inputs
-            .first()
-            .ok_or_else(|| ScoringError::Record("the model declares no input".into()))?;
+        let input = self.first_input()?;
         let tensor = crate::decode_rows(json.as_bytes(), input)
             .map_err(|e| ScoringError::Record(e.to_string()))?;
         self.model.predict(vec![tensor], outputs)
@@ -194,12 +198,7 @@ impl Pipeline {
         items: &[serde_json::Value],
         outputs: &[String],
     ) -> Result<Batch, ScoringError> {
-        let input = self
-            .model
-            .metadata()
-            .inputs
-            .first()
-            .ok_or_else(|| ScoringError::Record("the model declares no input".into()))?;
+        let input = self.first_input()?;
         let mut rejected = Vec::new();
         let mut kept = Vec::with_capacity(items.len());
         let mut numbers = Vec::with_capacity(items.len());
