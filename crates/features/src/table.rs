@@ -27,18 +27,16 @@ impl Table {
         }
     }
 
-    /// The columns `names` of `records` (absent keys are missing).
+    /// The columns `names` (each once) of `records`; absent keys are missing.
     pub fn of_records<'a>(records: &[Record], names: impl IntoIterator<Item = &'a str>) -> Table {
         let mut table = Table::new(records.len());
         for name in names {
-            if table.position(name).is_none() {
-                let values = records
-                    .iter()
-                    .map(|r| r.get(name).cloned().unwrap_or(Value::Missing))
-                    .collect();
-                table.names.push(name.to_owned());
-                table.columns.push(values);
-            }
+            let values = records
+                .iter()
+                .map(|r| r.get(name).cloned().unwrap_or(Value::Missing))
+                .collect();
+            table.names.push(name.to_owned());
+            table.columns.push(values);
         }
         table
     }
@@ -72,7 +70,7 @@ impl Table {
         self.position(name).map(|i| self.columns[i].as_slice())
     }
 
-    pub(crate) fn position(&self, name: &str) -> Option<usize> {
+    fn position(&self, name: &str) -> Option<usize> {
         self.names.iter().position(|n| n == name)
     }
 

@@ -55,16 +55,21 @@ impl Spec {
         Ok(())
     }
 
-    /// The columns of `records` that the spec reads: its fields and its lookups' keys.
+    /// What a record must carry for the spec: its fields, then its lookups' keys that are not
+    /// fields, each once.
+    pub fn raw_fields(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.fields.iter().map(|f| f.name.as_str()).collect();
+        for key in self.fields.iter().filter_map(|f| f.lookup.as_ref()) {
+            if !names.contains(&key.key.as_str()) {
+                names.push(&key.key);
+            }
+        }
+        names
+    }
+
+    /// The columns of `records` that the spec reads ([`Spec::raw_fields`]).
     pub fn table(&self, records: &[Record]) -> Table {
-        let keys = self.fields.iter().filter_map(|f| f.lookup.as_ref());
-        Table::of_records(
-            records,
-            self.fields
-                .iter()
-                .map(|f| f.name.as_str())
-                .chain(keys.map(|l| l.key.as_str())),
-        )
+        Table::of_records(records, self.raw_fields())
     }
 
     /// Transforms records into the model's input tensors, `[N, columns]` each, in `[[output]]`

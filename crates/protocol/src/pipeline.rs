@@ -338,24 +338,16 @@ fn check_spec(spec: &Spec, model: &Model) -> Result<(), ScoringError> {
     Ok(())
 }
 
-/// The columns of a spec's fields (and lookup keys) from JSON records.
+/// The columns the spec reads ([`Spec::raw_fields`]) of JSON records.
 fn table_of_objects(spec: &Spec, objects: &[&serde_json::Map<String, serde_json::Value>]) -> Table {
     let mut table = Table::new(objects.len());
-    let keys = spec.fields.iter().filter_map(|f| f.lookup.as_ref());
-    for name in spec
-        .fields
-        .iter()
-        .map(|f| f.name.as_str())
-        .chain(keys.map(|l| l.key.as_str()))
-    {
-        if table.column(name).is_none() {
-            let values = objects
-                .iter()
-                .map(|o| o.get(name).map_or(Value::Missing, Value::from_json))
-                .collect();
-            // One value per object: the length fits.
-            let _ = table.insert(name, values);
-        }
+    for name in spec.raw_fields() {
+        let values = objects
+            .iter()
+            .map(|o| o.get(name).map_or(Value::Missing, Value::from_json))
+            .collect();
+        // One value per object: the length fits.
+        let _ = table.insert(name, values);
     }
     table
 }

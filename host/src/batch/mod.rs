@@ -462,14 +462,9 @@ fn layout(
         }
         let spec = wafer_features::Spec::parse(model.features_toml().unwrap_or_default())
             .context("reading the model's features.toml")?;
-        let keys = spec.fields.iter().filter_map(|f| f.lookup.as_ref());
-        let mut fields: Vec<String> = spec.fields.iter().map(|f| f.name.clone()).collect();
-        for key in keys.map(|l| &l.key) {
-            if !fields.contains(key) {
-                fields.push(key.clone());
-            }
+        Shape::Records {
+            fields: spec.raw_fields().into_iter().map(str::to_owned).collect(),
         }
-        Shape::Records { fields }
     } else {
         let input = model
             .metadata()
@@ -666,9 +661,22 @@ impl Worker {
                     error = %e,
                     "a chunk failed as a whole; scoring its rows one at a time"
                 );
+                // Records' columns, unpacked once for all the rows scored alone.
+                let values = match &payload {
+                    Payload::Records { columns } => columns
+                        .iter()
+                        .map(|(name, packed)| {
+                            let values = packed
+                                .unpack()
+                                .with_context(|| format!("column \"{name}\""))?;
+                            anyhow::Ok((name.as_str(), values))
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()?,
+                    _ => Vec::new(),
+                };
                 for (i, &row) in rows.iter().enumerate() {
                     let id = ids.as_ref().map(|ids| ids[i].clone());
-                    match self.one(&payload, i).await {
+                    match self.one(&payload, &values, i).await {
                         Ok(batch) if batch.rejected.is_empty() => pieces.push(Piece {
                             rows: vec![row],
                             ids: id.map(|id| vec![id]),
@@ -692,23 +700,19 @@ impl Worker {
         Ok((pieces, rejected))
     }
 
-    /// Scores row `i` of a payload alone.
+    /// Scores row `i` of a payload alone; `values` are a records payload's columns, unpacked.
     async fn one(
         &mut self,
         payload: &Payload,
+        values: &[(&str, Vec<wafer_features::Value>)],
         i: usize,
     ) -> Result<wafer_protocol::Batch, ProtocolError> {
         match payload {
-            Payload::Records { columns } => {
-                let one = columns
+            Payload::Records { .. } => {
+                let one: Vec<(String, Packed)> = values
                     .iter()
-                    .map(|(name, packed)| {
-                        let values = packed.unpack().map_err(|e| {
-                            ProtocolError::Internal(format!("column \"{name}\": {e}"))
-                        })?;
-                        Ok((name.clone(), Packed::of(&values[i..=i])))
-                    })
-                    .collect::<Result<Vec<_>, ProtocolError>>()?;
+                    .map(|(name, values)| ((*name).to_owned(), Packed::of(&values[i..=i])))
+                    .collect();
                 self.session.predict_batch(1, &one, &[]).await
             }
             Payload::Numbers { rows, .. } => {
