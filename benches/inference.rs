@@ -1,13 +1,16 @@
-//! In-process benchmarks: a prediction natively on tract, the same in the wasm guest, and a
-//! fresh instance with and without the parsed model in its snapshot.
+//! In-process benchmarks: a prediction natively on tract, the same in the wasm guest and in
+//! the wasi-nn flavour (the graph run natively behind `wasi:nn`), and a fresh instance with
+//! and without the parsed model in its snapshot.
 //!
-//! Needs the guest component (`cargo build --profile guest --target wasm32-wasip2 -p
-//! wafer-guest`); `tools/bench.sh` builds it, runs this, and prints the ratios.
+//! Needs the guest components (`cargo build --profile guest --target wasm32-wasip2 -p
+//! wafer-guest`, and `-p wafer-guest-nn` by a second invocation); `tools/bench.sh` builds
+//! them, runs this, and prints the ratios.
 
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_main};
-use wafer_host::runtime::build::{BuildOptions, Builder, find_guest};
+use wafer_host::runtime::build::{Backend, BuildOptions, Builder, find_guest};
+use wafer_host::runtime::nn::NativeGraph;
 use wafer_host::runtime::{LoadedModel, PoolLimits, Runtime};
 use wafer_scoring::{Model, Tensor, TensorData};
 
@@ -37,21 +40,44 @@ fn load(
     runtime: &Runtime,
     model: &str,
     snapshot: bool,
+    backend: Backend,
 ) -> LoadedModel {
     let guest = find_guest(None).expect("the guest component is built");
     let builder = Builder::new(&BuildOptions {
         guest,
         lookup_guest: None,
         snapshot,
+        backend,
         functions: wafer_host::runtime::cache::FunctionCache::shared(),
         cache: None,
     })
     .expect("builder");
     let onnx = std::fs::read(models_dir().join(model).join("model.onnx")).expect("model");
+    let graph = (backend == Backend::WasiNn)
+        .then(|| NativeGraph::load(model, &onnx).expect("native graph"));
     rt.block_on(async {
         let wasm = builder.build(model, &onnx, None).await.expect("build");
-        runtime.load(model, &wasm).await.expect("load")
+        runtime
+            .load_with_graph(model, &wasm, graph)
+            .await
+            .expect("load")
     })
+}
+
+/// Time inside the component's predict only, as the host measures it per invocation.
+fn guest_time(
+    rt: &tokio::runtime::Runtime,
+    model: &LoadedModel,
+    x: &Tensor,
+    iters: u64,
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let (out, m) = rt.block_on(model.predict(vec![x.clone()], &[]));
+        out.expect("wasm predict");
+        total += Duration::from_micros(m.guest_us);
+    }
+    total
 }
 
 fn inference(c: &mut Criterion) {
@@ -72,18 +98,13 @@ fn inference(c: &mut Criterion) {
                     .expect("native predict")
             })
         });
-        let wasm = load(&rt, &runtime, model, true);
-        // Time inside the guest's predict only, as the host measures it per invocation.
+        let wasm = load(&rt, &runtime, model, true, Backend::Guest);
         group.bench_function(format!("{model}/guest"), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let (out, m) = rt.block_on(wasm.predict(vec![x.clone()], &[]));
-                    out.expect("wasm predict");
-                    total += Duration::from_micros(m.guest_us);
-                }
-                total
-            })
+            b.iter_custom(|iters| guest_time(&rt, &wasm, &x, iters))
+        });
+        let nn = load(&rt, &runtime, model, true, Backend::WasiNn);
+        group.bench_function(format!("{model}/wasi-nn"), |b| {
+            b.iter_custom(|iters| guest_time(&rt, &nn, &x, iters))
         });
         // What a request costs: a fresh instance from the snapshot, then predict.
         group.bench_function(format!("{model}/instance+predict"), |b| {
@@ -97,7 +118,7 @@ fn inference(c: &mut Criterion) {
     // The largest model without the parsed model in its snapshot: every instance parses it.
     let model = "digits_wide";
     let x = first_row(model);
-    let unparsed = load(&rt, &runtime, model, false);
+    let unparsed = load(&rt, &runtime, model, false, Backend::Guest);
     group.sample_size(10);
     group.bench_function(format!("{model}/instance+predict/no-snapshot"), |b| {
         b.iter(|| {

@@ -14,6 +14,7 @@ use crate::bindings::wafer::inference::types::InstanceStats;
 
 /// The model's name, ONNX bytes and feature spec, kept when the snapshot holds an unparsed
 /// model.
+#[cfg(not(feature = "nn"))]
 static SOURCE: OnceLock<(String, Vec<u8>, Option<String>)> = OnceLock::new();
 /// The parsed model and spec.
 static PIPELINE: OnceLock<Result<Pipeline, ScoringError>> = OnceLock::new();
@@ -22,6 +23,7 @@ static PARSES: AtomicU64 = AtomicU64::new(0);
 
 /// Loads the model once, at build time. With `parse`, the parsed model is kept; without it,
 /// only the bytes, and each instance parses them on first use.
+#[cfg(not(feature = "nn"))]
 pub(crate) fn initialize(
     name: String,
     onnx: Vec<u8>,
@@ -48,20 +50,58 @@ pub(crate) fn initialize(
     Ok(())
 }
 
+/// Holds, at build time, a model whose graph the host runs behind `wasi:nn` under the name
+/// `graph`, described by `metadata`, with its feature spec.
+#[cfg(feature = "nn")]
+pub(crate) fn initialize_graph(
+    graph: String,
+    metadata: wafer_scoring::ModelMetadata,
+    features: Option<String>,
+) -> Result<(), ScoringError> {
+    if PIPELINE.get().is_some() {
+        return Err(ScoringError::Load(
+            "this component already holds a model".into(),
+        ));
+    }
+    crate::nn::check(&metadata)?;
+    let runner = std::sync::Arc::new(crate::nn::Graph::new(graph, &metadata));
+    let model = wafer_scoring::Model::with_runner(metadata, runner);
+    let pipeline = Pipeline::new(model, features.as_deref())?;
+    if let Some(spec) = pipeline.spec() {
+        crate::lookup::check(spec)?;
+    }
+    let _ = PIPELINE.set(Ok(pipeline));
+    Ok(())
+}
+
 /// The model and spec, parsing them first if the snapshot holds only their bytes.
 pub(crate) fn pipeline() -> Result<&'static Pipeline, ScoringError> {
     PIPELINE
-        .get_or_init(|| match SOURCE.get() {
-            Some((name, onnx, features)) => {
-                PARSES.fetch_add(1, Ordering::Relaxed);
-                Pipeline::load(name, onnx, features.as_deref())
-            }
-            None => Err(ScoringError::Load(
-                "this component holds no model; build it with `wafer build`".into(),
-            )),
-        })
+        .get_or_init(parse_source)
         .as_ref()
         .map_err(Clone::clone)
+}
+
+/// Parses the model whose bytes the snapshot kept.
+#[cfg(not(feature = "nn"))]
+fn parse_source() -> Result<Pipeline, ScoringError> {
+    match SOURCE.get() {
+        Some((name, onnx, features)) => {
+            PARSES.fetch_add(1, Ordering::Relaxed);
+            Pipeline::load(name, onnx, features.as_deref())
+        }
+        None => Err(not_built()),
+    }
+}
+
+/// The wasi-nn guest keeps no ONNX bytes: without `wizer-initialize-graph` it has no model.
+#[cfg(feature = "nn")]
+fn parse_source() -> Result<Pipeline, ScoringError> {
+    Err(not_built())
+}
+
+fn not_built() -> ScoringError {
+    ScoringError::Load("this component holds no model; build it with `wafer build`".into())
 }
 
 /// Runs the model and counts the prediction; see [`Pipeline::predict`].

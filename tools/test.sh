@@ -42,8 +42,14 @@ setup=$!
 # wasm builds end in long single-threaded link-time optimizations, which take the cores that
 # the host's build leaves idle. The wasm-only packages have no native tests.
 tests=(--workspace --release --exclude wafer-guest --exclude wafer-guest-lookup
-  --exclude wafer-hostile --exclude wafer-web)
-cargo build --profile guest --target wasm32-wasip2 -p wafer-guest -p wafer-guest-lookup -p wafer-hostile &
+  --exclude wafer-guest-nn --exclude wafer-guest-nn-lookup --exclude wafer-hostile
+  --exclude wafer-web)
+# The wasi-nn guests by a cargo invocation of their own, so that the tract guests' features
+# do not bring tract into them.
+{
+  cargo build --profile guest --target wasm32-wasip2 -p wafer-guest -p wafer-guest-lookup -p wafer-hostile &&
+    cargo build --profile guest --target wasm32-wasip2 -p wafer-guest-nn -p wafer-guest-nn-lookup
+} &
 guest=$!
 bash tools/web.sh --package-only &
 web=$!

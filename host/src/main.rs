@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use wafer_protocol::{self as protocol, ProtocolError};
 
 use wafer_host::batch;
-use wafer_host::runtime::build::{self, BuildOptions, Builder};
+use wafer_host::runtime::build::{self, Backend, BuildOptions, Builder};
 use wafer_host::runtime::cache::{CompiledCache, FunctionCache};
 use wafer_host::runtime::{LoadedModel, PoolLimits, Runtime};
 use wafer_host::serving::admission::{self, Limits};
@@ -567,6 +567,11 @@ struct GuestArgs {
     /// Keep only the model bytes in the snapshot; every instance parses the model itself.
     #[arg(long)]
     no_snapshot: bool,
+    /// What runs the model: tract inside the component (`guest`, self-contained), or the
+    /// host's native backend behind `wasi:nn` (`wasi-nn`; the component keeps the features
+    /// and the v2 codec, and runs under `wafer serve`).
+    #[arg(long, value_enum, default_value_t = Backend::Guest)]
+    backend: Backend,
 }
 
 impl GuestArgs {
@@ -577,6 +582,7 @@ impl GuestArgs {
             guest,
             lookup_guest: self.lookup_guest.clone(),
             snapshot: !self.no_snapshot,
+            backend: self.backend,
             functions: cache.functions(),
             cache: cache.cache(),
         })

@@ -150,9 +150,28 @@ fn with_fields(records: &[Value], table: &HashMap<String, (f64, i64)>) -> Vec<Va
 
 #[test]
 fn raw_records_through_kserve_v1_match_the_offline_path() {
+    v1_matches_offline(&wafer_server().base, "v1 predict");
+}
+
+/// KServe v1 instances on the server at `base` give the offline path's predictions.
+fn v1_matches_offline(base: &str, path: &str) {
     let c = credit();
-    let (labels, probabilities) = v1(&wafer_server().base, &c.records);
-    assert_same("v1 predict", &c, &labels, &probabilities);
+    let (labels, probabilities) = v1(base, &c.records);
+    assert_same(path, &c, &labels, &probabilities);
+}
+
+/// The three no-skew paths through the server at `base` and `wafer predict` run with `extra`
+/// arguments: KServe v1 instances, v2 with one input per field, and `wafer predict`, each
+/// against the offline path.
+pub(crate) fn assert_credit_paths(base: &str, extra: &[&str], flavour: &str) {
+    v1_matches_offline(base, &format!("v1 predict ({flavour})"));
+    v2_per_field_matches_offline(base, &format!("v2 per field ({flavour})"));
+    predict_matches_offline(extra, &format!("wafer predict ({flavour})"));
+}
+
+/// The first credit test record.
+pub(crate) fn first_record() -> Value {
+    credit().records[0].clone()
 }
 
 #[test]
@@ -332,6 +351,11 @@ fn reloading_the_store_while_requests_run_fails_none_and_mixes_none() {
 
 #[test]
 fn one_v2_input_per_field_matches_the_offline_path() {
+    v2_per_field_matches_offline(&wafer_server().base, "v2 per field");
+}
+
+/// v2 with one input per field on the server at `base` gives the offline path's predictions.
+fn v2_per_field_matches_offline(base: &str, path: &str) {
     let c = credit();
     // BYTES cannot carry a missing string, so rows without a country stay out of this path.
     let rows: Vec<usize> = (0..c.records.len())
@@ -356,10 +380,7 @@ fn one_v2_input_per_field_matches_the_offline_path() {
     .to_string()
     // tritonclient writes missing numbers as the bare token NaN.
     .replace("\"NaN\"", "NaN");
-    let answer = post(
-        &format!("{}/v2/models/credit/infer", wafer_server().base),
-        body.as_bytes(),
-    );
+    let answer = post(&format!("{base}/v2/models/credit/infer"), body.as_bytes());
     assert_eq!(answer.status, 200, "{}", answer.text);
     let (labels, probabilities) = v2_outputs(&answer.json);
     let subset = Credit {
@@ -367,11 +388,16 @@ fn one_v2_input_per_field_matches_the_offline_path() {
         labels: rows.iter().map(|&i| c.labels[i]).collect(),
         probabilities: rows.iter().map(|&i| c.probabilities[i].clone()).collect(),
     };
-    assert_same("v2 per field", &subset, &labels, &probabilities);
+    assert_same(path, &subset, &labels, &probabilities);
 }
 
 #[test]
 fn wafer_predict_on_the_same_records_matches_the_offline_path() {
+    predict_matches_offline(&[], "wafer predict");
+}
+
+/// `wafer predict` with `extra` arguments gives the offline path's predictions.
+fn predict_matches_offline(extra: &[&str], path: &str) {
     let c = credit();
     let db = build_dir().join("features.db");
     load_credit_users(&db);
@@ -384,6 +410,7 @@ fn wafer_predict_on_the_same_records_matches_the_offline_path() {
             "--db",
         ])
         .arg(&db)
+        .args(extra)
         .output()
         .expect("runs");
     assert!(
@@ -393,7 +420,7 @@ fn wafer_predict_on_the_same_records_matches_the_offline_path() {
     );
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     let (labels, probabilities) = v2_outputs(&v);
-    assert_same("wafer predict", &c, &labels, &probabilities);
+    assert_same(path, &c, &labels, &probabilities);
 }
 
 #[test]

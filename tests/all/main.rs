@@ -24,5 +24,6 @@ mod supported;
 mod traffic;
 mod tritonclient;
 mod unavailable;
+mod wasi_nn;
 mod wasmtime_serve;
 mod zoo;

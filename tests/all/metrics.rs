@@ -266,6 +266,7 @@ fn the_shipped_alerting_rules_check_and_name_real_metrics() {
         cache: CacheOutcome::Hit,
         lookups: 1,
         lookup_misses: 1,
+        backend: "guest",
         guest_failure: Some("trap"),
     });
     metrics.record_refused("m", "queue_full");

@@ -48,6 +48,23 @@ pub fn guest_wasm() -> &'static Path {
     })
 }
 
+/// The wasi-nn flavour's guest components, built once per test run by their own cargo
+/// invocation (so that the tract guests' features do not reach them), beside the plain guest.
+pub fn nn_guests() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        guest_wasm();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--profile", "guest", "--target", "wasm32-wasip2"])
+            .args(["-p", "wafer-guest-nn", "-p", "wafer-guest-nn-lookup"])
+            .current_dir(repo_root())
+            .status()
+            .expect("running cargo to build the wasi-nn guests");
+        assert!(status.success(), "building the wasi-nn guests failed");
+    });
+}
+
 /// The hostile test component (`tests/hostile`): it loops, grows memory, traps, overflows its
 /// stack, answers garbage or sleeps, as its first input value says.
 pub fn hostile_wasm() -> PathBuf {

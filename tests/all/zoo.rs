@@ -14,10 +14,12 @@ use crate::support::{Server, post, repo_root, start_wafer_on, target_dir};
 const TOL: f64 = 1e-5;
 
 /// One zoo model and its fixture.
+#[derive(Clone)]
 pub struct Case {
     /// The model's folder name.
     pub name: String,
-    onnx: PathBuf,
+    /// Its `model.onnx`.
+    pub onnx: PathBuf,
     /// `case.json`.
     pub json: Value,
 }

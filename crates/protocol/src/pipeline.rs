@@ -24,8 +24,14 @@ pub struct Pipeline {
 impl Pipeline {
     /// Parses `onnx` and `features` (the text of `features.toml`), and checks that the spec is
     /// fitted and fills inputs of the model with the model's datatypes.
+    #[cfg(feature = "tract")]
     pub fn load(name: &str, onnx: &[u8], features: Option<&str>) -> Result<Pipeline, ScoringError> {
-        let model = Model::load(name, onnx)?;
+        Pipeline::new(Model::load(name, onnx)?, features)
+    }
+
+    /// `model` with `features` (the text of `features.toml`), checked as [`Pipeline::load`]
+    /// checks them.
+    pub fn new(model: Model, features: Option<&str>) -> Result<Pipeline, ScoringError> {
         let spec = features
             .map(|text| Spec::parse(text).map_err(|e| ScoringError::Load(e.to_string())))
             .transpose()?;

@@ -8,13 +8,18 @@
 //! It is not a protocol layer: the KServe v2 codec lives in `wafer-protocol`.
 
 mod error;
+#[cfg(feature = "tract")]
 mod ml;
 mod model;
+#[cfg(feature = "tract")]
+mod onnx;
+#[cfg(feature = "tract")]
 mod ops;
 mod tensor;
 mod wit;
 
 pub use error::ScoringError;
+#[cfg(feature = "tract")]
 pub use ml::operators;
-pub use model::{Dim, Model, ModelMetadata, TensorInfo};
+pub use model::{Dim, Model, ModelMetadata, Runner, TensorInfo};
 pub use tensor::{DataType, Tensor, TensorData, f16};

@@ -1,17 +1,11 @@
-//! Loading an ONNX model with tract, optimizing it once, and running it on named tensors.
+//! A model: what it takes and returns, the checks every input passes, and what runs it
+//! (tract, or a [`Runner`] elsewhere).
 
 use std::fmt;
 use std::sync::Arc;
 
-use tract_onnx::prelude::{
-    self as tract, DatumType, Framework, InferenceModelExt, IntoRunnable, TValue, TVec, ToDim,
-    TypedSimplePlan,
-};
-use tract_onnx::tract_hir::infer::{DimFact, Factoid, ShapeFactoid};
-use tract_onnx::tract_hir::internal::DimLike;
-
 use crate::ScoringError;
-use crate::tensor::{DataType, Tensor, TensorData, format_shape};
+use crate::tensor::{DataType, Tensor, format_shape};
 
 /// One dimension of a declared model input or output.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,11 +107,29 @@ pub struct ModelMetadata {
     pub outputs: Vec<TensorInfo>,
 }
 
-/// A parsed, optimized, runnable ONNX model.
+/// A runnable model: its metadata, and what runs it.
 #[derive(Debug, Clone)]
 pub struct Model {
     metadata: ModelMetadata,
-    plan: Arc<TypedSimplePlan>,
+    engine: Engine,
+}
+
+/// What computes a model's outputs.
+#[derive(Debug, Clone)]
+enum Engine {
+    /// tract, in this process.
+    #[cfg(feature = "tract")]
+    Tract(crate::onnx::Plan),
+    /// Something else: the host's backend behind `wasi:nn`, for the guest that has no tract.
+    Runner(Arc<dyn Runner>),
+}
+
+/// Runs a model whose graph lives elsewhere (a `wasi:nn` backend). [`Model::predict`] checks
+/// the inputs against the metadata first, so a runner sees only inputs that fit.
+pub trait Runner: fmt::Debug + Send + Sync {
+    /// Computes every output, in the order the metadata declares them, from every input, in
+    /// the order the metadata declares them.
+    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ScoringError>;
 }
 
 impl Model {
@@ -126,69 +138,21 @@ impl Model {
     /// The ai.onnx.ml operators scikit-learn exports run on wafer's own kernels. A ZipMap at a
     /// model output is dropped: that output serves the probabilities tensor ZipMap wraps, and
     /// its metadata carries the class labels.
+    #[cfg(feature = "tract")]
     pub fn load(name: &str, onnx: &[u8]) -> Result<Model, ScoringError> {
-        let load = |e: tract::TractError| ScoringError::Load(format!("{e:#}"));
-        let framework = crate::ops::onnx();
-        let mut proto = framework
-            .proto_model_for_read(&mut &onnx[..])
-            .map_err(load)?;
-        let class_labels = crate::ml::zipmap::strip(&mut proto).map_err(load)?;
-        let mut model = framework.model_for_proto_model(&proto).map_err(load)?;
+        let (metadata, plan) = crate::onnx::load(name, onnx)?;
+        Ok(Model {
+            metadata,
+            engine: Engine::Tract(plan),
+        })
+    }
 
-        // ONNX exports often leave the batch dimension unnamed; give every unknown dimension a
-        // symbol so that the optimized plan accepts any batch size.
-        let input_count = model.input_outlets().map_err(load)?.len();
-        for ix in 0..input_count {
-            let fact = model.input_fact(ix).map_err(load)?.clone();
-            if fact.shape.is_open() {
-                let name = &model
-                    .node(model.input_outlets().map_err(load)?[ix].node)
-                    .name;
-                return Err(ScoringError::Load(format!(
-                    "input \"{name}\" has no declared rank"
-                )));
-            }
-            let dims: TVec<DimFact> = fact
-                .shape
-                .dims()
-                .enumerate()
-                .map(|(j, d)| {
-                    let dim = d.concretize().unwrap_or_else(|| {
-                        let sym = if j == 0 {
-                            "N".to_owned()
-                        } else {
-                            format!("d{ix}_{j}")
-                        };
-                        model.symbols.sym(&sym).to_dim()
-                    });
-                    DimFact::from(dim)
-                })
-                .collect();
-            let fact = fact.with_shape(ShapeFactoid::closed(dims));
-            model.set_input_fact(ix, fact).map_err(load)?;
+    /// A model that `runner` computes, described by `metadata`.
+    pub fn with_runner(metadata: ModelMetadata, runner: Arc<dyn Runner>) -> Model {
+        Model {
+            metadata,
+            engine: Engine::Runner(runner),
         }
-
-        let input_names = names_of(&model, model.input_outlets().map_err(load)?);
-        let output_names = names_of(&model, model.output_outlets().map_err(load)?);
-        let plan = model
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .map_err(load)?;
-        let typed = plan.model();
-        let inputs = describe(input_names, typed.input_outlets().map_err(load)?, typed)?;
-        let mut outputs = describe(output_names, typed.output_outlets().map_err(load)?, typed)?;
-        for output in &mut outputs {
-            if let Some(labels) = class_labels.get(&output.name) {
-                output.class_labels.clone_from(labels);
-            }
-        }
-        let metadata = ModelMetadata {
-            name: name.to_owned(),
-            platform: "onnx".to_owned(),
-            inputs,
-            outputs,
-        };
-        Ok(Model { metadata, plan })
     }
 
     /// The model's name, inputs and outputs.
@@ -239,24 +203,34 @@ impl Model {
             }
             ordered[ix] = Some(tensor);
         }
-        let values: TVec<TValue> = ordered
+        let inputs: Vec<Tensor> = ordered
             .into_iter()
             .zip(&meta.inputs)
             .map(|(t, info)| {
-                t.map(to_tract).ok_or_else(|| ScoringError::MissingInput {
+                t.ok_or_else(|| ScoringError::MissingInput {
                     input: info.name.clone(),
                 })
             })
             .collect::<Result<_, _>>()?;
 
-        let results = self
-            .plan
-            .run(values)
-            .map_err(|e| ScoringError::Run(format!("{e:#}")))?;
-        selected
-            .into_iter()
-            .map(|ix| from_tract(&meta.outputs[ix].name, &results[ix]))
-            .collect()
+        match &self.engine {
+            #[cfg(feature = "tract")]
+            Engine::Tract(plan) => crate::onnx::run(plan, inputs, &meta.outputs, &selected),
+            Engine::Runner(runner) => {
+                let all = runner.run(inputs)?;
+                if all.len() != meta.outputs.len() {
+                    return Err(ScoringError::Run(format!(
+                        "the backend returned {} outputs, the model declares {}",
+                        all.len(),
+                        meta.outputs.len()
+                    )));
+                }
+                if selected.iter().copied().eq(0..all.len()) {
+                    return Ok(all);
+                }
+                Ok(selected.iter().map(|&ix| all[ix].clone()).collect())
+            }
+        }
     }
 }
 
@@ -265,138 +239,10 @@ fn names(infos: &[TensorInfo]) -> String {
     format!("[{}]", quoted.join(", "))
 }
 
-/// The ONNX names of the values at `outlets`.
-fn names_of(model: &tract::InferenceModel, outlets: &[tract::OutletId]) -> Vec<String> {
-    outlets
-        .iter()
-        .map(|&o| {
-            model
-                .outlet_label(o)
-                .unwrap_or(&model.node(o.node).name)
-                .to_owned()
-        })
-        .collect()
-}
-
-/// Describes the values at `outlets` of the optimized model, which knows every type.
-fn describe(
-    names: Vec<String>,
-    outlets: &[tract::OutletId],
-    model: &tract::TypedModel,
-) -> Result<Vec<TensorInfo>, ScoringError> {
-    names
-        .into_iter()
-        .zip(outlets)
-        .map(|(name, &outlet)| {
-            let fact = model
-                .outlet_fact(outlet)
-                .map_err(|e| ScoringError::Load(format!("\"{name}\": {e:#}")))?;
-            let datatype = datatype_of(fact.datum_type).ok_or_else(|| {
-                ScoringError::Load(format!(
-                    "\"{name}\": element type {:?} is not supported",
-                    fact.datum_type
-                ))
-            })?;
-            let shape = fact
-                .shape
-                .iter()
-                .map(|d| match d.to_usize() {
-                    Ok(n) => Dim::Fixed(n),
-                    Err(_) => Dim::Dynamic(d.to_string()),
-                })
-                .collect();
-            Ok(TensorInfo {
-                name,
-                datatype,
-                shape,
-                class_labels: vec![],
-            })
-        })
-        .collect()
-}
-
-fn datatype_of(dt: DatumType) -> Option<DataType> {
-    Some(match dt {
-        DatumType::Bool => DataType::Bool,
-        DatumType::U8 => DataType::U8,
-        DatumType::U16 => DataType::U16,
-        DatumType::U32 => DataType::U32,
-        DatumType::U64 => DataType::U64,
-        DatumType::I8 => DataType::I8,
-        DatumType::I16 => DataType::I16,
-        DatumType::I32 => DataType::I32,
-        // tract may compute integer outputs as symbolic dimensions (`TDim`) after optimizing.
-        DatumType::I64 | DatumType::TDim => DataType::I64,
-        DatumType::F16 => DataType::F16,
-        DatumType::F32 => DataType::F32,
-        DatumType::F64 => DataType::F64,
-        DatumType::String => DataType::String,
-        _ => return None,
-    })
-}
-
-fn to_tract(tensor: Tensor) -> TValue {
-    use tract::tract_ndarray::{ArrayD, IxDyn};
-    fn array<T: tract::Datum>(shape: &[usize], v: Vec<T>) -> TValue {
-        // The shape was checked against the data length when the tensor was built.
-        ArrayD::from_shape_vec(IxDyn(shape), v)
-            .map_or_else(|_| tract::Tensor::default(), tract::Tensor::from)
-            .into()
-    }
-    let (_, shape, data) = tensor.into_parts();
-    match data {
-        TensorData::Bool(v) => array(&shape, v),
-        TensorData::U8(v) => array(&shape, v),
-        TensorData::U16(v) => array(&shape, v),
-        TensorData::U32(v) => array(&shape, v),
-        TensorData::U64(v) => array(&shape, v),
-        TensorData::I8(v) => array(&shape, v),
-        TensorData::I16(v) => array(&shape, v),
-        TensorData::I32(v) => array(&shape, v),
-        TensorData::I64(v) => array(&shape, v),
-        TensorData::F16(v) => array(&shape, v),
-        TensorData::F32(v) => array(&shape, v),
-        TensorData::F64(v) => array(&shape, v),
-        TensorData::String(v) => array(&shape, v),
-    }
-}
-
-fn from_tract(name: &str, tensor: &tract::Tensor) -> Result<Tensor, ScoringError> {
-    let shape = tensor.shape().to_vec();
-    let run = |e: tract::TractError| ScoringError::Run(format!("output \"{name}\": {e:#}"));
-    fn elements<T: tract::Datum>(t: &tract::Tensor) -> tract::TractResult<Vec<T>> {
-        Ok(t.to_plain_array_view::<T>()?.iter().cloned().collect())
-    }
-    fn cast<T: tract::Datum>(t: &tract::Tensor) -> tract::TractResult<Vec<T>> {
-        elements::<T>(t.cast_to::<T>()?.as_ref())
-    }
-    let data = match datatype_of(tensor.datum_type()) {
-        Some(DataType::Bool) => TensorData::Bool(elements(tensor).map_err(run)?),
-        Some(DataType::U8) => TensorData::U8(elements(tensor).map_err(run)?),
-        Some(DataType::U16) => TensorData::U16(elements(tensor).map_err(run)?),
-        Some(DataType::U32) => TensorData::U32(elements(tensor).map_err(run)?),
-        Some(DataType::U64) => TensorData::U64(elements(tensor).map_err(run)?),
-        Some(DataType::I8) => TensorData::I8(elements(tensor).map_err(run)?),
-        Some(DataType::I16) => TensorData::I16(elements(tensor).map_err(run)?),
-        Some(DataType::I32) => TensorData::I32(elements(tensor).map_err(run)?),
-        Some(DataType::I64) => TensorData::I64(cast(tensor).map_err(run)?),
-        Some(DataType::F16) => TensorData::F16(elements(tensor).map_err(run)?),
-        Some(DataType::F32) => TensorData::F32(elements(tensor).map_err(run)?),
-        Some(DataType::F64) => TensorData::F64(elements(tensor).map_err(run)?),
-        Some(DataType::String) => TensorData::String(elements(tensor).map_err(run)?),
-        None => {
-            return Err(ScoringError::Run(format!(
-                "output \"{name}\": element type {:?} is not supported",
-                tensor.datum_type()
-            )));
-        }
-    };
-    Tensor::new(name, shape, data)
-}
-
-#[cfg(test)]
+#[cfg(all(test, feature = "tract"))]
 mod tests {
     use super::*;
+    use crate::TensorData;
 
     const IRIS: &[u8] = include_bytes!("../../../models/iris/model.onnx");
     const DIGITS: &[u8] = include_bytes!("../../../models/digits/model.onnx");

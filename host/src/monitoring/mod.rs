@@ -77,6 +77,9 @@ pub struct Invocation {
     pub lookups: u64,
     /// Of those, keys the store did not hold (their fields took the defaults).
     pub lookup_misses: u64,
+    /// What ran the model: `guest` (tract inside the component) or `wasi-nn` (the host's
+    /// native backend).
+    pub backend: &'static str,
     /// How the guest failed, when it trapped, ran out of time or memory, or answered
     /// garbage: `timeout`, `memory_limit`, `stack_overflow`, `trap` or `bad_output`.
     pub guest_failure: Option<&'static str>,
@@ -184,6 +187,13 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    model: String,
+    version: String,
+    backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     model: String,
     version: String,
@@ -273,6 +283,7 @@ pub struct ModelStats {
 pub struct Metrics {
     registry: Registry,
     requests: Family<OutcomeLabels, Counter>,
+    backend: Family<BackendLabels, Counter>,
     success: Family<ModelLabels, Counter>,
     failure: Family<OutcomeLabels, Counter>,
     compute_infer_us: Family<ModelLabels, Counter>,
@@ -310,6 +321,7 @@ impl Metrics {
         let mut m = Metrics {
             registry: Registry::with_prefix("wafer"),
             requests: Family::default(),
+            backend: Family::default(),
             success: Family::default(),
             failure: Family::default(),
             compute_infer_us: Family::default(),
@@ -338,6 +350,12 @@ impl Metrics {
             "requests",
             "Inference requests by outcome",
             m.requests.clone(),
+        );
+        r.register(
+            "backend_invocations",
+            "Inference requests by what ran the model: guest (tract in the component) or wasi-nn \
+             (the host's native backend)",
+            m.backend.clone(),
         );
         r.register(
             "inference_request_success",
@@ -551,6 +569,12 @@ impl Metrics {
             outcome: inv.outcome.as_str().to_owned(),
         };
         self.requests.get_or_create(&outcome).inc();
+        let backend = BackendLabels {
+            model: inv.model.clone(),
+            version: inv.version.clone(),
+            backend: inv.backend.to_owned(),
+        };
+        self.backend.get_or_create(&backend).inc();
         if inv.outcome == Outcome::Ok {
             self.success.get_or_create(&labels).inc();
         } else {

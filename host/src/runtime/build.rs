@@ -5,6 +5,11 @@
 //! snapshotted with Wizer. The result carries the model (parsed and optimized, unless
 //! `--no-snapshot`) in its memory image and needs no file at run time, so the same `.wasm`
 //! runs under `wafer serve`, `wasmtime serve` and Spin.
+//!
+//! The wasi-nn flavour ([`Backend::WasiNn`]) is built from `wafer_guest_nn.wasm`, which holds
+//! no tract: the host parses the model natively, hands the guest its metadata through
+//! `wizer-initialize-graph`, and at run time serves the graph behind `wasi:nn`
+//! ([`crate::runtime::nn`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -18,7 +23,7 @@ use wasmtime::{Engine, Store};
 use wasmtime_wizer::{ComponentInstanceState, Wizer};
 
 use crate::bindings::Scoring;
-use crate::bindings::wafer::inference::types::Tensor;
+use crate::bindings::wafer::inference::types::{ModelMetadata, Tensor};
 use crate::runtime::cache::{CompiledCache, FunctionCache};
 use crate::runtime::{HostState, PoolLimits};
 
@@ -27,13 +32,52 @@ use crate::runtime::{HostState, PoolLimits};
 /// answers that a model is already loaded.
 const INIT_FUNC: &str = "wizer-initialize-model";
 
+/// The wasi-nn guest's build-time initializer, kept the same way.
+const INIT_GRAPH_FUNC: &str = "wizer-initialize-graph";
+
 /// The command that builds the generic guest components: `wafer_guest.wasm`, and
 /// `wafer_guest_lookup.wasm` for models whose features look fields up in a key-value store.
 pub const GUEST_BUILD_COMMAND: &str =
     "cargo build --profile guest --target wasm32-wasip2 -p wafer-guest -p wafer-guest-lookup";
 
+/// The command that builds the wasi-nn flavour's guests; a cargo invocation of their own, so
+/// that the tract guests' features do not bring tract into them.
+pub const NN_GUEST_BUILD_COMMAND: &str =
+    "cargo build --profile guest --target wasm32-wasip2 -p wafer-guest-nn -p wafer-guest-nn-lookup";
+
 /// The file name of the guest that imports `wasi:keyvalue/store`, beside the plain guest.
 const LOOKUP_GUEST: &str = "wafer_guest_lookup.wasm";
+
+/// What runs a model's graph.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// tract inside the component: self-contained, runs under any WASI 0.2 host.
+    #[default]
+    Guest,
+    /// The host's native backend behind `wasi:nn`; the component keeps the feature pipeline
+    /// and the v2 codec (under `wafer serve`).
+    WasiNn,
+}
+
+impl Backend {
+    /// Its name in metrics and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Guest => "guest",
+            Backend::WasiNn => "wasi-nn",
+        }
+    }
+
+    /// The file name of its generic guest, beside the plain guest.
+    fn guest_file(self, lookups: bool) -> &'static str {
+        match (self, lookups) {
+            (Backend::Guest, false) => "wafer_guest.wasm",
+            (Backend::Guest, true) => LOOKUP_GUEST,
+            (Backend::WasiNn, false) => "wafer_guest_nn.wasm",
+            (Backend::WasiNn, true) => "wafer_guest_nn_lookup.wasm",
+        }
+    }
+}
 
 /// How to build components.
 #[derive(Clone, Debug)]
@@ -45,6 +89,8 @@ pub struct BuildOptions {
     pub lookup_guest: Option<PathBuf>,
     /// Snapshot the parsed model (true) or only its bytes (false).
     pub snapshot: bool,
+    /// What runs the models' graphs.
+    pub backend: Backend,
     /// Where the guest's compiled functions are kept ([`FunctionCache::with`]).
     pub functions: Arc<FunctionCache>,
     /// Where the instrumented guest, compiled, is kept for the next process that builds;
@@ -129,9 +175,15 @@ pub struct Builder {
     lookup_path: PathBuf,
     /// The lookup guest, read when the first model with lookups is built.
     lookup: OnceLock<Guest>,
+    /// The wasi-nn guests without and with lookups, read from `guest_dir` when first needed.
+    nn: [OnceLock<Guest>; 2],
+    /// The plain guest's folder.
+    guest_dir: PathBuf,
     snapshot: bool,
+    backend: Backend,
     cache: Option<CompiledCache>,
     wizer: Wizer,
+    wizer_nn: Wizer,
     engine: Engine,
     linker: Linker<HostState>,
 }
@@ -146,6 +198,8 @@ impl Builder {
             .unwrap_or_else(|| options.guest.with_file_name(LOOKUP_GUEST));
         let mut wizer = Wizer::new();
         wizer.init_func(INIT_FUNC).keep_init_func(true);
+        let mut wizer_nn = Wizer::new();
+        wizer_nn.init_func(INIT_GRAPH_FUNC).keep_init_func(true);
         // The serving engine's code generation (epoch checks included), so the functions
         // compiled here are the ones the models' components reuse.
         let engine = Engine::new(&crate::runtime::engine_config(
@@ -158,16 +212,44 @@ impl Builder {
             plain: Guest::read(&options.guest)?,
             lookup_path,
             lookup: OnceLock::new(),
+            nn: [OnceLock::new(), OnceLock::new()],
+            guest_dir: options
+                .guest
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
             snapshot: options.snapshot,
+            backend: options.backend,
             cache: options.cache.clone(),
             wizer,
+            wizer_nn,
             engine,
             linker,
         })
     }
 
-    /// The guest for a model: the lookup guest when its spec looks fields up.
+    /// What runs the graphs of the models this builder builds.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The guest for a model: the lookup guest when its spec looks fields up; for the wasi-nn
+    /// backend, the wasi-nn guest beside the plain one.
     fn guest(&self, lookups: bool) -> anyhow::Result<&Guest> {
+        if self.backend == Backend::WasiNn {
+            let slot = &self.nn[usize::from(lookups)];
+            if let Some(guest) = slot.get() {
+                return Ok(guest);
+            }
+            let file = self.backend.guest_file(lookups);
+            let guest = Guest::read(&self.guest_dir.join(file)).with_context(|| {
+                format!(
+                    "the wasi-nn backend needs the guest {file}; build it with \
+                     `{NN_GUEST_BUILD_COMMAND}`"
+                )
+            })?;
+            return Ok(slot.get_or_init(|| guest));
+        }
         if !lookups {
             return Ok(&self.plain);
         }
@@ -208,6 +290,7 @@ impl Builder {
         let onnx = std::fs::read(&onnx_path)
             .with_context(|| format!("reading {}", onnx_path.display()))?;
         let key = build_key(&guest.digest, &onnx, features.as_deref(), self.snapshot);
+        // (The guest's digest tells the flavours apart.)
         let key_path = output.with_extension("wasm.key");
         if output.is_file() && std::fs::read_to_string(&key_path).ok().as_deref() == Some(&key) {
             return Ok(false);
@@ -252,6 +335,9 @@ impl Builder {
         onnx: &[u8],
         features: Option<&str>,
     ) -> anyhow::Result<Vec<u8>> {
+        if self.backend == Backend::WasiNn {
+            return self.build_graph(guest, name, onnx, features).await;
+        }
         let (cx, instrumented) = self.wizer.instrument_component(&guest.bytes)?;
         let component = guest.compiled(&self.engine, self.cache.as_ref(), || Ok(instrumented))?;
         // Whatever randomness the initializer draws (a hash map's keys) is frozen into the
@@ -267,6 +353,46 @@ impl Builder {
             instance,
         };
         Ok(self.wizer.snapshot_component(&cx, &mut state).await?)
+    }
+
+    /// The wasi-nn flavour: the model is parsed natively here, for its metadata, which the
+    /// guest is initialized with and snapshotted; the graph itself stays in the host.
+    async fn build_graph(
+        &self,
+        guest: &Guest,
+        name: &str,
+        onnx: &[u8],
+        features: Option<&str>,
+    ) -> anyhow::Result<Vec<u8>> {
+        let model = wafer_scoring::Model::load(name, onnx)?;
+        let metadata = ModelMetadata::from(model.metadata());
+        let (cx, instrumented) = self.wizer_nn.instrument_component(&guest.bytes)?;
+        let component = guest.compiled(&self.engine, self.cache.as_ref(), || Ok(instrumented))?;
+        let seed = Sha256::digest(build_key(&guest.digest, onnx, features, self.snapshot));
+        let mut store = Store::new(&self.engine, HostState::deterministic(seed.into()));
+        store.set_epoch_deadline(u64::MAX / 2);
+        let instance = self
+            .linker
+            .instantiate_async(&mut store, &component)
+            .await?;
+        let init = instance
+            .get_typed_func::<(&str, ModelMetadata, Option<&str>), (Result<(), String>,)>(
+                &mut store,
+                INIT_GRAPH_FUNC,
+            )
+            .map_err(anyhow::Error::from)
+            .context("the guest component has no graph initializer; is it wafer_guest_nn.wasm?")?;
+        let (loaded,) = init
+            .call_async(&mut store, (name, metadata, features))
+            .await?;
+        if let Err(e) = loaded {
+            bail!("{e}");
+        }
+        let mut state = Initialized {
+            store: &mut store,
+            instance,
+        };
+        Ok(self.wizer_nn.snapshot_component(&cx, &mut state).await?)
     }
 
     /// A fresh instance of `component` (the generic guest) holding the model `onnx`.

@@ -1,10 +1,12 @@
 //! The wasmtime side: one engine, one `InstancePre` per model, a fresh `Store` and instance
 //! per invocation ([`LoadedModel`]) or one kept for many calls ([`Session`]); and what feeds it:
-//! building components ([`build`]), the compiled cache ([`cache`]), WIT conversions ([`convert`]).
+//! building components ([`build`]), the compiled cache ([`cache`]), WIT conversions ([`convert`]),
+//! and the native backend behind `wasi:nn` for the wasi-nn flavour ([`nn`]).
 
 pub mod build;
 pub mod cache;
 pub mod convert;
+pub mod nn;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,8 +28,9 @@ use crate::runtime::cache::{CacheOutcome, CompiledCache, FunctionCache};
 use crate::store::{FeatureStore, Snapshot};
 
 /// Per-store state: the WASI context the guest's standard library needs, the `wasi:http`
-/// types its HTTP export refers to, and a read snapshot of the feature store for models that
-/// look fields up. The guest gets no files, no environment, no stdin and no outbound network.
+/// types its HTTP export refers to, a read snapshot of the feature store for models that
+/// look fields up, and the model's graph for the wasi-nn flavour. The guest gets no files, no
+/// environment, no stdin and no outbound network.
 pub struct HostState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
@@ -35,6 +38,7 @@ pub struct HostState {
     table: ResourceTable,
     memory: MemoryWatch,
     features: Option<Snapshot>,
+    nn: wasmtime_wasi_nn::wit::WasiNnCtx,
 }
 
 /// An open `wasi:keyvalue` bucket: one named store of the feature database.
@@ -96,6 +100,7 @@ impl HostState {
             table: ResourceTable::new(),
             memory: MemoryWatch::default(),
             features: None,
+            nn: nn::no_graph(),
         }
     }
 
@@ -114,11 +119,16 @@ impl HostState {
         }
     }
 
-    /// A state for one invocation that reads `features` through one snapshot, its linear
-    /// memory capped at `max_memory` bytes.
-    fn with_features(features: Option<&Arc<FeatureStore>>, max_memory: usize) -> HostState {
+    /// A state for one invocation that reads `features` through one snapshot and serves
+    /// `graph` behind `wasi:nn`, its linear memory capped at `max_memory` bytes.
+    fn for_instance(
+        features: Option<&Arc<FeatureStore>>,
+        graph: Option<&nn::NativeGraph>,
+        max_memory: usize,
+    ) -> HostState {
         HostState {
             features: features.map(FeatureStore::snapshot),
+            nn: graph.map_or_else(nn::no_graph, nn::NativeGraph::context),
             memory: MemoryWatch {
                 cap: max_memory,
                 ..MemoryWatch::default()
@@ -227,11 +237,16 @@ impl WasiHttpHooks for NoOutboundHttp {
     }
 }
 
-/// Adds WASI, the `wasi:http` types and `wasi:keyvalue/store` to a linker.
+/// Adds WASI, the `wasi:http` types, `wasi:keyvalue/store` and `wasi:nn` to a linker.
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)
         .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker))
         .and_then(|()| kv::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s))
+        .and_then(|()| {
+            wasmtime_wasi_nn::wit::add_to_linker(linker, |s: &mut HostState| {
+                wasmtime_wasi_nn::wit::WasiNnView::new(&mut s.table, &mut s.nn)
+            })
+        })
         .map_err(anyhow::Error::from)
         .context("adding WASI to the linker")
 }
@@ -348,6 +363,17 @@ impl Runtime {
 
     /// Compiles a model component (or takes it from the cache) and prepares its instantiation.
     pub async fn load(&self, name: &str, wasm: &[u8]) -> anyhow::Result<LoadedModel> {
+        self.load_with_graph(name, wasm, None).await
+    }
+
+    /// [`Runtime::load`] for a component of either flavour: one of the wasi-nn flavour gets
+    /// `graph`, which it must have, behind `wasi:nn`.
+    pub async fn load_with_graph(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        graph: Option<nn::NativeGraph>,
+    ) -> anyhow::Result<LoadedModel> {
         let started = Instant::now();
         let (component, cache) = match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, wasm),
@@ -357,6 +383,18 @@ impl Runtime {
         }
         .with_context(|| format!("compiling the component of model \"{name}\""))?;
         let compiled = started.elapsed();
+        let wants_graph = component
+            .component_type()
+            .imports(&self.engine)
+            .any(|(import, _)| import == nn::GRAPH_IMPORT);
+        let graph = match (wants_graph, graph) {
+            (true, None) => anyhow::bail!(
+                "model \"{name}\" is of the wasi-nn flavour, and no graph was loaded for it \
+                 (serve it from its folder, beside its model.onnx)"
+            ),
+            (true, graph) => graph,
+            (false, _) => None,
+        };
         let pre = ScoringPre::new(self.linker.instantiate_pre(&component)?)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("model \"{name}\" does not export wafer:inference/scorer"))?;
@@ -373,6 +411,7 @@ impl Runtime {
             features: self.features.clone(),
             digest: format!("{:x}", sha2::Sha256::digest(wasm)),
             spec: None,
+            graph,
         };
         let (mut store, instance) = model.instantiate().await?;
         let metadata = instance
@@ -410,6 +449,8 @@ impl Runtime {
 
 /// A compiled model, ready to instantiate.
 pub struct LoadedModel {
+    /// The graph its instances load behind `wasi:nn`, for the wasi-nn flavour.
+    graph: Option<nn::NativeGraph>,
     name: String,
     version: u64,
     engine: Engine,
@@ -499,6 +540,16 @@ impl LoadedModel {
         &self.metadata
     }
 
+    /// What runs the model: `guest` (tract inside the component) or `wasi-nn` (the host's
+    /// native backend, behind `wasi:nn`).
+    pub fn backend(&self) -> &'static str {
+        if self.graph.is_some() {
+            "wasi-nn"
+        } else {
+            "guest"
+        }
+    }
+
     /// The SHA-256 of the component, in hex: what identifies the model a job ran.
     pub fn digest(&self) -> &str {
         &self.digest
@@ -526,7 +577,8 @@ impl LoadedModel {
     /// A fresh store and a fresh instance in it. The request deadline is armed only around
     /// `predict`: loading and instantiation are not the guest's time.
     async fn instantiate(&self) -> anyhow::Result<(Store<HostState>, Scoring)> {
-        let state = HostState::with_features(self.features.as_ref(), self.max_memory);
+        let state =
+            HostState::for_instance(self.features.as_ref(), self.graph.as_ref(), self.max_memory);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(u64::MAX / 2);

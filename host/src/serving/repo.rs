@@ -12,8 +12,9 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 
-use crate::runtime::build::Builder;
+use crate::runtime::build::{Backend, Builder};
 use crate::runtime::cache::CacheOutcome;
+use crate::runtime::nn::NativeGraph;
 use crate::runtime::{LoadedModel, Runtime};
 
 /// The optional file in a model folder that holds its version policy.
@@ -416,10 +417,25 @@ impl Loader {
         std::fs::read(&output).with_context(|| format!("reading {}", output.display()))
     }
 
-    /// Builds and loads one model version.
+    /// Builds and loads one model version; for the wasi-nn backend, with its graph parsed
+    /// natively from the folder's `model.onnx`.
     pub async fn load(&self, source: &ModelSource) -> anyhow::Result<LoadedModel> {
         let wasm = self.build(source).await?;
-        let model = self.runtime.load(&source.name, &wasm).await?;
+        let onnx = source.dir.join(ONNX_FILE);
+        let graph = match self.builder.backend() {
+            Backend::WasiNn if onnx.is_file() => {
+                let bytes =
+                    std::fs::read(&onnx).with_context(|| format!("reading {}", onnx.display()))?;
+                let graph = NativeGraph::load(&source.name, &bytes)
+                    .with_context(|| format!("loading the graph of model \"{}\"", source.name))?;
+                Some(graph)
+            }
+            _ => None,
+        };
+        let model = self
+            .runtime
+            .load_with_graph(&source.name, &wasm, graph)
+            .await?;
         Ok(model.with_version(source.version))
     }
 

@@ -590,6 +590,7 @@ impl Server {
             cache: model.cache(),
             lookups: m.lookups,
             lookup_misses: m.lookup_misses,
+            backend: model.backend(),
             guest_failure: m.failure.map(GuestFailure::as_str),
         });
         if let Some(logged) = call.log.take() {
