@@ -348,11 +348,9 @@ impl Builder {
         let (mut store, instance) = self
             .initialized(state, &component, name, onnx, features, self.snapshot)
             .await?;
-        let mut state = Initialized {
-            store: &mut store,
-            instance,
-        };
-        Ok(self.wizer.snapshot_component(&cx, &mut state).await?)
+        let mut state = Initialized::new(&mut store, instance);
+        let snapshot = self.wizer.snapshot_component(&cx, &mut state).await?;
+        state.finish(snapshot)
     }
 
     /// The wasi-nn flavour: the model is parsed natively here, for its metadata, which the
@@ -388,11 +386,9 @@ impl Builder {
         if let Err(e) = loaded {
             bail!("{e}");
         }
-        let mut state = Initialized {
-            store: &mut store,
-            instance,
-        };
-        Ok(self.wizer_nn.snapshot_component(&cx, &mut state).await?)
+        let mut state = Initialized::new(&mut store, instance);
+        let snapshot = self.wizer_nn.snapshot_component(&cx, &mut state).await?;
+        state.finish(snapshot)
     }
 
     /// A fresh instance of `component` (the generic guest) holding the model `onnx`.
@@ -477,34 +473,74 @@ fn build_key(guest_digest: &[u8], onnx: &[u8], features: Option<&str>, snapshot:
 struct Initialized<'a> {
     store: &'a mut Store<HostState>,
     instance: Instance,
+    /// The first accessor call that failed. Wizer's callbacks cannot fail, so they answer a
+    /// default value and the build fails after the snapshot, with this reason, instead of
+    /// panicking (which would take a server down with one model).
+    failure: Option<String>,
 }
 
-impl Initialized<'_> {
-    /// Calls `instance#func`, an accessor Wizer's instrumentation added: one that is missing or
-    /// traps is a broken instrumentation, not a model's error, so it panics as Wizer's does.
-    async fn call<R: Lift + Send + Sync + 'static, T>(
+impl<'a> Initialized<'a> {
+    fn new(store: &'a mut Store<HostState>, instance: Instance) -> Initialized<'a> {
+        // The accessors hand whole memories to the host, past the 128 MiB a guest may send
+        // in one call by default; this store runs only the build's own initializer.
+        store.set_hostcall_fuel(usize::MAX);
+        Initialized {
+            store,
+            instance,
+            failure: None,
+        }
+    }
+
+    /// Fails the build if an accessor failed while Wizer read the instance.
+    fn finish(self, snapshot: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+        match self.failure {
+            Some(why) => bail!("reading the initialized guest for its snapshot: {why}"),
+            None => Ok(snapshot),
+        }
+    }
+
+    /// Calls `instance#func`, an accessor Wizer's instrumentation added; a failure is kept in
+    /// `failure`, and `T`'s default answered.
+    async fn call<R: Lift + Send + Sync + 'static, T: Default>(
         &mut self,
         instance: &str,
         func: &str,
         then: impl FnOnce(&mut Store<HostState>, R) -> T,
     ) -> T {
+        if self.failure.is_some() {
+            return T::default();
+        }
+        match self.try_call(instance, func).await {
+            Ok(value) => then(&mut *self.store, value),
+            Err(why) => {
+                self.failure = Some(format!("{instance}#{func}: {why}"));
+                T::default()
+            }
+        }
+    }
+
+    async fn try_call<R: Lift + Send + Sync + 'static>(
+        &mut self,
+        instance: &str,
+        func: &str,
+    ) -> Result<R, String> {
         let (_, exported) = self
             .instance
             .get_export(&mut *self.store, None, instance)
-            .unwrap_or_else(|| panic!("Wizer's instrumentation exports {instance}"));
+            .ok_or("the instrumentation exports no such instance")?;
         let (_, index) = self
             .instance
             .get_export(&mut *self.store, Some(&exported), func)
-            .unwrap_or_else(|| panic!("Wizer's instrumentation exports {instance}#{func}"));
+            .ok_or("the instrumentation exports no such function")?;
         let typed = self
             .instance
             .get_typed_func::<(), (R,)>(&mut *self.store, index)
-            .unwrap_or_else(|e| panic!("{instance}#{func} has Wizer's type: {e}"));
+            .map_err(|e| e.to_string())?;
         let (value,) = typed
             .call_async(&mut *self.store, ())
             .await
-            .unwrap_or_else(|e| panic!("{instance}#{func} answers: {e}"));
-        then(&mut *self.store, value)
+            .map_err(|e| format!("{e:#}"))?;
+        Ok(value)
     }
 }
 

@@ -453,10 +453,7 @@ impl Loader {
     ) -> Vec<(ModelSource, anyhow::Result<LoadedModel>)> {
         in_parallel(sources, |source| {
             let loader = Arc::clone(self);
-            async move {
-                let loaded = loader.load(&source).await;
-                (source, loaded)
-            }
+            async move { loader.load(&source).await }
         })
         .await
     }
@@ -468,21 +465,19 @@ impl Loader {
     ) -> Vec<(ModelSource, anyhow::Result<CacheOutcome>)> {
         in_parallel(sources, |source| {
             let loader = Arc::clone(self);
-            async move {
-                let outcome = loader.precompile(&source).await;
-                (source, outcome)
-            }
+            async move { loader.precompile(&source).await }
         })
         .await
     }
 }
 
 /// Runs `task` on every item on the async runtime's worker threads, as many at once as there
-/// are cores (building and compiling are CPU-bound), and returns the results in order.
-async fn in_parallel<I, T, F, Fut>(items: Vec<I>, task: F) -> Vec<T>
+/// are cores (building and compiling are CPU-bound), and returns each item with its result, in order.
+async fn in_parallel<I, T, F, Fut>(items: Vec<I>, task: F) -> Vec<(I, anyhow::Result<T>)>
 where
+    I: Clone,
     F: Fn(I) -> Fut,
-    Fut: Future<Output = T> + Send + 'static,
+    Fut: Future<Output = anyhow::Result<T>> + Send + 'static,
     T: Send + 'static,
 {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
@@ -490,20 +485,30 @@ where
     let handles: Vec<_> = items
         .into_iter()
         .map(|item| {
-            let work = task(item);
+            let work = task(item.clone());
             let permits = Arc::clone(&permits);
-            tokio::spawn(async move {
+            let handle = tokio::spawn(async move {
                 let _permit = permits.acquire_owned().await;
                 work.await
-            })
+            });
+            (item, handle)
         })
         .collect();
     let mut results = Vec::with_capacity(handles.len());
-    for handle in handles {
-        match handle.await {
-            Ok(result) => results.push(result),
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
+    for (item, handle) in handles {
+        // A task that panics fails its own item, never the others or the process.
+        let result = handle.await.unwrap_or_else(|e| {
+            let why = match e.try_into_panic() {
+                Ok(panic) => panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "(no message)".to_owned()),
+                Err(e) => e.to_string(),
+            };
+            Err(anyhow::anyhow!("panicked: {why}"))
+        });
+        results.push((item, result));
     }
     results
 }
@@ -521,6 +526,24 @@ pub fn valid_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_panics_fails_its_own_item_only() {
+        let results = in_parallel(vec![1, 2, 3], |i| async move {
+            assert_ne!(i, 2, "two is refused");
+            Ok(i * 10)
+        })
+        .await;
+        let items: Vec<i32> = results.iter().map(|(i, _)| *i).collect();
+        assert_eq!(items, [1, 2, 3]);
+        assert_eq!(results[0].1.as_ref().ok(), Some(&10));
+        let failed = results[1].1.as_ref().expect_err("panicked").to_string();
+        assert!(
+            failed.contains("panicked: ") && failed.contains("two is refused"),
+            "{failed}"
+        );
+        assert_eq!(results[2].1.as_ref().ok(), Some(&30));
+    }
 
     #[test]
     fn names_are_url_safe() {
