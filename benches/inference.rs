@@ -6,6 +6,7 @@
 //! wafer-guest`, and `-p wafer-guest-nn` by a second invocation); `tools/bench.sh` builds
 //! them, runs this, and prints the ratios.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_main};
@@ -102,10 +103,22 @@ fn inference(c: &mut Criterion) {
         group.bench_function(format!("{model}/guest"), |b| {
             b.iter_custom(|iters| guest_time(&rt, &wasm, &x, iters))
         });
-        let nn = load(&rt, &runtime, model, true, Backend::WasiNn);
+        let nn = Arc::new(load(&rt, &runtime, model, true, Backend::WasiNn));
         group.bench_function(format!("{model}/wasi-nn"), |b| {
             b.iter_custom(|iters| guest_time(&rt, &nn, &x, iters))
         });
+        // The same call on one instance kept for every iteration: what is left once the fresh
+        // instance's first touch of its memory is paid.
+        let wasm = Arc::new(wasm);
+        for (flavour, loaded) in [("guest", &wasm), ("wasi-nn", &nn)] {
+            let mut session = loaded.session();
+            group.bench_function(format!("{model}/{flavour}/one-instance"), |b| {
+                b.iter(|| {
+                    rt.block_on(session.predict(vec![x.clone()], &[]))
+                        .expect("predict")
+                })
+            });
+        }
         // What a request costs: a fresh instance from the snapshot, then predict.
         group.bench_function(format!("{model}/instance+predict"), |b| {
             b.iter(|| {
