@@ -18,7 +18,7 @@ use anyhow::{Context as _, bail};
 use sha2::{Digest, Sha256};
 use wafer_protocol::ProtocolError;
 use wasmtime::component::{Component, Instance, Linker};
-use wasmtime::component::{Lift, WasmList};
+use wasmtime::component::{ComponentNamedList, Lift, Lower, WasmList};
 use wasmtime::{Engine, Store};
 use wasmtime_wizer::{ComponentInstanceState, Wizer};
 
@@ -335,59 +335,34 @@ impl Builder {
         onnx: &[u8],
         features: Option<&str>,
     ) -> anyhow::Result<Vec<u8>> {
-        if self.backend == Backend::WasiNn {
-            return self.build_graph(guest, name, onnx, features).await;
-        }
-        let (cx, instrumented) = self.wizer.instrument_component(&guest.bytes)?;
+        let wizer = match self.backend {
+            Backend::Guest => &self.wizer,
+            Backend::WasiNn => &self.wizer_nn,
+        };
+        let (cx, instrumented) = wizer.instrument_component(&guest.bytes)?;
         let component = guest.compiled(&self.engine, self.cache.as_ref(), || Ok(instrumented))?;
         // Whatever randomness the initializer draws (a hash map's keys) is frozen into the
         // snapshot; drawing it from the build's inputs makes the same inputs give the same
         // bytes, so a rebuild hits the compiled cache and a build can be reproduced.
         let seed = Sha256::digest(build_key(&guest.digest, onnx, features, self.snapshot));
         let state = HostState::deterministic(seed.into());
-        let (mut store, instance) = self
-            .initialized(state, &component, name, onnx, features, self.snapshot)
-            .await?;
+        let (mut store, instance) = match self.backend {
+            Backend::Guest => {
+                self.initialized(state, &component, name, onnx, features, self.snapshot)
+                    .await?
+            }
+            Backend::WasiNn => {
+                // The model is parsed natively, for the metadata the guest is initialized
+                // with; the graph itself stays in the host.
+                let model = wafer_scoring::Model::load(name, onnx)?;
+                let metadata = ModelMetadata::from(model.metadata());
+                let params = (name, metadata, features);
+                self.initialized_by(state, &component, INIT_GRAPH_FUNC, params)
+                    .await?
+            }
+        };
         let mut state = Initialized::new(&mut store, instance);
-        let snapshot = self.wizer.snapshot_component(&cx, &mut state).await?;
-        state.finish(snapshot)
-    }
-
-    /// The wasi-nn flavour: the model is parsed natively here, for its metadata, which the
-    /// guest is initialized with and snapshotted; the graph itself stays in the host.
-    async fn build_graph(
-        &self,
-        guest: &Guest,
-        name: &str,
-        onnx: &[u8],
-        features: Option<&str>,
-    ) -> anyhow::Result<Vec<u8>> {
-        let model = wafer_scoring::Model::load(name, onnx)?;
-        let metadata = ModelMetadata::from(model.metadata());
-        let (cx, instrumented) = self.wizer_nn.instrument_component(&guest.bytes)?;
-        let component = guest.compiled(&self.engine, self.cache.as_ref(), || Ok(instrumented))?;
-        let seed = Sha256::digest(build_key(&guest.digest, onnx, features, self.snapshot));
-        let mut store = Store::new(&self.engine, HostState::deterministic(seed.into()));
-        store.set_epoch_deadline(u64::MAX / 2);
-        let instance = self
-            .linker
-            .instantiate_async(&mut store, &component)
-            .await?;
-        let init = instance
-            .get_typed_func::<(&str, ModelMetadata, Option<&str>), (Result<(), String>,)>(
-                &mut store,
-                INIT_GRAPH_FUNC,
-            )
-            .map_err(anyhow::Error::from)
-            .context("the guest component has no graph initializer; is it wafer_guest_nn.wasm?")?;
-        let (loaded,) = init
-            .call_async(&mut store, (name, metadata, features))
-            .await?;
-        if let Err(e) = loaded {
-            bail!("{e}");
-        }
-        let mut state = Initialized::new(&mut store, instance);
-        let snapshot = self.wizer_nn.snapshot_component(&cx, &mut state).await?;
+        let snapshot = wizer.snapshot_component(&cx, &mut state).await?;
         state.finish(snapshot)
     }
 
@@ -401,18 +376,35 @@ impl Builder {
         features: Option<&str>,
         parse: bool,
     ) -> anyhow::Result<(Store<HostState>, Instance)> {
+        self.initialized_by(state, component, INIT_FUNC, (name, onnx, features, parse))
+            .await
+    }
+
+    /// A fresh instance of `component` whose build-time initializer `init` answered `params`
+    /// with success.
+    async fn initialized_by<P>(
+        &self,
+        state: HostState,
+        component: &Component,
+        init: &str,
+        params: P,
+    ) -> anyhow::Result<(Store<HostState>, Instance)>
+    where
+        P: ComponentNamedList + Lower + Send + Sync,
+    {
         let mut store = Store::new(&self.engine, state);
         store.set_epoch_deadline(u64::MAX / 2);
         let instance = self.linker.instantiate_async(&mut store, component).await?;
-        let init = instance
-            .get_typed_func::<(&str, &[u8], Option<&str>, bool), (Result<(), String>,)>(
-                &mut store, INIT_FUNC,
-            )
+        let func = instance
+            .get_typed_func::<P, (Result<(), String>,)>(&mut store, init)
             .map_err(anyhow::Error::from)
-            .context("the guest component has no model initializer; is it wafer_guest.wasm?")?;
-        let (loaded,) = init
-            .call_async(&mut store, (name, onnx, features, parse))
-            .await?;
+            .with_context(|| {
+                format!(
+                    "the guest component has no `{init}` export; is it the generic guest of \
+                     this backend?"
+                )
+            })?;
+        let (loaded,) = func.call_async(&mut store, params).await?;
         if let Err(e) = loaded {
             bail!("{e}");
         }
