@@ -401,6 +401,10 @@ impl Server {
             let server = Arc::clone(&server);
             async move {
                 if let Err(e) = server.check_head(&req) {
+                    // Read what the client sent before answering and closing: a close with
+                    // unread bytes resets the connection, and the client may never see the 431.
+                    let body = Limited::new(req.into_body(), server.options.max_body);
+                    let _ = tokio::time::timeout(Duration::from_secs(2), body.collect()).await;
                     return Ok::<_, Infallible>(server.refuse(e, "", "headers_too_large"));
                 }
                 if is_ndjson(&req) {
@@ -1009,6 +1013,14 @@ fn error_response(e: &ProtocolError) -> Response<Full<Bytes>> {
         .header("content-type", "application/json");
     for (name, value) in e.headers() {
         response = response.header(name, value);
+    }
+    // The connection of a refused head or body is not reused: the client must not send its
+    // next request on it.
+    if matches!(
+        e,
+        ProtocolError::HeadersTooLarge { .. } | ProtocolError::PayloadTooLarge { .. }
+    ) {
+        response = response.header("connection", "close");
     }
     response
         .body(Full::new(Bytes::from(e.body())))
