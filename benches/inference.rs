@@ -68,7 +68,7 @@ fn load(
 /// Time inside the component's predict only, as the host measures it per invocation.
 fn guest_time(
     rt: &tokio::runtime::Runtime,
-    model: &LoadedModel,
+    model: &Arc<LoadedModel>,
     x: &Tensor,
     iters: u64,
 ) -> Duration {
@@ -99,7 +99,7 @@ fn inference(c: &mut Criterion) {
                     .expect("native predict")
             })
         });
-        let wasm = load(&rt, &runtime, model, true, Backend::Guest);
+        let wasm = Arc::new(load(&rt, &runtime, model, true, Backend::Guest));
         group.bench_function(format!("{model}/guest"), |b| {
             b.iter_custom(|iters| guest_time(&rt, &wasm, &x, iters))
         });
@@ -109,7 +109,6 @@ fn inference(c: &mut Criterion) {
         });
         // The same call on one instance kept for every iteration: what is left once the fresh
         // instance's first touch of its memory is paid.
-        let wasm = Arc::new(wasm);
         for (flavour, loaded) in [("guest", &wasm), ("wasi-nn", &nn)] {
             let mut session = loaded.session();
             group.bench_function(format!("{model}/{flavour}/one-instance"), |b| {
@@ -131,7 +130,7 @@ fn inference(c: &mut Criterion) {
     // The largest model without the parsed model in its snapshot: every instance parses it.
     let model = "digits_wide";
     let x = first_row(model);
-    let unparsed = load(&rt, &runtime, model, false, Backend::Guest);
+    let unparsed = Arc::new(load(&rt, &runtime, model, false, Backend::Guest));
     group.sample_size(10);
     group.bench_function(format!("{model}/instance+predict/no-snapshot"), |b| {
         b.iter(|| {

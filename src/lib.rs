@@ -132,6 +132,20 @@ impl scorer::Guest for Component {
         })
     }
 
+    fn predict_many(calls: Vec<scorer::Call>) -> Vec<Result<Vec<Tensor>, Error>> {
+        state::as_one_prediction(|| {
+            calls
+                .into_iter()
+                .map(|call| match call.input {
+                    scorer::CallInput::Tensors(inputs) => Self::predict(inputs, call.outputs),
+                    scorer::CallInput::Records(records) => {
+                        Self::predict_records(records, call.outputs)
+                    }
+                })
+                .collect()
+        })
+    }
+
     fn features() -> Result<Option<String>, Error> {
         let pipeline = state::pipeline().map_err(convert::error)?;
         pipeline

@@ -125,6 +125,14 @@ pub(crate) fn predict_batch(records: Table, outputs: &[String]) -> Result<Batch,
     pipeline()?.predict_table(records, outputs, &mut crate::lookup::fetch())
 }
 
+/// Runs `f`, whatever predictions it makes, as one prediction of this instance.
+pub(crate) fn as_one_prediction<T>(f: impl FnOnce() -> T) -> T {
+    let before = PREDICTIONS.load(Ordering::Relaxed);
+    let result = f();
+    PREDICTIONS.store(before + 1, Ordering::Relaxed);
+    result
+}
+
 /// This instance's counters.
 pub(crate) fn stats() -> InstanceStats {
     InstanceStats {

@@ -861,14 +861,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 None => Vec::new(),
             };
             let runtime = Runtime::new(PoolLimits::default(), cache.cache())?;
-            let model = repo::open(
-                &model,
-                runtime,
-                || guest.builder(&cache),
-                build_dir,
-                db.db.as_deref(),
-            )
-            .await?;
+            let model = Arc::new(
+                repo::open(
+                    &model,
+                    runtime,
+                    || guest.builder(&cache),
+                    build_dir,
+                    db.db.as_deref(),
+                )
+                .await?,
+            );
             if stream {
                 let stdin = tokio::io::BufReader::new(tokio::io::stdin());
                 let summary = stream::predict_lines(&model, stdin, tokio::io::stdout()).await?;
@@ -959,7 +961,7 @@ async fn batch(args: BatchArgs) -> anyhow::Result<()> {
 
 /// One prediction from a v2 request, or from a JSON array of raw records (through the model's
 /// features.toml) or of rows of numbers for its first input.
-async fn predict(model: &LoadedModel, body: &[u8]) -> Result<Vec<u8>, ProtocolError> {
+async fn predict(model: &Arc<LoadedModel>, body: &[u8]) -> Result<Vec<u8>, ProtocolError> {
     let input = if protocol::parse_json(body)?.is_array() {
         stream::Input::Records(String::from_utf8_lossy(body).into_owned())
     } else {

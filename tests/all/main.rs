@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod batch;
+mod batching;
 mod browser;
 mod cli;
 mod cold_start;

@@ -268,6 +268,8 @@ fn the_shipped_alerting_rules_check_and_name_real_metrics() {
         lookup_misses: 1,
         backend: "guest",
         guest_failure: Some("trap"),
+        batch_size: 1,
+        batch_first: true,
     });
     metrics.record_refused("m", "queue_full");
     metrics.record_log_dropped();

@@ -46,6 +46,10 @@ pub const INSTANCE_PREDICTIONS_HEADER: &str = "x-wafer-instance-predictions";
 /// the parsed model came in the component's snapshot.
 pub const INSTANCE_MODEL_PARSES_HEADER: &str = "x-wafer-instance-model-parses";
 
+/// Response header: how many requests the model call that answered this one served: 1 alone,
+/// more when dynamic batching joined it with others.
+pub const BATCH_SIZE_HEADER: &str = "x-wafer-batch-size";
+
 /// The body of `GET /v2`.
 pub fn server_metadata() -> ServerMetadata {
     ServerMetadata {

@@ -214,6 +214,99 @@ impl Tensor {
     pub fn into_parts(self) -> (String, Vec<usize>, TensorData) {
         (self.name, self.shape, self.data)
     }
+
+    /// The rows of `parts`, one after the other: what dynamic batching hands a model. `None`
+    /// when there are no parts, or they differ in name, element type or any dimension but
+    /// the first.
+    pub fn concat_rows(parts: Vec<Tensor>) -> Option<Tensor> {
+        let mut parts = parts.into_iter();
+        let mut whole = parts.next()?;
+        whole.shape.first()?;
+        for part in parts {
+            if part.name != whole.name || part.shape.get(1..) != whole.shape.get(1..) {
+                return None;
+            }
+            let rows = part.shape.first()?;
+            if !whole.data.append(part.data) {
+                return None;
+            }
+            whole.shape[0] += rows;
+        }
+        Some(whole)
+    }
+
+    /// The tensor cut into consecutive runs of `rows` rows, in order: a batch's output handed
+    /// back to each request. `None` when the tensor has no dimension or its first one is not
+    /// the sum of `rows`.
+    pub fn split_rows(self, rows: &[usize]) -> Option<Vec<Tensor>> {
+        let first = *self.shape.first()?;
+        if rows.iter().sum::<usize>() != first {
+            return None;
+        }
+        let row_len: usize = self.shape[1..].iter().product();
+        let Tensor {
+            name,
+            shape,
+            mut data,
+        } = self;
+        // Cut from the back, so that each element moves once.
+        let mut end = first;
+        let mut parts: Vec<Tensor> = rows
+            .iter()
+            .rev()
+            .map(|&n| {
+                end -= n;
+                let mut shape = shape.clone();
+                shape[0] = n;
+                let data = data.split_off(end * row_len);
+                Tensor {
+                    name: name.clone(),
+                    shape,
+                    data,
+                }
+            })
+            .collect();
+        parts.reverse();
+        Some(parts)
+    }
+}
+
+/// Expands `$body` once per [`TensorData`] variant.
+macro_rules! each_variant {
+    ($mac:ident) => {
+        $mac!(
+            Bool, U8, U16, U32, U64, I8, I16, I32, I64, F16, F32, F64, String
+        )
+    };
+}
+
+impl TensorData {
+    /// Moves `other`'s elements onto the end of these; false (and nothing moved) when the
+    /// element types differ.
+    fn append(&mut self, other: TensorData) -> bool {
+        macro_rules! arms {
+            ($($v:ident),*) => {
+                match (self, other) {
+                    $((TensorData::$v(a), TensorData::$v(mut b)) => a.append(&mut b),)*
+                    _ => return false,
+                }
+            };
+        }
+        each_variant!(arms);
+        true
+    }
+
+    /// The elements from `at` on, removed from these.
+    fn split_off(&mut self, at: usize) -> TensorData {
+        macro_rules! arms {
+            ($($v:ident),*) => {
+                match self {
+                    $(TensorData::$v(a) => TensorData::$v(a.split_off(at)),)*
+                }
+            };
+        }
+        each_variant!(arms)
+    }
 }
 
 /// Formats a concrete shape as `[2,4]`.
@@ -232,6 +325,39 @@ mod tests {
             assert_eq!(DataType::from_v2_name(dt.v2_name()), Some(dt));
         }
         assert_eq!(DataType::from_v2_name("BF16"), None);
+    }
+
+    #[test]
+    fn rows_concatenate_and_split_back() {
+        let t = |rows: usize, first: f32| {
+            let data = (0..rows * 2).map(|i| first + i as f32).collect();
+            Tensor::new("x", vec![rows, 2], TensorData::F32(data)).unwrap()
+        };
+        let parts = vec![t(1, 0.0), t(3, 10.0), t(2, 20.0)];
+        let whole = Tensor::concat_rows(parts.clone()).unwrap();
+        assert_eq!(whole.shape(), &[6, 2]);
+        assert_eq!(whole.data().len(), 12);
+        assert_eq!(whole.split_rows(&[1, 3, 2]).unwrap(), parts);
+        // Zero rows split off as an empty tensor of the same row shape.
+        let empty = t(2, 0.0).split_rows(&[0, 2]).unwrap();
+        assert_eq!(empty[0].shape(), &[0, 2]);
+        assert_eq!(empty[1], t(2, 0.0));
+    }
+
+    #[test]
+    fn rows_only_join_their_like() {
+        let x = Tensor::new("x", vec![1, 2], TensorData::F32(vec![0.0; 2])).unwrap();
+        let wide = Tensor::new("x", vec![1, 3], TensorData::F32(vec![0.0; 3])).unwrap();
+        let ints = Tensor::new("x", vec![1, 2], TensorData::I64(vec![0; 2])).unwrap();
+        let other = Tensor::new("y", vec![1, 2], TensorData::F32(vec![0.0; 2])).unwrap();
+        let scalar = Tensor::new("x", vec![], TensorData::F32(vec![0.0])).unwrap();
+        for odd in [wide, ints, other] {
+            assert_eq!(Tensor::concat_rows(vec![x.clone(), odd]), None);
+        }
+        assert_eq!(Tensor::concat_rows(vec![]), None);
+        assert_eq!(Tensor::concat_rows(vec![scalar.clone()]), None);
+        assert_eq!(scalar.split_rows(&[1]), None);
+        assert_eq!(x.split_rows(&[2]), None);
     }
 
     #[test]

@@ -83,6 +83,10 @@ pub struct Invocation {
     /// How the guest failed, when it trapped, ran out of time or memory, or answered
     /// garbage: `timeout`, `memory_limit`, `stack_overflow`, `trap` or `bad_output`.
     pub guest_failure: Option<&'static str>,
+    /// Requests the model call served: 1 alone, more under dynamic batching (0: no call).
+    pub batch_size: u64,
+    /// The first request of its model call, which counts the call in `wafer_batch_size`.
+    pub batch_first: bool,
 }
 
 /// The exposition format `/metrics` answers in, negotiated on `Accept`.
@@ -247,6 +251,11 @@ fn secs(us: u64) -> f64 {
     us as f64 / 1e6
 }
 
+fn batch_sizes() -> Histogram {
+    // 1 to 65,536 requests.
+    Histogram::new(exponential_buckets(1.0, 2.0, 17))
+}
+
 fn bytes() -> Histogram {
     // 64 KiB to 4 GiB.
     Histogram::new(exponential_buckets(65536.0, 2.0, 17))
@@ -291,6 +300,7 @@ pub struct Metrics {
     guest_us: Histograms,
     total_us: Histograms,
     memory_bytes: Histograms,
+    batch_size: Histograms,
     request_bytes: Family<ModelLabels, Counter>,
     response_bytes: Family<ModelLabels, Counter>,
     cold_starts: Family<ModelLabels, Counter>,
@@ -329,6 +339,7 @@ impl Metrics {
             guest_us: histograms(seconds),
             total_us: histograms(seconds),
             memory_bytes: histograms(bytes),
+            batch_size: histograms(batch_sizes),
             request_bytes: Family::default(),
             response_bytes: Family::default(),
             cold_starts: Family::default(),
@@ -391,6 +402,11 @@ impl Metrics {
             "instance_memory_bytes",
             "Instance linear-memory high-water mark, bytes",
             m.memory_bytes.clone(),
+        );
+        r.register(
+            "batch_size",
+            "Requests per model call: 1 alone, more when dynamic batching joins them",
+            m.batch_size.clone(),
         );
         r.register(
             "request_bytes",
@@ -595,6 +611,11 @@ impl Metrics {
         self.memory_bytes
             .get_or_create(&labels)
             .observe(inv.memory_bytes as f64);
+        if inv.batch_first && inv.batch_size > 0 {
+            self.batch_size
+                .get_or_create(&labels)
+                .observe(inv.batch_size as f64);
+        }
         self.request_bytes
             .get_or_create(&labels)
             .inc_by(inv.request_bytes);
@@ -659,6 +680,7 @@ impl Metrics {
             lookups = inv.lookups,
             lookup_misses = inv.lookup_misses,
             guest_failure = inv.guest_failure.unwrap_or(""),
+            batch_size = inv.batch_size,
             "invocation"
         );
     }

@@ -1,8 +1,10 @@
 //! The wasmtime side: one engine, one `InstancePre` per model, a fresh `Store` and instance
 //! per invocation ([`LoadedModel`]) or one kept for many calls ([`Session`]); and what feeds it:
 //! building components ([`build`]), the compiled cache ([`cache`]), WIT conversions ([`convert`]),
-//! and the native backend behind `wasi:nn` for the wasi-nn flavour ([`nn`]).
+//! and the native backend behind `wasi:nn` for the wasi-nn flavour ([`nn`]); dynamic batching of
+//! concurrent requests into one fresh instance ([`batching`]).
 
+pub mod batching;
 pub mod build;
 pub mod cache;
 pub mod convert;
@@ -21,8 +23,11 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use crate::bindings::exports::wafer::inference::scorer::{
+    Call as WitCall, CallInput, Guest as Scorer,
+};
 use crate::bindings::lookup::wasi::keyvalue::store as kv;
-use crate::bindings::wafer::inference::types::Tensor;
+use crate::bindings::wafer::inference::types::{Error as GuestError, Tensor};
 use crate::bindings::{Scoring, ScoringPre};
 use crate::runtime::cache::{CacheOutcome, CompiledCache, FunctionCache};
 use crate::store::{FeatureStore, Snapshot};
@@ -399,6 +404,7 @@ impl Runtime {
             .map_err(anyhow::Error::from)
             .with_context(|| format!("model \"{name}\" does not export wafer:inference/scorer"))?;
         let mut model = LoadedModel {
+            batching: None,
             name: name.to_owned(),
             version: 1,
             engine: self.engine.clone(),
@@ -449,6 +455,8 @@ impl Runtime {
 
 /// A compiled model, ready to instantiate.
 pub struct LoadedModel {
+    /// Its dynamic batching, when its folder turns it on.
+    batching: Option<Arc<batching::Batcher>>,
     /// The graph its instances load behind `wasi:nn`, for the wasi-nn flavour.
     graph: Option<nn::NativeGraph>,
     name: String,
@@ -484,6 +492,10 @@ pub struct Measured {
     pub model_parses: u64,
     /// Why the guest failed, when it trapped or ran past its deadline.
     pub failure: Option<GuestFailure>,
+    /// Requests the model call answered: 1 alone, more in a dynamic batch.
+    pub batch_size: u64,
+    /// The first request of its model call: the one that counts the call once.
+    pub batch_first: bool,
     /// Keys the guest looked up in the feature store.
     pub lookups: u64,
     /// Of those, the keys the store did not hold.
@@ -533,6 +545,27 @@ impl LoadedModel {
     pub fn with_version(mut self, version: u64) -> LoadedModel {
         self.version = version;
         self
+    }
+
+    /// The same model, batching requests under `config`. Joining rows needs every input and
+    /// output to hold its rows along the first dimension: without, the model is served
+    /// unbatched, with a warning.
+    pub fn with_batching(mut self, config: Option<batching::BatchConfig>) -> LoadedModel {
+        self.batching = config.and_then(|config| {
+            if config.join == batching::Join::Rows
+                && let Err(reason) = batching::row_wise(&self.metadata)
+            {
+                tracing::warn!(model = self.name, reason, "dynamic batching is off");
+                return None;
+            }
+            Some(Arc::new(batching::Batcher::new(config)))
+        });
+        self
+    }
+
+    /// How it batches requests, if it does.
+    pub fn batching(&self) -> Option<&batching::BatchConfig> {
+        self.batching.as_deref().map(batching::Batcher::config)
     }
 
     /// The model's inputs and outputs, as its component reports them.
@@ -587,25 +620,41 @@ impl LoadedModel {
         Ok((store, instance))
     }
 
-    /// Runs one prediction in a fresh instance, dropped afterwards.
+    /// Runs one prediction in a fresh instance, dropped afterwards; with dynamic batching,
+    /// in one fresh instance with the requests it was batched with.
     pub async fn predict(
-        &self,
+        self: &Arc<Self>,
         inputs: Vec<scoring::Tensor>,
         outputs: &[String],
     ) -> (Result<Vec<scoring::Tensor>, ProtocolError>, Measured) {
-        self.call(Call::Tensors(inputs), outputs).await
+        self.batched(Call::Tensors(inputs), outputs).await
     }
 
     /// Runs the model on raw records (a JSON array of objects, through its feature spec, or of
     /// rows of numbers) in a fresh instance.
     pub async fn predict_records(
-        &self,
+        self: &Arc<Self>,
         records: String,
         outputs: &[String],
     ) -> (Result<Vec<scoring::Tensor>, ProtocolError>, Measured) {
-        self.call(Call::Records(records), outputs).await
+        self.batched(Call::Records(records), outputs).await
     }
 
+    /// Runs `call` in a batch when the model batches and the call can join one, else alone.
+    async fn batched(
+        self: &Arc<Self>,
+        call: Call,
+        outputs: &[String],
+    ) -> (Result<Vec<scoring::Tensor>, ProtocolError>, Measured) {
+        if let Some(batcher) = &self.batching
+            && let Some((signature, rows)) = batcher.signature(self, &call, outputs)
+        {
+            return batcher.submit(self, signature, rows, call, outputs).await;
+        }
+        self.call(call, outputs).await
+    }
+
+    /// Runs `call` alone in a fresh instance.
     async fn call(
         &self,
         call: Call,
@@ -613,6 +662,8 @@ impl LoadedModel {
     ) -> (Result<Vec<scoring::Tensor>, ProtocolError>, Measured) {
         let mut measured = Measured {
             cold: self.cold.swap(false, Ordering::Relaxed),
+            batch_size: 1,
+            batch_first: true,
             ..Measured::default()
         };
         let result = self.run(call, outputs, &mut measured).await;
@@ -625,6 +676,61 @@ impl LoadedModel {
         outputs: &[String],
         measured: &mut Measured,
     ) -> Result<Vec<scoring::Tensor>, ProtocolError> {
+        let result = self
+            .invoke(measured, async |scorer, store| match call {
+                Call::Tensors(inputs) => {
+                    let inputs: Vec<Tensor> = inputs.into_iter().map(Tensor::from).collect();
+                    scorer.call_predict(store, &inputs, outputs).await
+                }
+                Call::Records(records) => {
+                    scorer.call_predict_records(store, &records, outputs).await
+                }
+            })
+            .await?;
+        guest_outputs(result, measured)
+    }
+
+    /// Runs `calls` one after the other in one fresh instance (the guest's `predict-many`),
+    /// each with its own result; `Err` when the instance itself failed (a trap, the
+    /// deadline), which fails them all.
+    async fn call_many(&self, calls: &[(Call, Vec<String>)]) -> (ManyResult, Measured) {
+        let mut measured = Measured {
+            cold: self.cold.swap(false, Ordering::Relaxed),
+            ..Measured::default()
+        };
+        let calls: Vec<WitCall> = calls
+            .iter()
+            .map(|(call, outputs)| WitCall {
+                input: match call {
+                    Call::Tensors(inputs) => {
+                        CallInput::Tensors(inputs.iter().cloned().map(Tensor::from).collect())
+                    }
+                    Call::Records(records) => CallInput::Records(records.clone()),
+                },
+                outputs: outputs.clone(),
+            })
+            .collect();
+        let results = self
+            .invoke(&mut measured, async |scorer, store| {
+                scorer.call_predict_many(store, &calls).await
+            })
+            .await;
+        let results = results.map(|results| {
+            results
+                .into_iter()
+                .map(|result| guest_outputs(result, &mut measured))
+                .collect()
+        });
+        (results, measured)
+    }
+
+    /// Calls `f` on the scorer of a fresh instance under the model's deadline, measuring it,
+    /// and reads the instance's counters after.
+    async fn invoke<T>(
+        &self,
+        measured: &mut Measured,
+        f: impl AsyncFnOnce(&Scorer, &mut Store<HostState>) -> wasmtime::Result<T>,
+    ) -> Result<T, ProtocolError> {
         let started = Instant::now();
         let (mut store, instance) = self.instantiate().await.map_err(|e| {
             ProtocolError::Internal(format!("instantiating \"{}\": {e:#}", self.name))
@@ -633,17 +739,7 @@ impl LoadedModel {
         let scorer = instance.wafer_inference_scorer();
         let started = Instant::now();
         store.set_epoch_deadline(self.deadline_ticks);
-        let result = match call {
-            Call::Tensors(inputs) => {
-                let inputs: Vec<Tensor> = inputs.into_iter().map(Tensor::from).collect();
-                scorer.call_predict(&mut store, &inputs, outputs).await
-            }
-            Call::Records(records) => {
-                scorer
-                    .call_predict_records(&mut store, &records, outputs)
-                    .await
-            }
-        };
+        let result = f(scorer, &mut store).await;
         store.set_epoch_deadline(u64::MAX / 2);
         measured.guest_us = started.elapsed().as_micros() as u64;
         measured.memory_bytes = store.data().memory.high_water as u64;
@@ -660,13 +756,24 @@ impl LoadedModel {
             .map_err(|e| self.trapped(&e, memory_refused, measured))?;
         measured.instance_predictions = stats.predictions;
         measured.model_parses = stats.model_parses;
-        let outputs = result.map_err(convert::guest_error)?;
-        outputs
-            .into_iter()
-            .map(host_tensor)
-            .collect::<Result<_, _>>()
-            .inspect_err(|_| measured.failure = Some(GuestFailure::BadOutput))
+        Ok(result)
     }
+}
+
+/// What [`LoadedModel::call_many`] answers: one result per call, or the instance's failure.
+type ManyResult = Result<Vec<Result<Vec<scoring::Tensor>, ProtocolError>>, ProtocolError>;
+
+/// A guest's answer as the host's tensors, or its error.
+fn guest_outputs(
+    result: Result<Vec<Tensor>, GuestError>,
+    measured: &mut Measured,
+) -> Result<Vec<scoring::Tensor>, ProtocolError> {
+    result
+        .map_err(convert::guest_error)?
+        .into_iter()
+        .map(host_tensor)
+        .collect::<Result<_, _>>()
+        .inspect_err(|_| measured.failure = Some(GuestFailure::BadOutput))
 }
 
 impl LoadedModel {
@@ -767,10 +874,7 @@ impl Session {
     /// drops it.
     async fn call<T>(
         &mut self,
-        f: impl AsyncFnOnce(
-            &crate::bindings::exports::wafer::inference::scorer::Guest,
-            &mut Store<HostState>,
-        ) -> wasmtime::Result<T>,
+        f: impl AsyncFnOnce(&Scorer, &mut Store<HostState>) -> wasmtime::Result<T>,
     ) -> Result<T, ProtocolError> {
         let model = Arc::clone(&self.model);
         if self.live.is_none() {
@@ -800,6 +904,7 @@ fn host_tensor(t: Tensor) -> Result<scoring::Tensor, ProtocolError> {
 }
 
 /// What one invocation hands the guest.
+#[derive(Clone)]
 enum Call {
     /// Model-ready tensors, or one tensor per raw field.
     Tensors(Vec<scoring::Tensor>),

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 
+use crate::runtime::batching::BatchConfig;
 use crate::runtime::build::{Backend, Builder};
 use crate::runtime::cache::CacheOutcome;
 use crate::runtime::nn::NativeGraph;
@@ -59,6 +60,14 @@ impl ModelSource {
         stores.sort();
         stores.dedup();
         Ok(stores)
+    }
+
+    /// The model's folder: where its `wafer.toml` is, above its version folders.
+    pub fn folder(&self) -> &Path {
+        match self.versioned {
+            true => self.dir.parent().unwrap_or(&self.dir),
+            false => &self.dir,
+        }
     }
 
     /// Where its component is built: `<name>.wasm`, or `<name>.v<version>.wasm`.
@@ -151,7 +160,7 @@ impl VersionPolicy {
 }
 
 /// The keys a model folder's `wafer.toml` may hold.
-const CONFIG_KEYS: [&str; 3] = ["version_policy", "shadow", "canary"];
+const CONFIG_KEYS: [&str; 4] = ["version_policy", "shadow", "canary", "dynamic_batching"];
 
 /// Where a model sends traffic besides itself, from its `wafer.toml`:
 /// `shadow = "m"` mirrors every request to model `m` off the request path (the client's answer
@@ -232,6 +241,30 @@ impl Routing {
             }
         };
         Ok(Routing { shadow, canary })
+    }
+}
+
+/// The dynamic batching a model folder's `wafer.toml` turns on with its `[dynamic_batching]`
+/// table (none without one).
+pub fn batching(model_dir: &Path) -> anyhow::Result<Option<BatchConfig>> {
+    let path = model_dir.join(POLICY_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("in {}", path.display()))?;
+    match table.get("dynamic_batching") {
+        None => Ok(None),
+        Some(toml::Value::Table(t)) => BatchConfig::parse(t)
+            .map(Some)
+            .with_context(|| format!("in {}", path.display())),
+        Some(_) => bail!(
+            "in {}: dynamic_batching must be a table ([dynamic_batching])",
+            path.display()
+        ),
     }
 }
 
@@ -432,11 +465,12 @@ impl Loader {
             }
             _ => None,
         };
+        let batching = batching(source.folder())?;
         let model = self
             .runtime
             .load_with_graph(&source.name, &wasm, graph)
             .await?;
-        Ok(model.with_version(source.version))
+        Ok(model.with_version(source.version).with_batching(batching))
     }
 
     /// Builds and compiles one model into the compiled cache, without loading it.

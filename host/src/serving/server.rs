@@ -555,7 +555,8 @@ impl Server {
                     protocol::INSTANCE_PREDICTIONS_HEADER,
                     m.instance_predictions,
                 )
-                .header(protocol::INSTANCE_MODEL_PARSES_HEADER, m.model_parses);
+                .header(protocol::INSTANCE_MODEL_PARSES_HEADER, m.model_parses)
+                .header(protocol::BATCH_SIZE_HEADER, m.batch_size);
         }
         response
             .body(Full::new(Bytes::from(body)))
@@ -596,6 +597,8 @@ impl Server {
             lookup_misses: m.lookup_misses,
             backend: model.backend(),
             guest_failure: m.failure.map(GuestFailure::as_str),
+            batch_size: m.batch_size,
+            batch_first: m.batch_first,
         });
         if let Some(logged) = call.log.take() {
             let latency = started.elapsed().as_micros() as u64;

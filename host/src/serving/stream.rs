@@ -3,6 +3,8 @@
 //! `application/x-ndjson` ([`answer_line`]). What a line holds and what it is answered with is
 //! [`wafer_protocol::ndjson`]'s, shared with the guest's own HTTP handler.
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use wafer_protocol::ndjson::{self, LineInput};
@@ -21,7 +23,7 @@ pub struct Summary {
 
 /// Answers every line of `input` on `output`, flushing after each, until `input` ends.
 pub async fn predict_lines(
-    model: &LoadedModel,
+    model: &Arc<LoadedModel>,
     mut input: impl AsyncBufRead + Unpin,
     mut output: impl AsyncWrite + Unpin,
 ) -> anyhow::Result<Summary> {
@@ -75,7 +77,7 @@ pub struct Answer {
 
 /// The answer to line `number` (counting from 1); `None` for a blank line, which is not
 /// answered.
-pub async fn answer_line(model: &LoadedModel, number: u64, line: &[u8]) -> Option<Answer> {
+pub async fn answer_line(model: &Arc<LoadedModel>, number: u64, line: &[u8]) -> Option<Answer> {
     let (result, measured) = match ndjson::parse_line(line)? {
         Ok(LineInput::Request(body)) => respond(model, Input::Request(body)).await,
         Ok(LineInput::Records(records)) => respond(model, Input::Records(records)).await,
@@ -101,7 +103,7 @@ pub enum Input<'a> {
 /// Runs `input` on `model` and encodes the v2 response: JSON only, binary tensor data being for
 /// HTTP clients. `wafer predict` answers with it, once or per line.
 pub async fn respond(
-    model: &LoadedModel,
+    model: &Arc<LoadedModel>,
     input: Input<'_>,
 ) -> (Result<Vec<u8>, ProtocolError>, Measured) {
     let ((outputs, measured), id) = match input {

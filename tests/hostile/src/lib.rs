@@ -28,7 +28,7 @@ mod bindings {
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bindings::exports::wafer::inference::scorer::{Batch, Guest, Table};
+use bindings::exports::wafer::inference::scorer::{self, Batch, Guest, Table};
 use bindings::wafer::inference::types::{
     Datatype, Error, InstanceStats, ModelMetadata, Tensor, TensorData, TensorInfo,
 };
@@ -116,6 +116,16 @@ impl Guest for Hostile {
 
     fn predict_batch(_records: Table, _outputs: Vec<String>) -> Result<Batch, Error> {
         Err(Error::InvalidInput("no records here".into()))
+    }
+
+    fn predict_many(calls: Vec<scorer::Call>) -> Vec<Result<Vec<Tensor>, Error>> {
+        calls
+            .into_iter()
+            .map(|call| match call.input {
+                scorer::CallInput::Tensors(inputs) => Self::predict(inputs, call.outputs),
+                scorer::CallInput::Records(records) => Self::predict_records(records, call.outputs),
+            })
+            .collect()
     }
 
     fn features() -> Result<Option<String>, Error> {
