@@ -8,9 +8,10 @@ Sides compared, all on this machine in this run:
   * in-process (criterion, benches/inference.rs): native tract vs the wasm guest and vs the wasi-nn
     flavour (its graph run natively behind `wasi:nn`); a fresh instance
     with and without the parsed model in its snapshot;
-  * HTTP (wrk, the same Lua script for every side): `wafer serve` vs `wasmtime serve` on the same
-    component, vs MLServer 1.7 with its scikit-learn runtime, vs a minimal hyper server that answers
-    a fixed body (the loopback floor); 1 and 32 connections;
+  * HTTP (wrk, the same Lua script for every side): `wafer serve` (unbatched, and with dynamic
+    batching) vs `wasmtime serve` on the same component, vs MLServer 1.7 with its scikit-learn
+    runtime (unbatched, and with adaptive batching at the same batch size), vs a minimal hyper
+    server that answers a fixed body (the loopback floor); 1, 8, 32 and 128 connections;
   * process start to first successful prediction: wafer with a warm and a cold compiled cache,
     and MLServer.
 """
@@ -34,6 +35,12 @@ WAFER = TARGET / "release" / "wafer"
 FLOOR = TARGET / "release" / "examples" / "loopback_floor"
 DURATION = os.environ.get("BENCH_DURATION", "10s")
 MODEL = "iris"
+CONNECTIONS = (1, 8, 32, 128)
+# Dynamic batching on both sides: at most this many rows per model call. wafer's leader waits
+# for no one (batches fill while its executors are busy); MLServer's adaptive batching needs a
+# wait, and gets the shortest that lets it batch.
+MAX_BATCH_SIZE = 32
+MLSERVER_MAX_BATCH_TIME_S = 0.0005
 
 
 def free_port() -> int:
@@ -86,7 +93,7 @@ def wrk(url: str, body_file: Path, connections: int) -> dict:
         'wrk.headers["Content-Type"] = "application/json"\n'
         f'local f = io.open("{body_file}", "rb"); wrk.body = f:read("*a"); f:close()\n'
     )
-    threads = min(connections, 2)
+    threads = min(connections, 2)  # the machine's cores; wrk checked against the floor below
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{DURATION}", "--latency", "-s", str(script), url],
         capture_output=True, text=True, check=True,
@@ -122,8 +129,9 @@ def mlserver_env() -> Path:
     return venv
 
 
-def mlserver_repo(venv: Path, workdir: Path) -> Path:
-    """Trains the same iris model as tools/make_models.py and lays out an MLServer repository."""
+def mlserver_repo(venv: Path, workdir: Path, batching: bool) -> Path:
+    """Trains the same iris model as tools/make_models.py and lays out an MLServer repository,
+    with adaptive batching when `batching`."""
     repo = workdir / "mlserver-models" / MODEL
     repo.mkdir(parents=True, exist_ok=True)
     code = f"""
@@ -136,10 +144,13 @@ Xtr, _, ytr, _ = train_test_split(X, d.target, test_size=0.2, random_state=42, s
 joblib.dump(LogisticRegression(max_iter=1000).fit(Xtr, ytr), "{repo / 'model.joblib'}")
 """
     subprocess.run([str(venv / "bin" / "python"), "-c", code], check=True)
-    (repo / "model-settings.json").write_text(json.dumps({
+    settings = {
         "name": MODEL, "implementation": "mlserver_sklearn.SKLearnModel",
         "parameters": {"uri": "./model.joblib", "version": "1"},
-    }))
+    }
+    if batching:
+        settings |= {"max_batch_size": MAX_BATCH_SIZE, "max_batch_time": MLSERVER_MAX_BATCH_TIME_S}
+    (repo / "model-settings.json").write_text(json.dumps(settings))
     return repo.parent
 
 
@@ -171,16 +182,30 @@ def main() -> None:
         results["startup"][f"wafer_{label}_cache_s"] = wait_for_prediction(
             f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body, proc)
         if label == "warm":
-            for c in (1, 32):
+            for c in CONNECTIONS:
                 results["http"][f"wafer_c{c}"] = wrk(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body_file, c)
         stop(proc)
+
+    # wafer with dynamic batching: the same model in a repository whose wafer.toml turns it on.
+    batched = work / "batched-models" / MODEL
+    batched.mkdir(parents=True)
+    shutil.copy(ROOT / "models" / MODEL / "model.onnx", batched / "model.onnx")
+    (batched / "wafer.toml").write_text(f"[dynamic_batching]\nmax_batch_size = {MAX_BATCH_SIZE}\n")
+    port = free_port()
+    proc = start([str(WAFER), "serve", str(batched.parent), "--addr", f"127.0.0.1:{port}",
+                  "--cache-dir", str(cache), "--build-dir", str(work / "batched-build")],
+                 env={"WAFER_LOG": "warn"})
+    wait_for_prediction(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body, proc)
+    for c in CONNECTIONS:
+        results["http"][f"wafer-batched_c{c}"] = wrk(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body_file, c)
+    stop(proc)
 
     # wasmtime serve on the very same component.
     component = ROOT / "target" / "wafer" / f"{MODEL}.wasm"
     port = free_port()
     proc = start([str(ROOT / "tools" / ".venv-wasmtime" / "wasmtime"), "serve", "-Scli=y", "--addr", f"127.0.0.1:{port}", str(component)])
     wait_for_prediction(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body, proc)
-    for c in (1, 32):
+    for c in CONNECTIONS:
         results["http"][f"wasmtime_c{c}"] = wrk(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body_file, c)
     stop(proc)
 
@@ -188,28 +213,34 @@ def main() -> None:
     port = free_port()
     proc = start([str(FLOOR), f"127.0.0.1:{port}"])
     wait_for_prediction(f"http://127.0.0.1:{port}/", body, proc)
-    for c in (1, 32):
+    for c in CONNECTIONS:
         results["http"][f"floor_c{c}"] = wrk(f"http://127.0.0.1:{port}/", body_file, c)
     stop(proc)
 
     # MLServer 1.7 with its scikit-learn runtime, same model, same v2 request.
     if os.environ.get("BENCH_SKIP_MLSERVER") != "1":
         venv = mlserver_env()
-        repo = mlserver_repo(venv, work)
-        port, grpc, metrics = free_port(), free_port(), free_port()
-        proc = start([str(venv / "bin" / "mlserver"), "start", str(repo)], env={
-            "MLSERVER_HTTP_PORT": str(port), "MLSERVER_GRPC_PORT": str(grpc),
-            "MLSERVER_METRICS_PORT": str(metrics), "MLSERVER_HOST": "127.0.0.1",
-            "MLSERVER_PARALLEL_WORKERS": "0",
-        })
-        results["startup"]["mlserver_s"] = wait_for_prediction(
-            f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body, proc)
-        for c in (1, 32):
-            results["http"][f"mlserver_c{c}"] = wrk(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body_file, c)
-        stop(proc)
+        for side, batching in [("mlserver", False), ("mlserver-batched", True)]:
+            repo = mlserver_repo(venv, work / side, batching)
+            port, grpc, metrics = free_port(), free_port(), free_port()
+            proc = start([str(venv / "bin" / "mlserver"), "start", str(repo)], env={
+                "MLSERVER_HTTP_PORT": str(port), "MLSERVER_GRPC_PORT": str(grpc),
+                "MLSERVER_METRICS_PORT": str(metrics), "MLSERVER_HOST": "127.0.0.1",
+                "MLSERVER_PARALLEL_WORKERS": "0",
+            })
+            seconds = wait_for_prediction(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body, proc)
+            if not batching:
+                results["startup"]["mlserver_s"] = seconds
+            for c in CONNECTIONS:
+                results["http"][f"{side}_c{c}"] = wrk(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body_file, c)
+            stop(proc)
 
     write_report(results)
     shutil.rmtree(work, ignore_errors=True)
+
+
+# The first section of BENCHMARKS.md that this script does not write.
+KEPT_FROM = "## In the browser"
 
 
 def write_report(r: dict) -> None:
@@ -219,7 +250,10 @@ def write_report(r: dict) -> None:
              "side by side on the same machine. Lower times and higher throughput are better.", "",
              f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
              f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-             f"- HTTP load: wrk, {DURATION} per run, body `{MODEL}` single-row v2 JSON request, 127.0.0.1", "",
+             f"- HTTP load: wrk, {DURATION} per run, body `{MODEL}` single-row v2 JSON request, 127.0.0.1",
+             f"- batching: wafer `[dynamic_batching] max_batch_size = {MAX_BATCH_SIZE}` (join requests, no "
+             f"queue delay); MLServer `max_batch_size = {MAX_BATCH_SIZE}`, "
+             f"`max_batch_time = {MLSERVER_MAX_BATCH_TIME_S}` s", "",
              "## In process (criterion medians)", "",
              "| model | native tract | guest predict | guest / native | wasi-nn predict | wasi-nn / native | fresh instance + predict |",
              "|---|---|---|---|---|---|---|"]
@@ -237,18 +271,29 @@ def write_report(r: dict) -> None:
     for key, v in http.items():
         name, c = key.rsplit("_c", 1)
         lines.append(f"| {name} | {c} | {v['rps']:.0f} | {v['p50_us']:.0f} µs | {v['p99_us']:.0f} µs |")
-    lines += ["", "| ratio | 1 connection | 32 connections |", "|---|---|---|"]
-    for other, label in [("wasmtime", "wafer / wasmtime serve, throughput"),
-                         ("mlserver", "wafer / MLServer, throughput")]:
-        if f"{other}_c1" in http:
-            lines.append(f"| {label} | {http['wafer_c1']['rps']/http[f'{other}_c1']['rps']:.2f} | "
-                         f"{http['wafer_c32']['rps']/http[f'{other}_c32']['rps']:.2f} |")
-    for other, label in [("wasmtime", "wafer / wasmtime serve, p50"), ("wasmtime", "wafer / wasmtime serve, p99"),
-                         ("mlserver", "wafer / MLServer, p50"), ("floor", "wafer p50 / loopback floor p50")]:
-        q = "p99_us" if "p99" in label else "p50_us"
-        if f"{other}_c1" in http:
-            lines.append(f"| {label} | {http['wafer_c1'][q]/http[f'{other}_c1'][q]:.2f} | "
-                         f"{http['wafer_c32'][q]/http[f'{other}_c32'][q]:.2f} |")
+    head = " | ".join(f"{c} conn." for c in CONNECTIONS)
+    lines += ["", f"| ratio | {head} |", "|---|" + "---|" * len(CONNECTIONS)]
+
+    def ratio(label: str, a: str, b: str, q: str, invert: bool = False) -> None:
+        if not all(f"{side}_c{c}" in http for side in (a, b) for c in CONNECTIONS):
+            return
+        cells = []
+        for c in CONNECTIONS:
+            x, y = http[f"{a}_c{c}"][q], http[f"{b}_c{c}"][q]
+            cells.append(f"{(y / x if invert else x / y):.2f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    ratio("wafer (batched) / MLServer (adaptive batching), throughput", "wafer-batched", "mlserver-batched", "rps")
+    ratio("wafer (batched) / MLServer, throughput", "wafer-batched", "mlserver", "rps")
+    ratio("wafer / MLServer, throughput", "wafer", "mlserver", "rps")
+    ratio("wafer (batched) / wasmtime serve, throughput", "wafer-batched", "wasmtime", "rps")
+    ratio("wafer / wasmtime serve, throughput", "wafer", "wasmtime", "rps")
+    ratio("wafer (batched) / wafer, throughput", "wafer-batched", "wafer", "rps")
+    ratio("wafer / wasmtime serve, p50", "wafer", "wasmtime", "p50_us")
+    ratio("wafer / wasmtime serve, p99", "wafer", "wasmtime", "p99_us")
+    ratio("wafer / MLServer, p50", "wafer", "mlserver", "p50_us")
+    ratio("wafer p50 / loopback floor p50", "wafer", "floor", "p50_us")
+    ratio("wafer (batched) p50 / loopback floor p50", "wafer-batched", "floor", "p50_us")
     lines += ["", "## Process start to first successful prediction", "",
               "| server | seconds |", "|---|---|"]
     for k, v in st.items():
@@ -256,7 +301,11 @@ def write_report(r: dict) -> None:
     if "mlserver_s" in st:
         lines += ["", f"wafer (warm cache) / MLServer: {st['wafer_warm_cache_s']/st['mlserver_s']:.2f}"]
     lines += ["", "Reproduce: `bash tools/bench.sh` (set `BENCH_DURATION=30s` for longer runs).", ""]
-    (ROOT / "BENCHMARKS.md").write_text("\n".join(lines))
+    # The sections other tools wrote (from the browser's on) stay as they are.
+    path = ROOT / "BENCHMARKS.md"
+    old = path.read_text() if path.exists() else ""
+    rest = old[old.index(KEPT_FROM):] if KEPT_FROM in old else ""
+    path.write_text("\n".join(lines) + ("\n" + rest if rest else ""))
     print("\n".join(lines))
 
 
