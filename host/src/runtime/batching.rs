@@ -4,8 +4,8 @@
 //! A request that can join a batch ([`Batcher::signature`]) either joins the open batch of its
 //! signature, while that has room, or opens one and leads it. The leader waits up to
 //! `max_queue_delay` for company (less when the batch fills), then for one of the model's
-//! executors (one per core): while every executor is busy, the open batch keeps filling, so
-//! batches grow with the load and cost no delay without it. Then one fresh instance scores the
+//! executors (by default half the cores): while every executor is busy, the open batch keeps
+//! filling, so batches grow with the load and cost no delay without it. Then one fresh instance scores the
 //! whole batch, in one of two ways ([`Join`]):
 //!
 //! - `requests` (the default): the instance runs each request in turn (the guest's
@@ -46,6 +46,8 @@ pub struct BatchConfig {
     pub max_queue_delay: Duration,
     /// How a batch is scored.
     pub join: Join,
+    /// How many batches of the model run at once. While they all run, the next batch fills.
+    pub executors: usize,
 }
 
 /// How one instance scores a batch: `join = "requests"` or `"rows"` in `[dynamic_batching]`.
@@ -65,11 +67,20 @@ impl BatchConfig {
     /// model's executors are busy.
     pub const MAX_QUEUE_DELAY_US: u64 = 0;
 
+    /// The default `executors`: half the cores, at least one. Fewer executors than cores is
+    /// what lets batches form: with one per core, one is almost always free, since the cores
+    /// also parse and answer the requests.
+    pub fn default_executors() -> usize {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        (cores / 2).max(1)
+    }
+
     /// The keys of the table.
-    const KEYS: [&str; 3] = ["max_batch_size", "max_queue_delay_us", "join"];
+    const KEYS: [&str; 4] = ["max_batch_size", "max_queue_delay_us", "join", "executors"];
 
     /// Reads `[dynamic_batching]`: `max_batch_size` (1 to 65,536), `max_queue_delay_us` (0
-    /// to 1,000,000) and `join` (`"requests"` or `"rows"`), each optional.
+    /// to 1,000,000), `join` (`"requests"` or `"rows"`) and `executors` (1 to 1,024), each
+    /// optional.
     pub fn parse(table: &toml::Table) -> anyhow::Result<BatchConfig> {
         if let Some(key) = table.keys().find(|k| !Self::KEYS.contains(&k.as_str())) {
             bail!(
@@ -98,6 +109,7 @@ impl BatchConfig {
                 1_000_000,
                 0,
             )?),
+            executors: int("executors", Self::default_executors() as u64, 1024, 1)? as usize,
             join: match table.get("join") {
                 None => Join::Requests,
                 Some(v) if v.as_str() == Some("requests") => Join::Requests,
@@ -171,14 +183,13 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Batching under `config`, with as many model calls at once as there are cores.
+    /// Batching under `config`.
     pub fn new(config: BatchConfig) -> Batcher {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Batcher {
+            executors: Semaphore::new(config.executors),
             config,
             open: Mutex::new(HashMap::new()),
             closed: Mutex::new(HashMap::new()),
-            executors: Semaphore::new(cores),
             ids: AtomicU64::new(0),
         }
     }
@@ -541,9 +552,13 @@ mod tests {
                 max_batch_size: BatchConfig::MAX_BATCH_SIZE,
                 max_queue_delay: Duration::ZERO,
                 join: Join::Requests,
+                executors: BatchConfig::default_executors(),
             }
         );
-        let c = config("max_batch_size = 8\nmax_queue_delay_us = 250\njoin = \"rows\"").unwrap();
+        let c =
+            config("max_batch_size = 8\nmax_queue_delay_us = 250\njoin = \"rows\"\nexecutors = 3")
+                .unwrap();
+        assert_eq!(c.executors, 3);
         assert_eq!(c.max_batch_size, 8);
         assert_eq!(c.max_queue_delay, Duration::from_micros(250));
         assert_eq!(c.join, Join::Rows);
@@ -554,6 +569,7 @@ mod tests {
             "max_queue_delay_us = 2000000",
             "preferred_batch_size = 4",
             "join = \"columns\"",
+            "executors = 0",
         ] {
             assert!(config(bad).is_err(), "{bad} was taken");
         }
