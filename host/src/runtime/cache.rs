@@ -204,13 +204,13 @@ impl CompiledCache {
             .map_or_else(|| PathBuf::from("target/wafer-cache"), |d| d.join("wafer"))
     }
 
-    /// The entry for `wasm` under `engine`'s settings.
-    pub fn entry(&self, engine: &Engine, wasm: &[u8]) -> PathBuf {
+    /// The entry for the component whose sha256 is `digest` under `engine`'s settings.
+    pub fn entry(&self, engine: &Engine, digest: &[u8]) -> PathBuf {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        let component = Sha256::digest(wasm);
+        let component: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         self.dir
-            .join(format!("{component:x}-{:016x}.cwasm", hasher.finish()))
+            .join(format!("{component}-{:016x}.cwasm", hasher.finish()))
     }
 
     /// The compiled `wasm`, from the cache when a valid entry exists, else compiled and stored.
@@ -219,7 +219,18 @@ impl CompiledCache {
         engine: &Engine,
         wasm: &[u8],
     ) -> anyhow::Result<(Component, CacheOutcome)> {
-        let path = self.entry(engine, wasm);
+        self.load_or_compile_hashed(engine, wasm, &Sha256::digest(wasm))
+    }
+
+    /// [`CompiledCache::load_or_compile`] for a component whose sha256, `digest`, the caller
+    /// already has.
+    pub fn load_or_compile_hashed(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        digest: &[u8],
+    ) -> anyhow::Result<(Component, CacheOutcome)> {
+        let path = self.entry(engine, digest);
         let existed = path.exists();
         if existed {
             match self.load(engine, &path) {

@@ -380,8 +380,9 @@ impl Runtime {
         graph: Option<nn::NativeGraph>,
     ) -> anyhow::Result<LoadedModel> {
         let started = Instant::now();
+        let digest = sha2::Sha256::digest(wasm);
         let (component, cache) = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, wasm),
+            Some(cache) => cache.load_or_compile_hashed(&self.engine, wasm, &digest),
             None => Component::new(&self.engine, wasm)
                 .map(|c| (c, CacheOutcome::Miss))
                 .map_err(anyhow::Error::from),
@@ -415,7 +416,7 @@ impl Runtime {
             deadline_ticks: self.deadline_ticks,
             max_memory: self.max_memory,
             features: self.features.clone(),
-            digest: format!("{:x}", sha2::Sha256::digest(wasm)),
+            digest: format!("{digest:x}"),
             spec: None,
             graph,
         };
