@@ -60,7 +60,9 @@ impl TensorInfo {
         format!("[{}]", dims.join(","))
     }
 
-    fn check(&self, tensor: &Tensor) -> Result<(), ScoringError> {
+    /// Whether `tensor` fits this input: its element type, its rank, its fixed dimensions,
+    /// and no empty dimension.
+    pub fn check(&self, tensor: &Tensor) -> Result<(), ScoringError> {
         if tensor.datatype() != self.datatype {
             return Err(ScoringError::DataType {
                 input: self.name.clone(),

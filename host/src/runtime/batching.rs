@@ -194,11 +194,6 @@ impl Batcher {
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &BatchConfig {
-        &self.config
-    }
-
     /// The signature and rows of a request that may join a batch; `None` for one that runs
     /// alone: one the host can already see is malformed (so that its error is its own), or
     /// larger than a batch.
@@ -233,17 +228,8 @@ impl Batcher {
                         return None;
                     }
                     match metadata.inputs.iter().find(|m| m.name == t.name()) {
-                        Some(info) => {
-                            let fits = info.datatype == t.datatype()
-                                && info.shape.len() == t.shape().len()
-                                && info.shape.iter().zip(t.shape()).all(|(d, &n)| match d {
-                                    scoring::Dim::Fixed(f) => *f == n,
-                                    scoring::Dim::Dynamic(_) => true,
-                                });
-                            if !fits {
-                                return None;
-                            }
-                        }
+                        Some(info) if info.check(t).is_err() => return None,
+                        Some(_) => {}
                         // A raw field: the guest's feature spec checks it.
                         None if model.features_toml().is_some() => {}
                         None => return None,

@@ -564,11 +564,6 @@ impl LoadedModel {
         self
     }
 
-    /// How it batches requests, if it does.
-    pub fn batching(&self) -> Option<&batching::BatchConfig> {
-        self.batching.as_deref().map(batching::Batcher::config)
-    }
-
     /// The model's inputs and outputs, as its component reports them.
     pub fn metadata(&self) -> &scoring::ModelMetadata {
         &self.metadata
@@ -661,14 +656,20 @@ impl LoadedModel {
         call: Call,
         outputs: &[String],
     ) -> (Result<Vec<scoring::Tensor>, ProtocolError>, Measured) {
-        let mut measured = Measured {
+        let mut measured = self.first_measure();
+        let result = self.run(call, outputs, &mut measured).await;
+        (result, measured)
+    }
+
+    /// What a model call measures before it runs: whether it is the model's first, and (until
+    /// batching says otherwise) that it answers one request.
+    fn first_measure(&self) -> Measured {
+        Measured {
             cold: self.cold.swap(false, Ordering::Relaxed),
             batch_size: 1,
             batch_first: true,
             ..Measured::default()
-        };
-        let result = self.run(call, outputs, &mut measured).await;
-        (result, measured)
+        }
     }
 
     async fn run(
@@ -695,10 +696,7 @@ impl LoadedModel {
     /// each with its own result; `Err` when the instance itself failed (a trap, the
     /// deadline), which fails them all.
     async fn call_many(&self, calls: &[(Call, Vec<String>)]) -> (ManyResult, Measured) {
-        let mut measured = Measured {
-            cold: self.cold.swap(false, Ordering::Relaxed),
-            ..Measured::default()
-        };
+        let mut measured = self.first_measure();
         let calls: Vec<WitCall> = calls
             .iter()
             .map(|(call, outputs)| WitCall {
@@ -835,11 +833,7 @@ impl Session {
         let result = self
             .call(async |scorer, store| scorer.call_predict(store, &inputs, outputs).await)
             .await?;
-        result
-            .map_err(convert::guest_error)?
-            .into_iter()
-            .map(host_tensor)
-            .collect()
+        guest_outputs(result, &mut Measured::default())
     }
 
     /// Runs the guest's `predict-batch` on raw records, `rows` of them in packed columns: the
