@@ -261,8 +261,12 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> anyhow::Result<Answer>
 fn agent() -> &'static ureq::Agent {
     static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
     AGENT.get_or_init(|| {
+        // No idle connections kept: the tests start a hundred servers on ports the kernel
+        // picks, and a port freed by one is sometimes given to the next; a kept connection to
+        // the stopped server then meets EOF, and ureq does not retry a POST.
         ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(60))
+            .max_idle_connections(0)
             .build()
     })
 }
@@ -279,6 +283,16 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (Answer, Vec<(String, String)>) {
+    try_request(method, url, headers, body).expect("HTTP request")
+}
+
+/// [`request`], with a transport error returned rather than a panic.
+pub fn try_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<(Answer, Vec<(String, String)>)> {
     let mut request = agent().request(method, url);
     for (name, value) in headers {
         request = request.set(name, value);
@@ -292,7 +306,7 @@ pub fn request(
             .collect(),
         Err(_) => Vec::new(),
     };
-    (answer(result).expect("HTTP request"), response_headers)
+    Ok((answer(result)?, response_headers))
 }
 
 /// `POST url` with a raw body.
