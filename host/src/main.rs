@@ -753,9 +753,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let (components, folders): (Vec<PathBuf>, Vec<PathBuf>) =
                 models.into_iter().partition(|m| m.is_file());
             for component in components {
-                let wasm = std::fs::read(&component)
-                    .with_context(|| format!("reading {}", component.display()))?;
-                let outcome = runtime.precompile(&wasm)?;
+                let outcome = runtime.precompile_file(&component)?;
                 println!(
                     "{}: compiled cache {}",
                     component.display(),

@@ -25,6 +25,7 @@ use wasmtime_wizer::{ComponentInstanceState, Wizer};
 use crate::bindings::Scoring;
 use crate::bindings::wafer::inference::types::{ModelMetadata, Tensor};
 use crate::runtime::cache::{CompiledCache, FunctionCache};
+use crate::runtime::digests::{FileDigests, Sha256Digest};
 use crate::runtime::{HostState, PoolLimits};
 
 /// The guest's build-time initializer. It stays exported in the snapshot (Wizer 48 would drop
@@ -121,25 +122,46 @@ pub fn find_guest(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     })
 }
 
-/// One generic guest, read and hashed once, instrumented and compiled on first use.
+/// One generic guest, hashed once (or its digest recalled), read only when a model is built
+/// from it, instrumented and compiled on first use.
 struct Guest {
-    bytes: Vec<u8>,
-    /// sha256 of `bytes`, hashed once for every model's build key.
-    digest: Vec<u8>,
+    path: PathBuf,
+    /// sha256 of its file, for every model's build key.
+    digest: Sha256Digest,
+    /// Its bytes, read when first needed: a repository whose components are all up to date
+    /// never reads the guest.
+    bytes: OnceLock<Vec<u8>>,
     /// The instrumented guest, compiled on first use: a repository whose components are all
     /// up to date compiles nothing.
     compiled: OnceLock<Component>,
 }
 
 impl Guest {
-    fn read(path: &Path) -> anyhow::Result<Guest> {
-        let bytes = std::fs::read(path)
+    fn open(path: &Path, digests: &FileDigests) -> anyhow::Result<Guest> {
+        let digest = digests
+            .sha256(path)
             .with_context(|| format!("reading the guest component {}", path.display()))?;
         Ok(Guest {
-            digest: Sha256::digest(&bytes).to_vec(),
-            bytes,
+            path: path.to_owned(),
+            digest,
+            bytes: OnceLock::new(),
             compiled: OnceLock::new(),
         })
+    }
+
+    /// Its bytes, which must still be those its digest was taken of.
+    fn bytes(&self) -> anyhow::Result<&[u8]> {
+        if let Some(bytes) = self.bytes.get() {
+            return Ok(bytes);
+        }
+        let bytes = std::fs::read(&self.path)
+            .with_context(|| format!("reading the guest component {}", self.path.display()))?;
+        anyhow::ensure!(
+            <Sha256Digest>::from(Sha256::digest(&bytes)) == self.digest,
+            "the guest component {} changed while wafer was running; restart it",
+            self.path.display()
+        );
+        Ok(self.bytes.get_or_init(|| bytes))
     }
 
     /// The instrumented guest, compiled on first use from what `instrumented` returns, or
@@ -182,6 +204,8 @@ pub struct Builder {
     snapshot: bool,
     backend: Backend,
     cache: Option<CompiledCache>,
+    /// Digests of the guests and models, kept beside the compiled cache.
+    digests: Arc<FileDigests>,
     wizer: Wizer,
     wizer_nn: Wizer,
     engine: Engine,
@@ -208,8 +232,12 @@ impl Builder {
         )?)?;
         let mut linker = Linker::new(&engine);
         crate::runtime::add_to_linker(&mut linker)?;
+        let digests = options
+            .cache
+            .as_ref()
+            .map_or_else(FileDigests::in_memory, CompiledCache::digests);
         Ok(Builder {
-            plain: Guest::read(&options.guest)?,
+            plain: Guest::open(&options.guest, &digests)?,
             lookup_path,
             lookup: OnceLock::new(),
             nn: [OnceLock::new(), OnceLock::new()],
@@ -221,6 +249,7 @@ impl Builder {
             snapshot: options.snapshot,
             backend: options.backend,
             cache: options.cache.clone(),
+            digests,
             wizer,
             wizer_nn,
             engine,
@@ -242,12 +271,13 @@ impl Builder {
                 return Ok(guest);
             }
             let file = self.backend.guest_file(lookups);
-            let guest = Guest::read(&self.guest_dir.join(file)).with_context(|| {
-                format!(
-                    "the wasi-nn backend needs the guest {file}; build it with \
+            let guest =
+                Guest::open(&self.guest_dir.join(file), &self.digests).with_context(|| {
+                    format!(
+                        "the wasi-nn backend needs the guest {file}; build it with \
                      `{NN_GUEST_BUILD_COMMAND}`"
-                )
-            })?;
+                    )
+                })?;
             return Ok(slot.get_or_init(|| guest));
         }
         if !lookups {
@@ -256,7 +286,7 @@ impl Builder {
         if let Some(guest) = self.lookup.get() {
             return Ok(guest);
         }
-        let guest = Guest::read(&self.lookup_path).with_context(|| {
+        let guest = Guest::open(&self.lookup_path, &self.digests).with_context(|| {
             format!(
                 "features.toml looks fields up, which needs the guest {LOOKUP_GUEST}; build it \
                  with `{GUEST_BUILD_COMMAND}`"
@@ -287,14 +317,20 @@ impl Builder {
         };
         let guest = self.guest(lookups)?;
         let onnx_path = model_dir.join("model.onnx");
-        let onnx = std::fs::read(&onnx_path)
-            .with_context(|| format!("reading {}", onnx_path.display()))?;
-        let key = build_key(&guest.digest, &onnx, features.as_deref(), self.snapshot);
+        let onnx_digest = self.digests.sha256(&onnx_path)?;
+        let key = build_key(
+            &guest.digest,
+            &onnx_digest,
+            features.as_deref(),
+            self.snapshot,
+        );
         // (The guest's digest tells the flavours apart.)
         let key_path = output.with_extension("wasm.key");
         if output.is_file() && std::fs::read_to_string(&key_path).ok().as_deref() == Some(&key) {
             return Ok(false);
         }
+        let onnx = std::fs::read(&onnx_path)
+            .with_context(|| format!("reading {}", onnx_path.display()))?;
         let wasm = self
             .build_from(guest, name, &onnx, features.as_deref())
             .await
@@ -339,12 +375,18 @@ impl Builder {
             Backend::Guest => &self.wizer,
             Backend::WasiNn => &self.wizer_nn,
         };
-        let (cx, instrumented) = wizer.instrument_component(&guest.bytes)?;
+        let (cx, instrumented) = wizer.instrument_component(guest.bytes()?)?;
         let component = guest.compiled(&self.engine, self.cache.as_ref(), || Ok(instrumented))?;
         // Whatever randomness the initializer draws (a hash map's keys) is frozen into the
         // snapshot; drawing it from the build's inputs makes the same inputs give the same
         // bytes, so a rebuild hits the compiled cache and a build can be reproduced.
-        let seed = Sha256::digest(build_key(&guest.digest, onnx, features, self.snapshot));
+        let onnx_digest = Sha256::digest(onnx).into();
+        let seed = Sha256::digest(build_key(
+            &guest.digest,
+            &onnx_digest,
+            features,
+            self.snapshot,
+        ));
         let state = HostState::deterministic(seed.into());
         let (mut store, instance) = match self.backend {
             Backend::Guest => {
@@ -422,7 +464,7 @@ impl Builder {
         inputs: Vec<wafer_scoring::Tensor>,
     ) -> anyhow::Result<Result<Vec<wafer_scoring::Tensor>, ProtocolError>> {
         let component = self.plain.compiled(&self.engine, self.cache.as_ref(), || {
-            Ok(self.wizer.instrument_component(&self.plain.bytes)?.1)
+            Ok(self.wizer.instrument_component(self.plain.bytes()?)?.1)
         })?;
         let (mut store, instance) = self
             .initialized(HostState::new(), &component, name, onnx, None, true)
@@ -449,11 +491,17 @@ impl Builder {
 }
 
 /// What a built component depends on: the guest, the model, the options and this version.
-fn build_key(guest_digest: &[u8], onnx: &[u8], features: Option<&str>, snapshot: bool) -> String {
+/// (Each by its sha256, the features' text excepted.)
+fn build_key(
+    guest: &Sha256Digest,
+    onnx: &Sha256Digest,
+    features: Option<&str>,
+    snapshot: bool,
+) -> String {
     let mut h = Sha256::new();
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
-    h.update(guest_digest);
-    h.update(Sha256::digest(onnx));
+    h.update(guest);
+    h.update(onnx);
     h.update(Sha256::digest(features.unwrap_or_default()));
     h.update([u8::from(features.is_some()), u8::from(snapshot)]);
     format!("{:x}\n", h.finalize())

@@ -2,9 +2,11 @@
 //! deserializes instead of compiling.
 //!
 //! An entry is named by the sha256 of the component and the engine's compatibility hash
-//! (wasmtime version and every setting that changes compiled code). Each file starts with the
-//! sha256 of the serialized bytes that follow; an entry whose checksum, header or settings do
-//! not match is logged, recompiled and replaced, never trusted.
+//! (wasmtime version and every setting that changes compiled code). Beside each `.cwasm` a
+//! `.sha256` file holds its checksum; an entry whose checksum, header or settings do not match
+//! is logged, recompiled and replaced, never trusted. A valid entry is mapped into memory, not
+//! read, and its checksum is remembered with the file's metadata ([`FileDigests`]), so a warm
+//! start reads neither the component nor its compiled code.
 //!
 //! Below it, [`FunctionCache`] keeps Cranelift's per-function results in the user's cache
 //! folder: every model's component holds the same guest code under different data, so only the
@@ -20,6 +22,8 @@ use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
+
+use crate::runtime::digests::FileDigests;
 
 /// Whether a load found its compiled code in the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,6 +188,12 @@ impl wasmtime::CacheStore for FunctionCache {
     }
 }
 
+/// Where an entry's sha256 is kept: beside it, so that the entry itself is exactly what
+/// wasmtime maps.
+fn checksum_path(entry: &Path) -> PathBuf {
+    entry.with_extension("sha256")
+}
+
 /// A folder of compiled components.
 #[derive(Clone, Debug)]
 pub struct CompiledCache {
@@ -219,16 +229,16 @@ impl CompiledCache {
         engine: &Engine,
         wasm: &[u8],
     ) -> anyhow::Result<(Component, CacheOutcome)> {
-        self.load_or_compile_hashed(engine, wasm, &Sha256::digest(wasm))
+        self.load_or_compile_with(engine, &Sha256::digest(wasm), || Ok(Cow::Borrowed(wasm)))
     }
 
-    /// [`CompiledCache::load_or_compile`] for a component whose sha256, `digest`, the caller
-    /// already has.
-    pub fn load_or_compile_hashed(
+    /// [`CompiledCache::load_or_compile`] for the component whose sha256 is `digest`, read by
+    /// `wasm` only when it must be compiled.
+    pub fn load_or_compile_with<'a>(
         &self,
         engine: &Engine,
-        wasm: &[u8],
         digest: &[u8],
+        wasm: impl FnOnce() -> anyhow::Result<Cow<'a, [u8]>>,
     ) -> anyhow::Result<(Component, CacheOutcome)> {
         let path = self.entry(engine, digest);
         let existed = path.exists();
@@ -241,7 +251,7 @@ impl CompiledCache {
                 ),
             }
         }
-        let component = Component::new(engine, wasm).map_err(anyhow::Error::from)?;
+        let component = Component::new(engine, wasm()?).map_err(anyhow::Error::from)?;
         if let Err(e) = self.store(&path, &component) {
             tracing::warn!(entry = %path.display(), error = %format!("{e:#}"), "cannot write the compiled cache");
         }
@@ -253,25 +263,29 @@ impl CompiledCache {
         Ok((component, outcome))
     }
 
+    /// Digests of the files this cache's users read, kept beside the entries.
+    pub fn digests(&self) -> Arc<FileDigests> {
+        FileDigests::in_dir(&self.dir)
+    }
+
+    /// An entry, mapped from its file (not copied) once its checksum holds.
     fn load(&self, engine: &Engine, path: &Path) -> anyhow::Result<Component> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let (checksum, serialized) = bytes.split_at_checked(32).context("truncated entry")?;
+        let sidecar = checksum_path(path);
+        let expected = std::fs::read(&sidecar)
+            .with_context(|| format!("reading the checksum {}", sidecar.display()))?;
+        let actual = self.digests().sha256(path)?;
         anyhow::ensure!(
-            Sha256::digest(serialized).as_slice() == checksum,
+            expected == actual,
             "checksum mismatch: the entry is corrupt"
         );
-        anyhow::ensure!(
-            Engine::detect_precompiled(serialized).is_some(),
-            "not a precompiled wasmtime artifact"
-        );
-        // SAFETY: `serialized` was written by `Component::serialize` of a wasmtime engine with
-        // the same compatibility hash (the file name says so), and its checksum proves it is
-        // byte for byte what was written; wasmtime checks its version and settings again.
-        #[expect(
-            unsafe_code,
-            reason = "deserializing our own checksummed compiled artifact"
-        )]
-        let component = unsafe { Component::deserialize(engine, serialized) };
+        // SAFETY: the file was written by `Component::serialize` of a wasmtime engine with the
+        // same compatibility hash (its name says so), and its sha256 (recomputed, or remembered
+        // for exactly this file with this size and these modification and status-change times)
+        // is what was written beside it; wasmtime checks its version and settings again.
+        // Entries are replaced by renaming, never rewritten in place, so the mapped file does
+        // not change under the component.
+        #[expect(unsafe_code, reason = "mapping our own checksummed compiled artifact")]
+        let component = unsafe { Component::deserialize_file(engine, path) };
         component.map_err(anyhow::Error::from)
     }
 
@@ -279,11 +293,17 @@ impl CompiledCache {
         let serialized = component.serialize().map_err(anyhow::Error::from)?;
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
-        let mut bytes = Sha256::digest(&serialized).to_vec();
-        bytes.extend_from_slice(&serialized);
-        let tmp = path.with_extension(format!("cwasm.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-        Ok(())
+        // Each file is written aside and renamed into place, the checksum first: a reader
+        // meeting a new checksum beside an old entry (or the reverse) rejects it, never
+        // trusts it.
+        let replace = |path: &Path, bytes: &[u8]| -> anyhow::Result<()> {
+            let mut tmp = path.as_os_str().to_owned();
+            tmp.push(format!(".{}.tmp", std::process::id()));
+            let tmp = PathBuf::from(tmp);
+            std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+        };
+        replace(&checksum_path(path), &Sha256::digest(&serialized))?;
+        replace(path, &serialized)
     }
 }

@@ -1,6 +1,7 @@
 //! The wasmtime side: one engine, one `InstancePre` per model, a fresh `Store` and instance
 //! per invocation ([`LoadedModel`]) or one kept for many calls ([`Session`]); and what feeds it:
-//! building components ([`build`]), the compiled cache ([`cache`]), WIT conversions ([`convert`]),
+//! building components ([`build`]), the compiled cache ([`cache`]) and the file digests that
+//! make a warm start read nothing twice ([`digests`]), WIT conversions ([`convert`]),
 //! and the native backend behind `wasi:nn` for the wasi-nn flavour ([`nn`]); dynamic batching of
 //! concurrent requests into one fresh instance ([`batching`]).
 
@@ -8,8 +9,11 @@ pub mod batching;
 pub mod build;
 pub mod cache;
 pub mod convert;
+pub mod digests;
 pub mod nn;
 
+use std::borrow::Cow;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -30,6 +34,7 @@ use crate::bindings::lookup::wasi::keyvalue::store as kv;
 use crate::bindings::wafer::inference::types::{Error as GuestError, Tensor};
 use crate::bindings::{Scoring, ScoringPre};
 use crate::runtime::cache::{CacheOutcome, CompiledCache, FunctionCache};
+use crate::runtime::digests::Sha256Digest;
 use crate::store::{FeatureStore, Snapshot};
 
 /// Per-store state: the WASI context the guest's standard library needs, the `wasi:http`
@@ -380,12 +385,49 @@ impl Runtime {
         graph: Option<nn::NativeGraph>,
     ) -> anyhow::Result<LoadedModel> {
         let started = Instant::now();
-        let digest = sha2::Sha256::digest(wasm);
+        let digest: Sha256Digest = sha2::Sha256::digest(wasm).into();
+        self.load_component(name, &digest, || Ok(Cow::Borrowed(wasm)), graph, started)
+            .await
+    }
+
+    /// [`Runtime::load_with_graph`] for the component in the file at `path`. With a compiled
+    /// cache, a warm start neither reads nor hashes it: its digest is remembered with its
+    /// metadata ([`digests::FileDigests`]), and its compiled code is mapped from the cache.
+    pub async fn load_file_with_graph(
+        &self,
+        name: &str,
+        path: &Path,
+        graph: Option<nn::NativeGraph>,
+    ) -> anyhow::Result<LoadedModel> {
+        let started = Instant::now();
+        let read = || {
+            std::fs::read(path)
+                .map(Cow::Owned)
+                .with_context(|| format!("reading the component {}", path.display()))
+        };
+        let Some(cache) = &self.cache else {
+            return self.load_with_graph(name, &read()?, graph).await;
+        };
+        let digest = cache.digests().sha256(path)?;
+        self.load_component(name, &digest, read, graph, started)
+            .await
+    }
+
+    async fn load_component<'a>(
+        &self,
+        name: &str,
+        digest: &Sha256Digest,
+        wasm: impl FnOnce() -> anyhow::Result<Cow<'a, [u8]>>,
+        graph: Option<nn::NativeGraph>,
+        started: Instant,
+    ) -> anyhow::Result<LoadedModel> {
         let (component, cache) = match &self.cache {
-            Some(cache) => cache.load_or_compile_hashed(&self.engine, wasm, &digest),
-            None => Component::new(&self.engine, wasm)
-                .map(|c| (c, CacheOutcome::Miss))
-                .map_err(anyhow::Error::from),
+            Some(cache) => cache.load_or_compile_with(&self.engine, digest, wasm),
+            None => wasm().and_then(|wasm| {
+                Component::new(&self.engine, wasm)
+                    .map(|c| (c, CacheOutcome::Miss))
+                    .map_err(anyhow::Error::from)
+            }),
         }
         .with_context(|| format!("compiling the component of model \"{name}\""))?;
         let compiled = started.elapsed();
@@ -416,7 +458,7 @@ impl Runtime {
             deadline_ticks: self.deadline_ticks,
             max_memory: self.max_memory,
             features: self.features.clone(),
-            digest: format!("{digest:x}"),
+            digest: digest.iter().map(|b| format!("{b:02x}")).collect(),
             spec: None,
             graph,
         };
@@ -444,13 +486,20 @@ impl Runtime {
         Ok(model)
     }
 
-    /// Compiles `wasm` into the cache without loading it; returns what the cache held.
-    pub fn precompile(&self, wasm: &[u8]) -> anyhow::Result<CacheOutcome> {
+    /// Compiles the component in the file at `path` into the cache without loading it;
+    /// returns what the cache held.
+    pub fn precompile_file(&self, path: &Path) -> anyhow::Result<CacheOutcome> {
         let cache = self
             .cache
             .as_ref()
             .context("no compiled cache configured")?;
-        Ok(cache.load_or_compile(&self.engine, wasm)?.1)
+        let digest = cache.digests().sha256(path)?;
+        let read = || {
+            std::fs::read(path)
+                .map(Cow::Owned)
+                .with_context(|| format!("reading the component {}", path.display()))
+        };
+        Ok(cache.load_or_compile_with(&self.engine, &digest, read)?.1)
     }
 }
 

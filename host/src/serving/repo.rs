@@ -419,10 +419,8 @@ pub async fn open(
     if let Some(db) = db.or(default_db.is_file().then_some(default_db)) {
         runtime = runtime.with_features(crate::store::FeatureStore::open(db)?);
     }
-    let wasm =
-        std::fs::read(path).with_context(|| format!("reading the component {}", path.display()))?;
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
-    runtime.load(name, &wasm).await
+    runtime.load_file_with_graph(name, path, None).await
 }
 
 /// Builds components (when stale) and loads them, for a whole repository at once.
@@ -436,24 +434,23 @@ pub struct Loader {
 }
 
 impl Loader {
-    /// Builds `source`'s component if it is missing or stale, and returns its bytes; a
-    /// `model.wasm` is read as it is.
-    pub async fn build(&self, source: &ModelSource) -> anyhow::Result<Vec<u8>> {
+    /// Builds `source`'s component if it is missing or stale, and returns its file; a
+    /// `model.wasm` is taken as it is.
+    pub async fn build(&self, source: &ModelSource) -> anyhow::Result<PathBuf> {
         if !source.dir.join(ONNX_FILE).is_file() {
-            let path = source.dir.join(COMPONENT_FILE);
-            return std::fs::read(&path).with_context(|| format!("reading {}", path.display()));
+            return Ok(source.dir.join(COMPONENT_FILE));
         }
         let output = source.component_path(&self.build_dir);
         self.builder
             .build_if_stale(&source.name, &source.dir, &output)
             .await?;
-        std::fs::read(&output).with_context(|| format!("reading {}", output.display()))
+        Ok(output)
     }
 
     /// Builds and loads one model version; for the wasi-nn backend, with its graph parsed
     /// natively from the folder's `model.onnx`.
     pub async fn load(&self, source: &ModelSource) -> anyhow::Result<LoadedModel> {
-        let wasm = self.build(source).await?;
+        let component = self.build(source).await?;
         let onnx = source.dir.join(ONNX_FILE);
         let graph = match self.builder.backend() {
             Backend::WasiNn if onnx.is_file() => {
@@ -468,15 +465,15 @@ impl Loader {
         let batching = batching(source.folder())?;
         let model = self
             .runtime
-            .load_with_graph(&source.name, &wasm, graph)
+            .load_file_with_graph(&source.name, &component, graph)
             .await?;
         Ok(model.with_version(source.version).with_batching(batching))
     }
 
     /// Builds and compiles one model into the compiled cache, without loading it.
     pub async fn precompile(&self, source: &ModelSource) -> anyhow::Result<CacheOutcome> {
-        let wasm = self.build(source).await?;
-        self.runtime.precompile(&wasm)
+        let path = self.build(source).await?;
+        self.runtime.precompile_file(&path)
     }
 
     /// Loads every model in parallel (as many at once as there are cores), each failing
