@@ -16,6 +16,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use anyhow::Context as _;
@@ -251,9 +252,20 @@ impl CompiledCache {
                 ),
             }
         }
-        let component = Component::new(engine, wasm()?).map_err(anyhow::Error::from)?;
-        if let Err(e) = self.store(&path, &component) {
-            tracing::warn!(entry = %path.display(), error = %format!("{e:#}"), "cannot write the compiled cache");
+        let mut component = Component::new(engine, wasm()?).map_err(anyhow::Error::from)?;
+        match self.store(&path, &component) {
+            // Served from the entry just written, mapped like a warm start's: the compiled
+            // code is then file-backed pages the kernel can share and evict, not tens of MB
+            // of this process's heap per model.
+            Ok(()) => match self.load(engine, &path) {
+                Ok(mapped) => component = mapped,
+                Err(e) => {
+                    tracing::warn!(entry = %path.display(), error = %format!("{e:#}"), "cannot map the entry just written")
+                }
+            },
+            Err(e) => {
+                tracing::warn!(entry = %path.display(), error = %format!("{e:#}"), "cannot write the compiled cache");
+            }
         }
         let outcome = if existed {
             CacheOutcome::Replaced
@@ -297,8 +309,11 @@ impl CompiledCache {
         // meeting a new checksum beside an old entry (or the reverse) rejects it, never
         // trusts it.
         let replace = |path: &Path, bytes: &[u8]| -> anyhow::Result<()> {
+            // Named by process and write: two threads may store the same entry at once.
+            static WRITES: AtomicU64 = AtomicU64::new(0);
+            let write = WRITES.fetch_add(1, Ordering::Relaxed);
             let mut tmp = path.as_os_str().to_owned();
-            tmp.push(format!(".{}.tmp", std::process::id()));
+            tmp.push(format!(".{}-{write}.tmp", std::process::id()));
             let tmp = PathBuf::from(tmp);
             std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
             std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))

@@ -434,23 +434,24 @@ pub struct Loader {
 }
 
 impl Loader {
-    /// Builds `source`'s component if it is missing or stale, and returns its file; a
-    /// `model.wasm` is taken as it is.
-    pub async fn build(&self, source: &ModelSource) -> anyhow::Result<PathBuf> {
+    /// Builds `source`'s component if it is missing or stale, and returns its file and whether
+    /// it was built; a `model.wasm` is taken as it is.
+    pub async fn build(&self, source: &ModelSource) -> anyhow::Result<(PathBuf, bool)> {
         if !source.dir.join(ONNX_FILE).is_file() {
-            return Ok(source.dir.join(COMPONENT_FILE));
+            return Ok((source.dir.join(COMPONENT_FILE), false));
         }
         let output = source.component_path(&self.build_dir);
-        self.builder
+        let built = self
+            .builder
             .build_if_stale(&source.name, &source.dir, &output)
             .await?;
-        Ok(output)
+        Ok((output, built))
     }
 
     /// Builds and loads one model version; for the wasi-nn backend, with its graph parsed
     /// natively from the folder's `model.onnx`.
     pub async fn load(&self, source: &ModelSource) -> anyhow::Result<LoadedModel> {
-        let component = self.build(source).await?;
+        let (component, built) = self.build(source).await?;
         let onnx = source.dir.join(ONNX_FILE);
         let graph = match self.builder.backend() {
             Backend::WasiNn if onnx.is_file() => {
@@ -467,12 +468,15 @@ impl Loader {
             .runtime
             .load_file_with_graph(&source.name, &component, graph)
             .await?;
+        if built || model.cache() != CacheOutcome::Hit {
+            crate::runtime::release_free_memory();
+        }
         Ok(model.with_version(source.version).with_batching(batching))
     }
 
     /// Builds and compiles one model into the compiled cache, without loading it.
     pub async fn precompile(&self, source: &ModelSource) -> anyhow::Result<CacheOutcome> {
-        let path = self.build(source).await?;
+        let (path, _) = self.build(source).await?;
         self.runtime.precompile_file(&path)
     }
 

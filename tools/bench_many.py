@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Many models for the price of one? Serves 1 and then N models (the zoo's, repeated under other
+names) with `wafer serve`, in each flavour, and prints what each added model costs:
+
+  * start: process start to ready, cold (empty compiled, function and build caches) and then
+    warm (the same caches, filled);
+  * idle RSS: the server's resident memory once ready, before any request, after each start;
+  * compiled cache: bytes of compiled components (and their checksums) in the cache folder.
+
+Run after `cargo build --release -p wafer` and the guests (README, "Building"):
+    python3 tools/bench_many.py [N]
+It prints a Markdown table for BENCHMARKS.md. Nothing is sent but readiness probes to 127.0.0.1.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+WAFER = TARGET / "release" / "wafer"
+ZOO = ROOT / "models" / "zoo"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except Exception:
+        return False
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def carried(models: list[Path], backend: str, work: Path) -> list[Path]:
+    """The zoo models the flavour can build (wasi-nn refuses string tensors)."""
+    if backend == "guest":
+        return models
+    kept = []
+    for m in models:
+        out = work / f"probe-{m.name}.wasm"
+        r = subprocess.run([str(WAFER), "build", "--backend", backend, str(m), "-o", str(out)],
+                           capture_output=True, env={**os.environ, "XDG_CACHE_HOME": str(work / "probe-xdg")})
+        if r.returncode == 0:
+            kept.append(m)
+    return kept
+
+
+def repository(models: list[Path], n: int, path: Path) -> Path:
+    """`n` model folders: `models` in turn, each copy under its own name."""
+    path.mkdir(parents=True)
+    for i in range(n):
+        src = models[i % len(models)]
+        dst = path / f"{src.name}-{i:03}"
+        shutil.copytree(src, dst, ignore=shutil.ignore_patterns("fixture*", "*.json", "*.npz"))
+    return path
+
+
+def serve(repo: Path, backend: str, work: Path) -> dict:
+    """Start `repo` cold (empty caches), then again warm: seconds to ready and idle RSS of each,
+    and the cache's bytes."""
+    cache, build, xdg = work / "cache", work / "build", work / "xdg"
+    result = {}
+    for label in ["cold", "warm"]:
+        if label == "warm":
+            time.sleep(2.1)  # past the window in which files just written are hashed again
+        port = free_port()
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            [str(WAFER), "serve", str(repo), "--addr", f"127.0.0.1:{port}", "--backend", backend,
+             "--cache-dir", str(cache), "--build-dir", str(build)],
+            env={**os.environ, "XDG_CACHE_HOME": str(xdg), "WAFER_LOG": "warn"},
+            stdout=subprocess.DEVNULL)
+        try:
+            while not ready(f"http://127.0.0.1:{port}/v2/health/ready"):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"wafer serve exited with {proc.returncode}")
+                if time.monotonic() - started > 1800:
+                    raise RuntimeError("not ready within 30 minutes")
+                time.sleep(0.01)
+            result[f"{label}_s"] = time.monotonic() - started
+            time.sleep(1)  # idle: let start-up work settle
+            result[f"{label}_rss"] = rss_bytes(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait()
+    result["cache"] = sum(f.stat().st_size for f in cache.iterdir() if f.suffix in (".cwasm", ".sha256"))
+    return result
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
+    zoo = sorted(p for p in ZOO.iterdir() if (p / "model.onnx").is_file())
+    rows = []
+    for backend in ["guest", "wasi-nn"]:
+        work = Path(tempfile.mkdtemp(prefix=f"wafer-many-{backend}-"))
+        models = carried(zoo, backend, work)
+        one = serve(repository(models, 1, work / "one"), backend, work / "run-one")
+        many = serve(repository(models, n, work / "many"), backend, work / "run-many")
+        rows.append((backend, len(models), one, many))
+        shutil.rmtree(work, ignore_errors=True)
+    mb, added = 1 / (1 << 20), n - 1
+    print(f"| flavour | zoo models | start, 1 model | start, {n} | {n} / 1 (cold: target ≤ 3) "
+          f"| idle RSS, 1 | idle RSS, {n} | RSS per added model (≤ 5 MB) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for backend, kinds, one, many in rows:
+        for label in ["cold", "warm"]:
+            s1, sn = one[f"{label}_s"], many[f"{label}_s"]
+            r1, rn = one[f"{label}_rss"], many[f"{label}_rss"]
+            print(f"| {backend}, {label} | {kinds} | {s1:.2f} s | {sn:.2f} s | {sn / s1:.1f} "
+                  f"| {r1 * mb:.0f} MB | {rn * mb:.0f} MB | {(rn - r1) / added * mb:.1f} MB |")
+    print()
+    for backend, _, one, many in rows:
+        print(f"- {backend}: compiled cache {many['cache'] * mb:.0f} MB for {n} models, "
+              f"{(many['cache'] - one['cache']) / added * mb:.1f} MB per added model (target ≤ 2 MB)")
+
+
+if __name__ == "__main__":
+    main()
