@@ -107,11 +107,7 @@ impl FunctionCache {
     pub fn in_dir(dir: &Path) -> Arc<FunctionCache> {
         static OPEN: LazyLock<Mutex<HashMap<PathBuf, Arc<FunctionCache>>>> =
             LazyLock::new(Mutex::default);
-        let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(cache) = open.get(dir) {
-            return cache.clone();
-        }
-        let cache = match Self::open(&dir.join(FUNCTIONS_DB)) {
+        once_per_dir(&OPEN, dir, || match Self::open(&dir.join(FUNCTIONS_DB)) {
             Ok(conn) => Arc::new(FunctionCache {
                 store: Mutex::new(Store::Disk(conn)),
             }),
@@ -119,39 +115,50 @@ impl FunctionCache {
                 tracing::warn!(dir = %dir.display(), error = %format!("{e:#}"), "compiled functions are kept in memory only");
                 Self::shared()
             }
-        };
-        open.insert(dir.to_owned(), cache.clone());
-        cache
+        })
     }
 
     fn open(path: &Path) -> anyhow::Result<rusqlite::Connection> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let conn = rusqlite::Connection::open(path)
-            .and_then(|c| {
-                c.busy_timeout(std::time::Duration::from_secs(10))
-                    .map(|()| c)
-            })
-            .and_then(|c| {
-                c.execute_batch(
-                    "PRAGMA journal_mode = WAL;
-                     PRAGMA synchronous = NORMAL;
-                     CREATE TABLE IF NOT EXISTS functions (
-                         key BLOB PRIMARY KEY,
-                         value BLOB NOT NULL,
-                         sha256 BLOB NOT NULL
-                     ) WITHOUT ROWID;",
-                )
-                .map(|()| c)
-            })
-            .with_context(|| format!("opening {}", path.display()))?;
+        let conn = open_db(
+            path,
+            "CREATE TABLE IF NOT EXISTS functions (
+                 key BLOB PRIMARY KEY,
+                 value BLOB NOT NULL,
+                 sha256 BLOB NOT NULL
+             ) WITHOUT ROWID;",
+        )?;
         if std::fs::metadata(path).map_or(0, |m| m.len()) > FUNCTIONS_DB_LIMIT {
             conn.execute_batch("DELETE FROM functions; VACUUM;")
                 .with_context(|| format!("emptying {}", path.display()))?;
         }
         Ok(conn)
     }
+}
+
+/// The value `open` makes for `dir`, made once per folder and process and kept in `opened`.
+pub(super) fn once_per_dir<T>(
+    opened: &Mutex<HashMap<PathBuf, Arc<T>>>,
+    dir: &Path,
+    open: impl FnOnce() -> Arc<T>,
+) -> Arc<T> {
+    let mut opened = opened.lock().unwrap_or_else(|e| e.into_inner());
+    opened.entry(dir.to_owned()).or_insert_with(open).clone()
+}
+
+/// A SQLite database of the cache folder, created with `schema` if new: write-ahead logged, and
+/// waiting for other processes' writes rather than failing.
+pub(super) fn open_db(path: &Path, schema: &str) -> anyhow::Result<rusqlite::Connection> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    rusqlite::Connection::open(path)
+        .and_then(|c| {
+            c.busy_timeout(std::time::Duration::from_secs(10))?;
+            c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
+            c.execute_batch(schema)?;
+            Ok(c)
+        })
+        .with_context(|| format!("opening {}", path.display()))
 }
 
 impl wasmtime::CacheStore for FunctionCache {

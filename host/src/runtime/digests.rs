@@ -23,6 +23,8 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 
+use crate::runtime::cache::{self, once_per_dir};
+
 /// A sha256 digest.
 pub type Sha256Digest = [u8; 32];
 
@@ -75,11 +77,7 @@ impl FileDigests {
     pub fn in_dir(dir: &Path) -> Arc<FileDigests> {
         static OPEN: LazyLock<Mutex<HashMap<PathBuf, Arc<FileDigests>>>> =
             LazyLock::new(Mutex::default);
-        let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(digests) = open.get(dir) {
-            return digests.clone();
-        }
-        let digests = match open_db(&dir.join(DIGESTS_DB)) {
+        once_per_dir(&OPEN, dir, || match open_db(&dir.join(DIGESTS_DB)) {
             Ok(conn) => Arc::new(FileDigests {
                 store: Mutex::new(Store::Disk(conn)),
                 racy: RACY,
@@ -88,9 +86,7 @@ impl FileDigests {
                 tracing::warn!(dir = %dir.display(), error = %format!("{e:#}"), "file digests are kept in memory only");
                 Self::in_memory()
             }
-        };
-        open.insert(dir.to_owned(), digests.clone());
-        digests
+        })
     }
 
     /// The sha256 of the file at `path`: remembered if the file has not changed since it was
@@ -190,28 +186,18 @@ fn stat(path: &Path) -> anyhow::Result<(Identity, Stamp, SystemTime)> {
 }
 
 fn open_db(path: &Path) -> anyhow::Result<rusqlite::Connection> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    rusqlite::Connection::open(path)
-        .and_then(|c| {
-            c.busy_timeout(Duration::from_secs(10))?;
-            c.execute_batch(
-                "PRAGMA journal_mode = WAL;
-                 PRAGMA synchronous = NORMAL;
-                 CREATE TABLE IF NOT EXISTS files (
-                     dev INTEGER NOT NULL,
-                     ino INTEGER NOT NULL,
-                     size INTEGER NOT NULL,
-                     mtime_ns INTEGER NOT NULL,
-                     ctime_ns INTEGER NOT NULL,
-                     sha256 BLOB NOT NULL,
-                     PRIMARY KEY (dev, ino)
-                 ) WITHOUT ROWID;",
-            )?;
-            Ok(c)
-        })
-        .with_context(|| format!("opening {}", path.display()))
+    cache::open_db(
+        path,
+        "CREATE TABLE IF NOT EXISTS files (
+             dev INTEGER NOT NULL,
+             ino INTEGER NOT NULL,
+             size INTEGER NOT NULL,
+             mtime_ns INTEGER NOT NULL,
+             ctime_ns INTEGER NOT NULL,
+             sha256 BLOB NOT NULL,
+             PRIMARY KEY (dev, ino)
+         ) WITHOUT ROWID;",
+    )
 }
 
 #[cfg(test)]
