@@ -235,22 +235,20 @@ def main() -> None:
         for side, batching in [("mlserver", False), ("mlserver-batched", True)]:
             repo = mlserver_repo(venv, work / side, batching)
             port, grpc, metrics = free_port(), free_port(), free_port()
-            proc = start([str(venv / "bin" / "mlserver"), "start", str(repo)], env={
-                "MLSERVER_HTTP_PORT": str(port), "MLSERVER_GRPC_PORT": str(grpc),
-                "MLSERVER_METRICS_PORT": str(metrics), "MLSERVER_HOST": "127.0.0.1",
-                "MLSERVER_PARALLEL_WORKERS": "0",
-            })
+            def start_mlserver() -> subprocess.Popen:
+                return start([str(venv / "bin" / "mlserver"), "start", str(repo)], env={
+                    "MLSERVER_HTTP_PORT": str(port), "MLSERVER_GRPC_PORT": str(grpc),
+                    "MLSERVER_METRICS_PORT": str(metrics), "MLSERVER_HOST": "127.0.0.1",
+                    "MLSERVER_PARALLEL_WORKERS": "0",
+                })
+            proc = start_mlserver()
             seconds = wait_for_prediction(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body, proc)
             if not batching:
                 # Its start, as wafer's: the median of RESTARTS (this one included).
                 starts = [seconds]
                 for _ in range(RESTARTS - 1):
                     stop(proc)
-                    proc = start([str(venv / "bin" / "mlserver"), "start", str(repo)], env={
-                        "MLSERVER_HTTP_PORT": str(port), "MLSERVER_GRPC_PORT": str(grpc),
-                        "MLSERVER_METRICS_PORT": str(metrics), "MLSERVER_HOST": "127.0.0.1",
-                        "MLSERVER_PARALLEL_WORKERS": "0",
-                    })
+                    proc = start_mlserver()
                     starts.append(wait_for_prediction(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body, proc))
                 results["startup"]["mlserver_s"] = sorted(starts)[len(starts) // 2]
             for c in CONNECTIONS:

@@ -332,7 +332,7 @@ impl Builder {
         let onnx = std::fs::read(&onnx_path)
             .with_context(|| format!("reading {}", onnx_path.display()))?;
         let wasm = self
-            .build_from(guest, name, &onnx, features.as_deref())
+            .build_from(guest, name, &onnx, &onnx_digest, features.as_deref())
             .await
             .with_context(|| format!("building model \"{name}\" from {}", onnx_path.display()))?;
         if let Some(dir) = output.parent() {
@@ -360,7 +360,8 @@ impl Builder {
             Some(text) => wafer_features::Spec::parse(text)?.has_lookups(),
             None => false,
         };
-        self.build_from(self.guest(lookups)?, name, onnx, features)
+        let onnx_digest = Sha256::digest(onnx).into();
+        self.build_from(self.guest(lookups)?, name, onnx, &onnx_digest, features)
             .await
     }
 
@@ -369,6 +370,7 @@ impl Builder {
         guest: &Guest,
         name: &str,
         onnx: &[u8],
+        onnx_digest: &Sha256Digest,
         features: Option<&str>,
     ) -> anyhow::Result<Vec<u8>> {
         let wizer = match self.backend {
@@ -380,10 +382,9 @@ impl Builder {
         // Whatever randomness the initializer draws (a hash map's keys) is frozen into the
         // snapshot; drawing it from the build's inputs makes the same inputs give the same
         // bytes, so a rebuild hits the compiled cache and a build can be reproduced.
-        let onnx_digest = Sha256::digest(onnx).into();
         let seed = Sha256::digest(build_key(
             &guest.digest,
-            &onnx_digest,
+            onnx_digest,
             features,
             self.snapshot,
         ));

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::runtime::digests::FileDigests;
+use crate::runtime::digests::{FileDigests, Sha256Digest, hex};
 
 /// Whether a load found its compiled code in the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,9 +226,8 @@ impl CompiledCache {
     pub fn entry(&self, engine: &Engine, digest: &[u8]) -> PathBuf {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        let component: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         self.dir
-            .join(format!("{component}-{:016x}.cwasm", hasher.finish()))
+            .join(format!("{}-{:016x}.cwasm", hex(digest), hasher.finish()))
     }
 
     /// The compiled `wasm`, from the cache when a valid entry exists, else compiled and stored.
@@ -238,6 +237,24 @@ impl CompiledCache {
         wasm: &[u8],
     ) -> anyhow::Result<(Component, CacheOutcome)> {
         self.load_or_compile_with(engine, &Sha256::digest(wasm), || Ok(Cow::Borrowed(wasm)))
+    }
+
+    /// [`CompiledCache::load_or_compile`] for the component in the file at `path`, which is
+    /// read only when it must be compiled, and hashed only when its digest is not remembered
+    /// ([`FileDigests`]). Returns its digest too.
+    pub fn load_or_compile_file(
+        &self,
+        engine: &Engine,
+        path: &Path,
+    ) -> anyhow::Result<(Component, CacheOutcome, Sha256Digest)> {
+        let digest = self.digests().sha256(path)?;
+        let read = || {
+            std::fs::read(path)
+                .map(Cow::Owned)
+                .with_context(|| format!("reading the component {}", path.display()))
+        };
+        let (component, outcome) = self.load_or_compile_with(engine, &digest, read)?;
+        Ok((component, outcome, digest))
     }
 
     /// [`CompiledCache::load_or_compile`] for the component whose sha256 is `digest`, read by
@@ -264,7 +281,7 @@ impl CompiledCache {
             // Served from the entry just written, mapped like a warm start's: the compiled
             // code is then file-backed pages the kernel can share and evict, not tens of MB
             // of this process's heap per model.
-            Ok(()) => match self.load(engine, &path) {
+            Ok(()) => match Self::map(engine, &path) {
                 Ok(mapped) => component = mapped,
                 Err(e) => {
                     tracing::warn!(entry = %path.display(), error = %format!("{e:#}"), "cannot map the entry just written")
@@ -297,12 +314,17 @@ impl CompiledCache {
             expected == actual,
             "checksum mismatch: the entry is corrupt"
         );
+        Self::map(engine, path)
+    }
+
+    /// The entry at `path`, mapped. Callers have checked its checksum, or have just written it.
+    fn map(engine: &Engine, path: &Path) -> anyhow::Result<Component> {
         // SAFETY: the file was written by `Component::serialize` of a wasmtime engine with the
         // same compatibility hash (its name says so), and its sha256 (recomputed, or remembered
         // for exactly this file with this size and these modification and status-change times)
-        // is what was written beside it; wasmtime checks its version and settings again.
-        // Entries are replaced by renaming, never rewritten in place, so the mapped file does
-        // not change under the component.
+        // is what was written beside it, or this process has just written it; wasmtime checks
+        // its version and settings again. Entries are replaced by renaming, never rewritten in
+        // place, so the mapped file does not change under the component.
         #[expect(unsafe_code, reason = "mapping our own checksummed compiled artifact")]
         let component = unsafe { Component::deserialize_file(engine, path) };
         component.map_err(anyhow::Error::from)

@@ -28,6 +28,17 @@ use crate::runtime::cache::{self, once_per_dir};
 /// A sha256 digest.
 pub type Sha256Digest = [u8; 32];
 
+/// `digest` in lowercase hexadecimal, as `sha256sum` prints it.
+pub fn hex(digest: &[u8]) -> String {
+    use std::fmt::Write as _;
+    digest
+        .iter()
+        .fold(String::with_capacity(2 * digest.len()), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
 /// The database in the cache folder.
 const DIGESTS_DB: &str = "digests.db";
 

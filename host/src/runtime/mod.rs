@@ -389,8 +389,16 @@ impl Runtime {
     ) -> anyhow::Result<LoadedModel> {
         let started = Instant::now();
         let digest: Sha256Digest = sha2::Sha256::digest(wasm).into();
-        self.load_component(name, &digest, || Ok(Cow::Borrowed(wasm)), graph, started)
-            .await
+        let compiled = match &self.cache {
+            Some(cache) => {
+                cache.load_or_compile_with(&self.engine, &digest, || Ok(Cow::Borrowed(wasm)))
+            }
+            None => Component::new(&self.engine, wasm)
+                .map(|c| (c, CacheOutcome::Miss))
+                .map_err(anyhow::Error::from),
+        }
+        .with_context(|| format!("compiling the component of model \"{name}\""))?;
+        self.prepare(name, &digest, compiled, graph, started).await
     }
 
     /// [`Runtime::load_with_graph`] for the component in the file at `path`. With a compiled
@@ -403,36 +411,28 @@ impl Runtime {
         graph: Option<nn::NativeGraph>,
     ) -> anyhow::Result<LoadedModel> {
         let started = Instant::now();
-        let read = || {
-            std::fs::read(path)
-                .map(Cow::Owned)
-                .with_context(|| format!("reading the component {}", path.display()))
-        };
         let Some(cache) = &self.cache else {
-            return self.load_with_graph(name, &read()?, graph).await;
+            let wasm = std::fs::read(path)
+                .with_context(|| format!("reading the component {}", path.display()))?;
+            return self.load_with_graph(name, &wasm, graph).await;
         };
-        let digest = cache.digests().sha256(path)?;
-        self.load_component(name, &digest, read, graph, started)
+        let (component, outcome, digest) = cache
+            .load_or_compile_file(&self.engine, path)
+            .with_context(|| format!("compiling the component of model \"{name}\""))?;
+        self.prepare(name, &digest, (component, outcome), graph, started)
             .await
     }
 
-    async fn load_component<'a>(
+    /// A model from its compiled component: checks its imports and exports, and reads its
+    /// metadata and feature spec from a first instance.
+    async fn prepare(
         &self,
         name: &str,
         digest: &Sha256Digest,
-        wasm: impl FnOnce() -> anyhow::Result<Cow<'a, [u8]>>,
+        (component, cache): (Component, CacheOutcome),
         graph: Option<nn::NativeGraph>,
         started: Instant,
     ) -> anyhow::Result<LoadedModel> {
-        let (component, cache) = match &self.cache {
-            Some(cache) => cache.load_or_compile_with(&self.engine, digest, wasm),
-            None => wasm().and_then(|wasm| {
-                Component::new(&self.engine, wasm)
-                    .map(|c| (c, CacheOutcome::Miss))
-                    .map_err(anyhow::Error::from)
-            }),
-        }
-        .with_context(|| format!("compiling the component of model \"{name}\""))?;
         let compiled = started.elapsed();
         let wants_graph = component
             .component_type()
@@ -461,7 +461,7 @@ impl Runtime {
             deadline_ticks: self.deadline_ticks,
             max_memory: self.max_memory,
             features: self.features.clone(),
-            digest: digest.iter().map(|b| format!("{b:02x}")).collect(),
+            digest: digests::hex(digest),
             spec: None,
             graph,
         };
@@ -496,13 +496,7 @@ impl Runtime {
             .cache
             .as_ref()
             .context("no compiled cache configured")?;
-        let digest = cache.digests().sha256(path)?;
-        let read = || {
-            std::fs::read(path)
-                .map(Cow::Owned)
-                .with_context(|| format!("reading the component {}", path.display()))
-        };
-        Ok(cache.load_or_compile_with(&self.engine, &digest, read)?.1)
+        Ok(cache.load_or_compile_file(&self.engine, path)?.1)
     }
 }
 
