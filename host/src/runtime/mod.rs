@@ -282,11 +282,30 @@ impl Default for PoolLimits {
     }
 }
 
-/// Bytes of each pooled memory, table and stack kept resident between instances. A freed
-/// slot's kept bytes are reset with `memset`, all of them, touched or not; the rest go back to
-/// the kernel and fault in again. 64 KiB measured best for iris under wrk (BENCHMARKS.md): at
-/// 1 MiB the reset's `memset` took 22% of the server's CPU, and with none page faults cost more.
+/// Bytes of each pooled memory, table and stack reset in place between instances; the rest
+/// go back to the kernel and fault in again. 64 KiB measured best for iris under wrk, with and
+/// without [`pagemap_scan`] (BENCHMARKS.md): without the scan, the first 64 KiB are reset
+/// with `memset` whether touched or not (at 1 MiB that took 22% of the server's CPU); with it,
+/// the first 64 KiB of pages the instance wrote.
 const KEEP_RESIDENT: usize = 64 << 10;
+
+/// Whether a freed slot's written pages are found with Linux's `PAGEMAP_SCAN` (kernel 6.7 and
+/// later), so that those are what is reset in place. Measured under wrk on iris: ~1.5x the
+/// requests per second at 32 connections (BENCHMARKS.md).
+///
+/// Not with swap: wasmtime 48's scan looks for written pages that are present, so a written
+/// page that had been swapped out would be neither reset nor decommitted, and the next
+/// instance in the slot would see it (wasmtime PR #14357).
+fn pagemap_scan() -> wasmtime::Enabled {
+    let swap = std::fs::read_to_string("/proc/swaps")
+        .map(|table| table.lines().skip(1).any(|line| !line.trim().is_empty()))
+        .unwrap_or(true);
+    if swap {
+        wasmtime::Enabled::No
+    } else {
+        wasmtime::Enabled::Auto
+    }
+}
 
 /// How often the engine's epoch advances; guest deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -315,8 +334,9 @@ pub fn engine_config(limits: &PoolLimits, functions: Arc<FunctionCache>) -> anyh
         .total_tables(n * 4)
         .total_stacks(n)
         .max_memory_size(limits.max_memory_bytes)
-        // Reset a freed slot's first pages with memset instead of returning them to the
-        // kernel: the next instance then takes no page faults there (see BENCHMARKS.md).
+        // Reset a freed slot's first written pages in place instead of returning them to the
+        // kernel: the next instance then takes no page faults there.
+        .pagemap_scan(pagemap_scan())
         .linear_memory_keep_resident(KEEP_RESIDENT)
         .table_keep_resident(KEEP_RESIDENT)
         .async_stack_keep_resident(KEEP_RESIDENT)
