@@ -297,14 +297,18 @@ const KEEP_RESIDENT: usize = 64 << 10;
 /// page that had been swapped out would be neither reset nor decommitted, and the next
 /// instance in the slot would see it (wasmtime PR #14357).
 fn pagemap_scan() -> wasmtime::Enabled {
-    let swap = std::fs::read_to_string("/proc/swaps")
-        .map(|table| table.lines().skip(1).any(|line| !line.trim().is_empty()))
-        .unwrap_or(true);
+    // Unreadable (not Linux, or no /proc): assume swap; the scan is Linux's anyway.
+    let swap = std::fs::read_to_string("/proc/swaps").map_or(true, |table| has_swap(&table));
     if swap {
         wasmtime::Enabled::No
     } else {
         wasmtime::Enabled::Auto
     }
+}
+
+/// Whether `/proc/swaps` (`table`) lists a swap area: a line below its header.
+fn has_swap(table: &str) -> bool {
+    table.lines().skip(1).any(|line| !line.trim().is_empty())
 }
 
 /// How often the engine's epoch advances; guest deadlines are counted in these ticks.
@@ -989,4 +993,22 @@ enum Call {
     Tensors(Vec<scoring::Tensor>),
     /// A JSON array of records or rows.
     Records(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_swap;
+
+    #[test]
+    fn swap_is_seen_in_proc_swaps() {
+        let header = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
+        assert!(!has_swap(header));
+        assert!(!has_swap(""));
+        assert!(has_swap(&format!(
+            "{header}/dev/zram0                              partition\t4194300\t\t0\t\t100\n"
+        )));
+        assert!(has_swap(&format!(
+            "{header}/swapfile                               file\t\t2097148\t\t0\t\t-2\n"
+        )));
+    }
 }
