@@ -49,6 +49,7 @@ fn load(
         lookup_guest: None,
         snapshot,
         backend,
+        shared: false,
         functions: wafer_host::runtime::cache::FunctionCache::shared(),
         cache: None,
     })

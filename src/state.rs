@@ -63,15 +63,25 @@ pub(crate) fn initialize_graph(
             "this component already holds a model".into(),
         ));
     }
+    let _ = PIPELINE.set(Ok(graph_pipeline(graph, metadata, features.as_deref())?));
+    Ok(())
+}
+
+/// The pipeline of a model whose graph the host runs behind `wasi:nn` under the name `graph`.
+#[cfg(feature = "nn")]
+fn graph_pipeline(
+    graph: String,
+    metadata: wafer_scoring::ModelMetadata,
+    features: Option<&str>,
+) -> Result<Pipeline, ScoringError> {
     crate::nn::check(&metadata)?;
     let runner = std::sync::Arc::new(crate::nn::Graph::new(graph, &metadata));
     let model = wafer_scoring::Model::with_runner(metadata, runner);
-    let pipeline = Pipeline::new(model, features.as_deref())?;
+    let pipeline = Pipeline::new(model, features)?;
     if let Some(spec) = pipeline.spec() {
         crate::lookup::check(spec)?;
     }
-    let _ = PIPELINE.set(Ok(pipeline));
-    Ok(())
+    Ok(pipeline)
 }
 
 /// The model and spec, parsing them first if the snapshot holds only their bytes.
@@ -94,10 +104,21 @@ fn parse_source() -> Result<Pipeline, ScoringError> {
     }
 }
 
-/// The wasi-nn guest keeps no ONNX bytes: without `wizer-initialize-graph` it has no model.
+/// The wasi-nn guest keeps no ONNX bytes. Without `wizer-initialize-graph`, it serves the
+/// model its environment describes ([`wafer_protocol::shared_guest`]): one compiled guest then
+/// serves every model (`wafer serve --shared-guest`), and each instance reads the description.
 #[cfg(feature = "nn")]
 fn parse_source() -> Result<Pipeline, ScoringError> {
-    Err(not_built())
+    use wafer_protocol::shared_guest::{FEATURES_VAR, METADATA_VAR, MODEL_VAR};
+    let Ok(graph) = std::env::var(MODEL_VAR) else {
+        return Err(not_built());
+    };
+    PARSES.fetch_add(1, Ordering::Relaxed);
+    let metadata = std::env::var(METADATA_VAR)
+        .map_err(|e| ScoringError::Load(format!("{METADATA_VAR}: {e}")))?;
+    let metadata = wafer_protocol::shared_guest::parse_metadata(&metadata)?;
+    let features = std::env::var(FEATURES_VAR).ok();
+    graph_pipeline(graph, metadata, features.as_deref())
 }
 
 fn not_built() -> ScoringError {

@@ -8,7 +8,8 @@ names) with `wafer serve`, in each flavour, and prints what each added model cos
   * compiled cache: bytes of compiled components (and their checksums) in the cache folder.
 
 Run after `cargo build --release -p wafer` and the guests (README, "Building"):
-    python3 tools/bench_many.py [N]
+    python3 tools/bench_many.py [N [FLAVOUR...]]
+FLAVOUR is `guest`, `wasi-nn` or `shared` (wasi-nn with `--shared-guest`); all three by default.
 It prints a Markdown table for BENCHMARKS.md. Nothing is sent but readiness probes to 127.0.0.1.
 """
 
@@ -26,6 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 WAFER = TARGET / "release" / "wafer"
 ZOO = ROOT / "models" / "zoo"
+# Each flavour: its backend, and its `wafer serve` arguments.
+FLAVOURS = {
+    "guest": ("guest", ["--backend", "guest"]),
+    "wasi-nn": ("wasi-nn", ["--backend", "wasi-nn"]),
+    "shared": ("wasi-nn", ["--backend", "wasi-nn", "--shared-guest"]),
+}
 
 
 def free_port() -> int:
@@ -73,7 +80,7 @@ def repository(models: list[Path], n: int, path: Path) -> Path:
     return path
 
 
-def serve(repo: Path, backend: str, work: Path) -> dict:
+def serve(repo: Path, args: list[str], work: Path) -> dict:
     """Start `repo` cold (empty caches), then again warm: seconds to ready and idle RSS of each,
     and the cache's bytes."""
     cache, build, xdg = work / "cache", work / "build", work / "xdg"
@@ -84,7 +91,7 @@ def serve(repo: Path, backend: str, work: Path) -> dict:
         port = free_port()
         started = time.monotonic()
         proc = subprocess.Popen(
-            [str(WAFER), "serve", str(repo), "--addr", f"127.0.0.1:{port}", "--backend", backend,
+            [str(WAFER), "serve", str(repo), "--addr", f"127.0.0.1:{port}", *args,
              "--cache-dir", str(cache), "--build-dir", str(build)],
             env={**os.environ, "XDG_CACHE_HOME": str(xdg), "WAFER_LOG": "warn"},
             stdout=subprocess.DEVNULL)
@@ -101,7 +108,8 @@ def serve(repo: Path, backend: str, work: Path) -> dict:
         finally:
             proc.terminate()
             proc.wait()
-    result["cache"] = sum(f.stat().st_size for f in cache.iterdir() if f.suffix in (".cwasm", ".sha256"))
+    result["cache"] = sum(f.stat().st_size for f in cache.iterdir()
+                          if f.suffix in (".cwasm", ".sha256")) if cache.is_dir() else 0
     return result
 
 
@@ -109,12 +117,13 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
     zoo = sorted(p for p in ZOO.iterdir() if (p / "model.onnx").is_file())
     rows = []
-    for backend in ["guest", "wasi-nn"]:
-        work = Path(tempfile.mkdtemp(prefix=f"wafer-many-{backend}-"))
+    for flavour in sys.argv[2:] or list(FLAVOURS):
+        backend, args = FLAVOURS[flavour]
+        work = Path(tempfile.mkdtemp(prefix=f"wafer-many-{flavour}-"))
         models = carried(zoo, backend, work)
-        one = serve(repository(models, 1, work / "one"), backend, work / "run-one")
-        many = serve(repository(models, n, work / "many"), backend, work / "run-many")
-        rows.append((backend, len(models), one, many))
+        one = serve(repository(models, 1, work / "one"), args, work / "run-one")
+        many = serve(repository(models, n, work / "many"), args, work / "run-many")
+        rows.append((flavour, len(models), one, many))
         shutil.rmtree(work, ignore_errors=True)
     mb, added = 1 / (1 << 20), n - 1
     print(f"| flavour | zoo models | start, 1 model | start, {n} | {n} / 1 (cold: target ≤ 3) "

@@ -572,6 +572,12 @@ struct GuestArgs {
     /// and the v2 codec, and runs under `wafer serve`).
     #[arg(long, value_enum, default_value_t = Backend::Guest)]
     backend: Backend,
+    /// With `--backend wasi-nn`: serve every model from one compiled guest, which reads its
+    /// model's name, metadata and features.toml from its environment, instead of building a
+    /// component per model. For repositories of many models: a model then costs its graph,
+    /// with nothing to build or compile; each request reads the description again.
+    #[arg(long)]
+    shared_guest: bool,
 }
 
 impl GuestArgs {
@@ -583,6 +589,7 @@ impl GuestArgs {
             lookup_guest: self.lookup_guest.clone(),
             snapshot: !self.no_snapshot,
             backend: self.backend,
+            shared: self.shared_guest,
             functions: cache.functions(),
             cache: cache.cache(),
         })
@@ -831,6 +838,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             guest,
             web: false,
         } => {
+            anyhow::ensure!(
+                !guest.shared_guest,
+                "--shared-guest serves models without building them; `wafer build` builds one"
+            );
             let builder = guest.builder(&CacheArgs::default())?;
             let source = repo::source(&model_dir)?;
             let output = output

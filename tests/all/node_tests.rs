@@ -284,6 +284,7 @@ fn onnx_node_tests_pass_natively_and_in_wasm_as_listed() {
         lookup_guest: None,
         snapshot: true,
         backend: wafer_host::runtime::build::Backend::Guest,
+        shared: false,
         // The compiled functions and guest the tests' `wafer` processes keep.
         functions: wafer_host::runtime::cache::FunctionCache::in_dir(
             &xdg_cache_home().join("wafer"),

@@ -39,9 +39,48 @@ fn nn_server() -> &'static Server {
     SERVER.get_or_init(|| start("models", "wafer-test-nn"))
 }
 
+/// The zoo served by the one unbuilt wasi-nn guest (`--shared-guest`).
+fn shared_zoo_server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| start_shared("models/zoo"))
+}
+
+/// The bundled models served by the one unbuilt wasi-nn guest (`--shared-guest`).
+fn shared_server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| start_shared("models"))
+}
+
+/// `wafer serve REPO --backend wasi-nn --shared-guest`, which builds nothing.
+fn start_shared(repo: &str) -> Server {
+    crate::support::nn_guests();
+    let cmd = serve_command(
+        std::path::Path::new(repo),
+        &target_dir().join("wafer-test-nn-shared"),
+        &[
+            "--backend",
+            "wasi-nn",
+            "--shared-guest",
+            "--strict-readiness",
+            "false",
+        ],
+    );
+    Server::start(cmd, false).expect("wafer serve --backend wasi-nn --shared-guest starts")
+}
+
 #[test]
 fn every_zoo_model_wasi_nn_carries_matches_onnxruntime_and_the_others_are_refused_by_name() {
-    let server = nn_zoo_server();
+    assert_zoo(nn_zoo_server(), "wasi-nn");
+}
+
+#[test]
+fn every_zoo_model_matches_onnxruntime_through_the_shared_wasi_nn_guest() {
+    assert_zoo(shared_zoo_server(), "wasi-nn, shared guest");
+}
+
+/// Every zoo model `server` serves answers as onnxruntime does, through `flavour`, and those
+/// whose tensors `wasi:nn` cannot carry are unavailable, with the tensor named.
+fn assert_zoo(server: &Server, flavour: &str) {
     let listed = get(&format!("{}/v2/models", server.base));
     assert_eq!(listed.status, 200, "{}", listed.text);
     let models = listed.json["models"].as_array().expect("models").clone();
@@ -66,7 +105,7 @@ fn every_zoo_model_wasi_nn_carries_matches_onnxruntime_and_the_others_are_refuse
             let answer = post(&url, json_request(&case).as_bytes());
             assert_eq!(answer.status, 200, "{}: {}", case.name, answer.text);
             let outputs = answer.json["outputs"].as_array().expect("outputs");
-            case.assert_outputs("wasi-nn", outputs);
+            case.assert_outputs(flavour, outputs);
         } else {
             assert_eq!(entry["state"], "UNAVAILABLE", "{}: {entry}", case.name);
             let reason = entry["reason"].as_str().expect("a reason");
@@ -81,12 +120,16 @@ fn every_zoo_model_wasi_nn_carries_matches_onnxruntime_and_the_others_are_refuse
             refused.push(case.name.clone());
         }
     }
-    eprintln!("refused by the wasi-nn flavour: {refused:?}");
+    eprintln!("refused by the wasi-nn flavour ({flavour}): {refused:?}");
 }
 
 #[test]
 fn bundled_models_match_onnxruntime_through_wasi_nn() {
-    let base = &nn_server().base;
+    assert_bundled(&nn_server().base);
+}
+
+/// iris, digits and digits_wide, served at `base`, answer as scikit-learn and onnxruntime do.
+fn assert_bundled(base: &str) {
     for name in ["iris", "digits", "digits_wide"] {
         let fx = fixture(name);
         let body = infer_request(&fx.input, &fx.rows).to_string();
@@ -107,6 +150,30 @@ fn credit_with_its_features_and_lookups_matches_onnxruntime_through_wasi_nn() {
         &["--backend", "wasi-nn", "--build-dir", build],
         "wasi-nn",
     );
+}
+
+#[test]
+fn the_shared_guest_serves_every_bundled_model_and_credit_from_its_environment() {
+    let base = &shared_server().base;
+    assert_bundled(base);
+    crate::credit::assert_credit_paths(
+        base,
+        &["--backend", "wasi-nn", "--shared-guest"],
+        "wasi-nn, shared guest",
+    );
+    // Each fresh instance reads its model's description: one parse per request.
+    let fx = fixture("iris");
+    let body = infer_request(&fx.input, &fx.rows[..1]).to_string();
+    let answer = post(&format!("{base}/v2/models/iris/infer"), body.as_bytes());
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.model_parses.as_deref(), Some("1"));
+    // The metadata read back from the environment is the snapshot's.
+    for name in ["iris", "digits", "credit"] {
+        let shared = get(&format!("{base}/v2/models/{name}"));
+        let built = get(&format!("{}/v2/models/{name}", nn_server().base));
+        assert_eq!(shared.status, 200, "{}", shared.text);
+        assert_eq!(shared.json, built.json, "{name}");
+    }
 }
 
 #[test]
@@ -155,19 +222,21 @@ fn bad_input_gets_the_same_4xx_in_both_flavours() {
     ];
     for (path, body) in cases {
         let guest = post(&format!("{}{path}", wafer_server().base), body.as_bytes());
-        let nn = post(&format!("{}{path}", nn_server().base), body.as_bytes());
         assert!(
             (400..500).contains(&guest.status),
             "{path} {body}: the guest answers {}: {}",
             guest.status,
             guest.text
         );
-        assert_eq!(
-            (nn.status, &nn.json["error"]),
-            (guest.status, &guest.json["error"]),
-            "{path} {body}: wasi-nn answers {}",
-            nn.text
-        );
+        for nn in [nn_server(), shared_server()] {
+            let nn = post(&format!("{}{path}", nn.base), body.as_bytes());
+            assert_eq!(
+                (nn.status, &nn.json["error"]),
+                (guest.status, &guest.json["error"]),
+                "{path} {body}: wasi-nn answers {}",
+                nn.text
+            );
+        }
     }
 }
 
@@ -215,4 +284,26 @@ fn a_failure_in_the_backend_answers_500_and_the_next_request_succeeds() {
             answer.json["outputs"].as_array().expect("outputs"),
         );
     }
+}
+
+#[test]
+fn the_shared_guest_is_refused_where_it_cannot_serve() {
+    let run = |args: &[&str]| {
+        let out = crate::support::wafer()
+            .args(args)
+            .output()
+            .expect("wafer runs");
+        assert!(!out.status.success(), "wafer {args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let compile = run(&["compile", "models/iris", "--shared-guest"]);
+    assert!(compile.contains("it needs --backend wasi-nn"), "{compile}");
+    let build = run(&[
+        "build",
+        "models/iris",
+        "--backend",
+        "wasi-nn",
+        "--shared-guest",
+    ]);
+    assert!(build.contains("`wafer build` builds one"), "{build}");
 }

@@ -16,6 +16,7 @@ mod json;
 pub mod ndjson;
 mod pipeline;
 mod route;
+pub mod shared_guest;
 mod types;
 
 pub use bundle::Bundle;

@@ -92,6 +92,9 @@ pub struct BuildOptions {
     pub snapshot: bool,
     /// What runs the models' graphs.
     pub backend: Backend,
+    /// For the wasi-nn backend: serve every model from the one unbuilt guest, which reads its
+    /// model's description from its environment, instead of building a component per model.
+    pub shared: bool,
     /// Where the guest's compiled functions are kept ([`FunctionCache::with`]).
     pub functions: Arc<FunctionCache>,
     /// Where the instrumented guest, compiled, is kept for the next process that builds;
@@ -203,6 +206,7 @@ pub struct Builder {
     guest_dir: PathBuf,
     snapshot: bool,
     backend: Backend,
+    shared: bool,
     cache: Option<CompiledCache>,
     /// Digests of the guests and models, kept beside the compiled cache.
     digests: Arc<FileDigests>,
@@ -215,6 +219,10 @@ pub struct Builder {
 impl Builder {
     /// A builder for the guests and options in `options`.
     pub fn new(options: &BuildOptions) -> anyhow::Result<Builder> {
+        anyhow::ensure!(
+            !options.shared || options.backend == Backend::WasiNn,
+            "--shared-guest serves models through wasi:nn: it needs --backend wasi-nn"
+        );
         let lookup_path = options
             .lookup_guest
             .clone()
@@ -248,6 +256,7 @@ impl Builder {
                 .unwrap_or_default(),
             snapshot: options.snapshot,
             backend: options.backend,
+            shared: options.shared,
             cache: options.cache.clone(),
             digests,
             wizer,
@@ -260,6 +269,31 @@ impl Builder {
     /// What runs the graphs of the models this builder builds.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Whether models are served from the one unbuilt wasi-nn guest, not built one by one.
+    pub fn shared(&self) -> bool {
+        self.shared
+    }
+
+    /// The file of the unbuilt wasi-nn guest that serves a model whose spec looks fields up
+    /// (`lookups`) or not, when models share it.
+    pub fn shared_guest(&self, lookups: bool) -> anyhow::Result<&Path> {
+        Ok(&self.guest(lookups)?.path)
+    }
+
+    /// The feature spec beside the model in `model_dir`, checked, as text, and whether it
+    /// looks fields up; `None` when there is none.
+    pub fn spec(name: &str, model_dir: &Path) -> anyhow::Result<(Option<String>, bool)> {
+        let spec_path = model_dir.join("features.toml");
+        if !spec_path.is_file() {
+            return Ok((None, false));
+        }
+        let spec = crate::store::offline::read_spec(&spec_path)
+            .with_context(|| format!("building model \"{name}\""))?;
+        let text = std::fs::read_to_string(&spec_path)
+            .with_context(|| format!("reading {}", spec_path.display()))?;
+        Ok((Some(text), spec.has_lookups()))
     }
 
     /// The guest for a model: the lookup guest when its spec looks fields up; for the wasi-nn
@@ -305,16 +339,7 @@ impl Builder {
     ) -> anyhow::Result<bool> {
         // A feature spec beside the model must be valid before anything is built from it; the
         // component carries it.
-        let spec_path = model_dir.join("features.toml");
-        let (features, lookups) = if spec_path.is_file() {
-            let spec = crate::store::offline::read_spec(&spec_path)
-                .with_context(|| format!("building model \"{name}\""))?;
-            let text = std::fs::read_to_string(&spec_path)
-                .with_context(|| format!("reading {}", spec_path.display()))?;
-            (Some(text), spec.has_lookups())
-        } else {
-            (None, false)
-        };
+        let (features, lookups) = Builder::spec(name, model_dir)?;
         let guest = self.guest(lookups)?;
         let onnx_path = model_dir.join("model.onnx");
         let onnx_digest = self.digests.sha256(&onnx_path)?;

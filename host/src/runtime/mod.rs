@@ -13,9 +13,10 @@ pub mod digests;
 pub mod nn;
 
 use std::borrow::Cow;
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -134,9 +135,13 @@ impl HostState {
     fn for_instance(
         features: Option<&Arc<FeatureStore>>,
         graph: Option<&nn::NativeGraph>,
+        environment: &[(String, String)],
         max_memory: usize,
     ) -> HostState {
+        let mut wasi = WasiCtx::builder();
+        wasi.inherit_stderr().envs(environment);
         HostState {
+            wasi: wasi.build(),
             features: features.map(FeatureStore::snapshot),
             nn: graph.map_or_else(nn::no_graph, nn::NativeGraph::context),
             memory: MemoryWatch {
@@ -322,6 +327,9 @@ pub struct Runtime {
     deadline_ticks: u64,
     max_memory: usize,
     features: Option<Arc<FeatureStore>>,
+    /// Guests compiled once for every model that runs them ([`Runtime::load_shared`]), by
+    /// file: the component, what the compiled cache held, and the file's digest.
+    shared: Mutex<HashMap<PathBuf, (Component, CacheOutcome, Sha256Digest)>>,
 }
 
 /// The engine configuration that serving uses: the pooling allocator sized from `limits`,
@@ -389,6 +397,7 @@ impl Runtime {
             deadline_ticks,
             max_memory: limits.max_memory_bytes,
             features: None,
+            shared: Mutex::default(),
         })
     }
 
@@ -422,7 +431,8 @@ impl Runtime {
                 .map_err(anyhow::Error::from),
         }
         .with_context(|| format!("compiling the component of model \"{name}\""))?;
-        self.prepare(name, &digest, compiled, graph, started).await
+        self.prepare(name, &digest, compiled, graph, Vec::new(), started)
+            .await
     }
 
     /// [`Runtime::load_with_graph`] for the component in the file at `path`. With a compiled
@@ -443,8 +453,70 @@ impl Runtime {
         let (component, outcome, digest) = cache
             .load_or_compile_file(&self.engine, path)
             .with_context(|| format!("compiling the component of model \"{name}\""))?;
-        self.prepare(name, &digest, (component, outcome), graph, started)
+        self.prepare(
+            name,
+            &digest,
+            (component, outcome),
+            graph,
+            Vec::new(),
+            started,
+        )
+        .await
+    }
+
+    /// A model of the wasi-nn flavour served by the unbuilt wasi-nn guest in the file at
+    /// `guest`, which this runtime compiles (or maps from the cache) once for every model that
+    /// runs it: each instance reads its model's description from `environment`
+    /// ([`wafer_protocol::shared_guest`]), and a model costs its graph and no component.
+    pub async fn load_shared(
+        &self,
+        name: &str,
+        guest: &Path,
+        graph: nn::NativeGraph,
+        environment: Vec<(String, String)>,
+    ) -> anyhow::Result<LoadedModel> {
+        let started = Instant::now();
+        let (component, outcome, guest_digest) = self.shared_guest(guest)?;
+        // The model is the guest and its description.
+        let mut digest = sha2::Sha256::new();
+        digest.update(guest_digest);
+        for (key, value) in &environment {
+            digest.update(sha2::Sha256::digest(key));
+            digest.update(sha2::Sha256::digest(value));
+        }
+        let digest = digest.finalize().into();
+        let compiled = (component, outcome);
+        self.prepare(name, &digest, compiled, Some(graph), environment, started)
             .await
+    }
+
+    /// The guest in the file at `guest`, compiled by the first model that runs it; later
+    /// models find it here, which counts as a cache hit.
+    fn shared_guest(
+        &self,
+        guest: &Path,
+    ) -> anyhow::Result<(Component, CacheOutcome, Sha256Digest)> {
+        // Held while compiling: models loading in parallel wait for the one compilation.
+        let mut shared = self
+            .shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((component, _, digest)) = shared.get(guest) {
+            return Ok((component.clone(), CacheOutcome::Hit, *digest));
+        }
+        let compiled = match &self.cache {
+            Some(cache) => cache.load_or_compile_file(&self.engine, guest),
+            None => std::fs::read(guest)
+                .map_err(anyhow::Error::from)
+                .and_then(|wasm| {
+                    let digest = sha2::Sha256::digest(&wasm).into();
+                    let component = Component::new(&self.engine, &wasm)?;
+                    Ok((component, CacheOutcome::Miss, digest))
+                }),
+        }
+        .with_context(|| format!("compiling the guest {}", guest.display()))?;
+        shared.insert(guest.to_owned(), compiled.clone());
+        Ok(compiled)
     }
 
     /// A model from its compiled component: checks its imports and exports, and reads its
@@ -455,6 +527,7 @@ impl Runtime {
         digest: &Sha256Digest,
         (component, cache): (Component, CacheOutcome),
         graph: Option<nn::NativeGraph>,
+        environment: Vec<(String, String)>,
         started: Instant,
     ) -> anyhow::Result<LoadedModel> {
         let compiled = started.elapsed();
@@ -488,6 +561,7 @@ impl Runtime {
             digest: digests::hex(digest),
             spec: None,
             graph,
+            environment,
         };
         let (mut store, instance) = model.instantiate().await?;
         let metadata = instance
@@ -548,6 +622,9 @@ pub struct LoadedModel {
     batching: Option<Arc<batching::Batcher>>,
     /// The graph its instances load behind `wasi:nn`, for the wasi-nn flavour.
     graph: Option<nn::NativeGraph>,
+    /// Its instances' environment: empty, but for the shared wasi-nn guest, which reads its
+    /// model's description there ([`Runtime::load_shared`]).
+    environment: Vec<(String, String)>,
     name: String,
     version: u64,
     engine: Engine,
@@ -694,8 +771,12 @@ impl LoadedModel {
     /// A fresh store and a fresh instance in it. The request deadline is armed only around
     /// `predict`: loading and instantiation are not the guest's time.
     async fn instantiate(&self) -> anyhow::Result<(Store<HostState>, Scoring)> {
-        let state =
-            HostState::for_instance(self.features.as_ref(), self.graph.as_ref(), self.max_memory);
+        let state = HostState::for_instance(
+            self.features.as_ref(),
+            self.graph.as_ref(),
+            &self.environment,
+            self.max_memory,
+        );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(u64::MAX / 2);

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
+use wafer_protocol::shared_guest;
 
 use crate::runtime::batching::BatchConfig;
 use crate::runtime::build::{Backend, Builder};
@@ -451,19 +452,25 @@ impl Loader {
     /// Builds and loads one model version; for the wasi-nn backend, with its graph parsed
     /// natively from the folder's `model.onnx`.
     pub async fn load(&self, source: &ModelSource) -> anyhow::Result<LoadedModel> {
+        let batching = batching(source.folder())?;
+        if self.shares_guest(source) {
+            let (features, lookups) = Builder::spec(&source.name, &source.dir)?;
+            let guest = self.builder.shared_guest(lookups)?;
+            let graph = self.graph(source)?;
+            let mut metadata = graph.model().metadata().clone();
+            metadata.name.clone_from(&source.name);
+            let environment = shared_guest::environment(&metadata, features.as_deref());
+            let model = self
+                .runtime
+                .load_shared(&source.name, guest, graph, environment)
+                .await?;
+            return Ok(model.with_version(source.version).with_batching(batching));
+        }
         let (component, built) = self.build(source).await?;
-        let onnx = source.dir.join(ONNX_FILE);
         let graph = match self.builder.backend() {
-            Backend::WasiNn if onnx.is_file() => {
-                let bytes =
-                    std::fs::read(&onnx).with_context(|| format!("reading {}", onnx.display()))?;
-                let graph = NativeGraph::load(&source.name, &bytes)
-                    .with_context(|| format!("loading the graph of model \"{}\"", source.name))?;
-                Some(graph)
-            }
+            Backend::WasiNn if source.dir.join(ONNX_FILE).is_file() => Some(self.graph(source)?),
             _ => None,
         };
-        let batching = batching(source.folder())?;
         let model = self
             .runtime
             .load_file_with_graph(&source.name, &component, graph)
@@ -474,8 +481,29 @@ impl Loader {
         Ok(model.with_version(source.version).with_batching(batching))
     }
 
-    /// Builds and compiles one model into the compiled cache, without loading it.
+    /// Whether the unbuilt wasi-nn guest serves `source`: models share it
+    /// ([`Builder::shared`]), and `source` has a `model.onnx` to run behind `wasi:nn`.
+    fn shares_guest(&self, source: &ModelSource) -> bool {
+        self.builder.shared() && source.dir.join(ONNX_FILE).is_file()
+    }
+
+    /// The graph of `source`'s `model.onnx`, parsed natively, for the wasi-nn backend.
+    fn graph(&self, source: &ModelSource) -> anyhow::Result<NativeGraph> {
+        let onnx = source.dir.join(ONNX_FILE);
+        let bytes = std::fs::read(&onnx).with_context(|| format!("reading {}", onnx.display()))?;
+        NativeGraph::load(&source.name, &bytes)
+            .with_context(|| format!("loading the graph of model \"{}\"", source.name))
+    }
+
+    /// Builds and compiles one model into the compiled cache, without loading it; when models
+    /// share the wasi-nn guest, compiles that.
     pub async fn precompile(&self, source: &ModelSource) -> anyhow::Result<CacheOutcome> {
+        if self.shares_guest(source) {
+            let (_, lookups) = Builder::spec(&source.name, &source.dir)?;
+            return self
+                .runtime
+                .precompile_file(self.builder.shared_guest(lookups)?);
+        }
         let (path, _) = self.build(source).await?;
         self.runtime.precompile_file(&path)
     }
