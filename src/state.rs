@@ -63,7 +63,11 @@ pub(crate) fn initialize_graph(
             "this component already holds a model".into(),
         ));
     }
-    let _ = PIPELINE.set(Ok(graph_pipeline(graph, metadata, features.as_deref())?));
+    let spec = features
+        .map(|text| wafer_features::Spec::parse(&text))
+        .transpose()
+        .map_err(|e| ScoringError::Load(e.to_string()))?;
+    let _ = PIPELINE.set(Ok(graph_pipeline(graph, metadata, spec)?));
     Ok(())
 }
 
@@ -72,12 +76,12 @@ pub(crate) fn initialize_graph(
 fn graph_pipeline(
     graph: String,
     metadata: wafer_scoring::ModelMetadata,
-    features: Option<&str>,
+    spec: Option<wafer_features::Spec>,
 ) -> Result<Pipeline, ScoringError> {
     crate::nn::check(&metadata)?;
     let runner = std::sync::Arc::new(crate::nn::Graph::new(graph, &metadata));
     let model = wafer_scoring::Model::with_runner(metadata, runner);
-    let pipeline = Pipeline::new(model, features)?;
+    let pipeline = Pipeline::with_spec(model, spec)?;
     if let Some(spec) = pipeline.spec() {
         crate::lookup::check(spec)?;
     }
@@ -117,8 +121,11 @@ fn parse_source() -> Result<Pipeline, ScoringError> {
     let metadata = std::env::var(METADATA_VAR)
         .map_err(|e| ScoringError::Load(format!("{METADATA_VAR}: {e}")))?;
     let metadata = wafer_protocol::shared_guest::parse_metadata(&metadata)?;
-    let features = std::env::var(FEATURES_VAR).ok();
-    graph_pipeline(graph, metadata, features.as_deref())
+    let spec = match std::env::var(FEATURES_VAR) {
+        Ok(text) => Some(wafer_protocol::shared_guest::parse_features(&text)?),
+        Err(_) => None,
+    };
+    graph_pipeline(graph, metadata, spec)
 }
 
 fn not_built() -> ScoringError {

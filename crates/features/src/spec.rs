@@ -310,6 +310,23 @@ impl Spec {
         toml::to_string(self).map_err(|e| FeatureError::Spec(e.to_string()))
     }
 
+    /// Reads a spec from JSON, the form [`Spec::to_json`] writes, and checks it as
+    /// [`Spec::parse`] does. It parses several times faster than TOML text.
+    pub fn from_json(text: &str) -> Result<Spec, FeatureError> {
+        let spec: Spec =
+            serde_json::from_str(text).map_err(|e| FeatureError::Spec(e.to_string()))?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// The spec as JSON, if JSON carries it whole: not when a value is one JSON has no number
+    /// for (a `NaN` default), which only TOML text carries.
+    pub fn to_json(&self) -> Option<String> {
+        let json = serde_json::to_string(self).ok()?;
+        let back: Spec = serde_json::from_str(&json).ok()?;
+        (back == *self).then_some(json)
+    }
+
     /// The field called `name`.
     pub fn field(&self, name: &str) -> Option<&Field> {
         self.fields.iter().find(|f| f.name == name)

@@ -35,6 +35,11 @@ impl Pipeline {
         let spec = features
             .map(|text| Spec::parse(text).map_err(|e| ScoringError::Load(e.to_string())))
             .transpose()?;
+        Pipeline::with_spec(model, spec)
+    }
+
+    /// `model` with a parsed feature spec, checked as [`Pipeline::new`] checks it.
+    pub fn with_spec(model: Model, spec: Option<Spec>) -> Result<Pipeline, ScoringError> {
         if let Some(spec) = &spec {
             check_spec(spec, &model)?;
         }

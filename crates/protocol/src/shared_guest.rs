@@ -6,6 +6,7 @@
 //! serve`, Spin's `environment`, `wasmtime serve --env`), beside a `wasi:nn` backend that
 //! serves the model's graph under its name.
 
+use wafer_features::Spec;
 use wafer_scoring::{DataType, Dim, ModelMetadata, ScoringError, TensorInfo};
 
 use crate::{MetadataTensor, ModelMetadataResponse, TensorParameters};
@@ -14,21 +15,34 @@ use crate::{MetadataTensor, ModelMetadataResponse, TensorParameters};
 pub const MODEL_VAR: &str = "WAFER_MODEL";
 /// The model's metadata, as `GET /v2/models/{name}` answers it.
 pub const METADATA_VAR: &str = "WAFER_METADATA";
-/// The model's `features.toml`, when it has one.
+/// The model's feature spec, when it has one: `features.toml` text, or the same spec as JSON
+/// (an object), which [`environment`] writes because it parses several times faster.
 pub const FEATURES_VAR: &str = "WAFER_FEATURES";
 
-/// The environment that describes a model to the shared guest.
-pub fn environment(metadata: &ModelMetadata, features: Option<&str>) -> Vec<(String, String)> {
+/// The environment that describes a model and its feature spec to the shared guest.
+pub fn environment(metadata: &ModelMetadata, spec: Option<&Spec>) -> Vec<(String, String)> {
     let described = crate::codec::model_metadata(metadata);
     let json = serde_json::to_string(&described).unwrap_or_default();
     let mut env = vec![
         (MODEL_VAR.to_owned(), metadata.name.clone()),
         (METADATA_VAR.to_owned(), json),
     ];
-    if let Some(text) = features {
-        env.push((FEATURES_VAR.to_owned(), text.to_owned()));
+    if let Some(spec) = spec {
+        // TOML text for the rare spec that JSON cannot carry whole.
+        let text = spec.to_json().or_else(|| spec.to_toml().ok());
+        env.push((FEATURES_VAR.to_owned(), text.unwrap_or_default()));
     }
     env
+}
+
+/// Reads the feature spec in [`FEATURES_VAR`]: JSON when it is an object, else TOML text.
+pub fn parse_features(text: &str) -> Result<Spec, ScoringError> {
+    let spec = if text.trim_start().starts_with('{') {
+        Spec::from_json(text)
+    } else {
+        Spec::parse(text)
+    };
+    spec.map_err(|e| ScoringError::Load(format!("{FEATURES_VAR}: {e}")))
 }
 
 /// Reads the metadata [`environment`] wrote. Dynamic dimensions come back as `N`, as they do
@@ -97,10 +111,14 @@ mod tests {
                 ),
             ],
         };
-        let env = environment(&metadata, Some("[inputs]\n"));
+        let spec = Spec::parse(CREDIT).expect("a spec");
+        let env = environment(&metadata, Some(&spec));
         let var = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         assert_eq!(var(MODEL_VAR), Some("iris"));
-        assert_eq!(var(FEATURES_VAR), Some("[inputs]\n"));
+        let features = var(FEATURES_VAR).expect("the spec");
+        assert!(features.starts_with('{'), "written as JSON: {features}");
+        assert_eq!(parse_features(features).expect("JSON reads"), spec);
+        assert_eq!(parse_features(CREDIT).expect("TOML reads"), spec);
         let read = parse_metadata(var(METADATA_VAR).expect("metadata")).expect("it parses");
         assert_eq!(read, metadata);
         assert!(
@@ -108,6 +126,25 @@ mod tests {
                 .iter()
                 .all(|(k, _)| k != FEATURES_VAR)
         );
+    }
+
+    /// A fitted spec: credit's.
+    const CREDIT: &str = include_str!("../../../models/credit/features.toml");
+
+    #[test]
+    fn a_spec_json_cannot_carry_whole_goes_as_toml() {
+        let text = CREDIT.replace("default = 26903.905", "default = nan");
+        let spec = Spec::parse(&text).expect("a spec");
+        assert_eq!(spec.to_json(), None);
+        let env = environment(&ModelMetadata::default(), Some(&spec));
+        let features = &env
+            .iter()
+            .find(|(k, _)| k == FEATURES_VAR)
+            .expect("the spec")
+            .1;
+        assert!(!features.starts_with('{'), "written as TOML: {features}");
+        let back = parse_features(features).expect("TOML reads");
+        assert_eq!(back.to_toml().ok(), spec.to_toml().ok());
     }
 
     #[test]

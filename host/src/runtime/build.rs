@@ -16,6 +16,7 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context as _, bail};
 use sha2::{Digest, Sha256};
+use wafer_features::Spec;
 use wafer_protocol::ProtocolError;
 use wasmtime::component::{Component, Instance, Linker};
 use wasmtime::component::{ComponentNamedList, Lift, Lower, WasmList};
@@ -282,18 +283,19 @@ impl Builder {
         Ok(&self.guest(lookups)?.path)
     }
 
-    /// The feature spec beside the model in `model_dir`, checked, as text, and whether it
-    /// looks fields up; `None` when there is none.
-    pub fn spec(name: &str, model_dir: &Path) -> anyhow::Result<(Option<String>, bool)> {
+    /// The feature spec beside the model in `model_dir`, as text and checked; `None` when
+    /// there is none.
+    pub fn spec(name: &str, model_dir: &Path) -> anyhow::Result<Option<(String, Spec)>> {
         let spec_path = model_dir.join("features.toml");
         if !spec_path.is_file() {
-            return Ok((None, false));
+            return Ok(None);
         }
-        let spec = crate::store::offline::read_spec(&spec_path)
-            .with_context(|| format!("building model \"{name}\""))?;
         let text = std::fs::read_to_string(&spec_path)
             .with_context(|| format!("reading {}", spec_path.display()))?;
-        Ok((Some(text), spec.has_lookups()))
+        let spec = Spec::parse(&text)
+            .with_context(|| format!("in {}", spec_path.display()))
+            .with_context(|| format!("building model \"{name}\""))?;
+        Ok(Some((text, spec)))
     }
 
     /// The guest for a model: the lookup guest when its spec looks fields up; for the wasi-nn
@@ -339,7 +341,9 @@ impl Builder {
     ) -> anyhow::Result<bool> {
         // A feature spec beside the model must be valid before anything is built from it; the
         // component carries it.
-        let (features, lookups) = Builder::spec(name, model_dir)?;
+        let spec = Builder::spec(name, model_dir)?;
+        let lookups = spec.as_ref().is_some_and(|(_, spec)| spec.has_lookups());
+        let features = spec.map(|(text, _)| text);
         let guest = self.guest(lookups)?;
         let onnx_path = model_dir.join("model.onnx");
         let onnx_digest = self.digests.sha256(&onnx_path)?;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
+use wafer_features::Spec;
 use wafer_protocol::shared_guest;
 
 use crate::runtime::batching::BatchConfig;
@@ -454,12 +455,14 @@ impl Loader {
     pub async fn load(&self, source: &ModelSource) -> anyhow::Result<LoadedModel> {
         let batching = batching(source.folder())?;
         if self.shares_guest(source) {
-            let (features, lookups) = Builder::spec(&source.name, &source.dir)?;
-            let guest = self.builder.shared_guest(lookups)?;
+            let spec = Builder::spec(&source.name, &source.dir)?.map(|(_, spec)| spec);
+            let guest = self
+                .builder
+                .shared_guest(spec.as_ref().is_some_and(Spec::has_lookups))?;
             let graph = self.graph(source)?;
             let mut metadata = graph.model().metadata().clone();
             metadata.name.clone_from(&source.name);
-            let environment = shared_guest::environment(&metadata, features.as_deref());
+            let environment = shared_guest::environment(&metadata, spec.as_ref());
             let model = self
                 .runtime
                 .load_shared(&source.name, guest, graph, environment)
@@ -499,7 +502,8 @@ impl Loader {
     /// share the wasi-nn guest, compiles that.
     pub async fn precompile(&self, source: &ModelSource) -> anyhow::Result<CacheOutcome> {
         if self.shares_guest(source) {
-            let (_, lookups) = Builder::spec(&source.name, &source.dir)?;
+            let spec = Builder::spec(&source.name, &source.dir)?;
+            let lookups = spec.is_some_and(|(_, spec)| spec.has_lookups());
             return self
                 .runtime
                 .precompile_file(self.builder.shared_guest(lookups)?);
