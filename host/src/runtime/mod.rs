@@ -104,14 +104,21 @@ impl wasmtime::ResourceLimiter for MemoryWatch {
 impl HostState {
     /// A state for one invocation, without a feature store.
     pub fn new() -> HostState {
+        let mut wasi = WasiCtx::builder();
+        wasi.inherit_stderr();
+        HostState::with(wasi.build(), nn::no_graph())
+    }
+
+    /// A state with `wasi` and `nn`, and nothing else yet.
+    fn with(wasi: WasiCtx, nn: wasmtime_wasi_nn::wit::WasiNnCtx) -> HostState {
         HostState {
-            wasi: WasiCtx::builder().inherit_stderr().build(),
+            wasi,
             http: WasiHttpCtx::new(),
             hooks: NoOutboundHttp,
             table: ResourceTable::new(),
             memory: MemoryWatch::default(),
             features: None,
-            nn: nn::no_graph(),
+            nn,
         }
     }
 
@@ -124,14 +131,12 @@ impl HostState {
             .secure_random(wasmtime_wasi::Deterministic::new(seed.to_vec()))
             .insecure_random(wasmtime_wasi::Deterministic::new(seed.to_vec()))
             .insecure_random_seed(u128::from_le_bytes(*low));
-        HostState {
-            wasi: wasi.build(),
-            ..HostState::new()
-        }
+        HostState::with(wasi.build(), nn::no_graph())
     }
 
     /// A state for one invocation that reads `features` through one snapshot and serves
-    /// `graph` behind `wasi:nn`, its linear memory capped at `max_memory` bytes.
+    /// `graph` behind `wasi:nn`, with `environment` as its environment variables, its linear
+    /// memory capped at `max_memory` bytes.
     fn for_instance(
         features: Option<&Arc<FeatureStore>>,
         graph: Option<&nn::NativeGraph>,
@@ -140,15 +145,14 @@ impl HostState {
     ) -> HostState {
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stderr().envs(environment);
+        let nn = graph.map_or_else(nn::no_graph, nn::NativeGraph::context);
         HostState {
-            wasi: wasi.build(),
             features: features.map(FeatureStore::snapshot),
-            nn: graph.map_or_else(nn::no_graph, nn::NativeGraph::context),
             memory: MemoryWatch {
                 cap: max_memory,
                 ..MemoryWatch::default()
             },
-            ..HostState::new()
+            ..HostState::with(wasi.build(), nn)
         }
     }
 }
