@@ -43,7 +43,7 @@ setup=$!
 # the host's build leaves idle. The wasm-only packages have no native tests.
 tests=(--workspace --release --exclude wafer-guest --exclude wafer-guest-lookup
   --exclude wafer-guest-nn --exclude wafer-guest-nn-lookup --exclude wafer-hostile
-  --exclude wafer-web)
+  --exclude wafer-web --exclude wafer-web-lite)
 # The wasi-nn guests by a cargo invocation of their own, so that the tract guests' features
 # do not bring tract into them.
 {

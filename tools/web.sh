@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the browser package into target/web (the wafer-web crate through wasm-bindgen, the
-# demo page, and a web bundle per bundled and zoo model), then serves the page
+# Builds the browser packages into target/web (pkg/: the wafer-web crate, with tract; pkg-lite/:
+# the same source without it, as the wafer-web-lite crate, through wasm-bindgen), the demo page,
+# and a web bundle per bundled and zoo model, then serves the page
 # with `wafer web` and prints its URL. `--package-only` stops after the package and the page
 # (what tests/all/browser.rs needs; it writes its own bundles).
 #
@@ -21,18 +22,23 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q " $WASM_BINDGEN_VERSION\b"; th
     cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
 
+# Two cargo invocations: in one, wafer-web's features would bring tract into the lite build.
 cargo build --profile web --target wasm32-unknown-unknown -p wafer-web
-wasm=$TARGET/wasm32-unknown-unknown/web/wafer_web.wasm
-mkdir -p "$OUT/pkg" "$OUT/models/zoo"
-if [ ! -f "$OUT/pkg/wafer_web_bg.wasm" ] || [ "$wasm" -nt "$OUT/pkg/wafer_web_bg.wasm" ]; then
-  # No wasm-opt pass: Debian's binaryen (108) breaks wasm-bindgen's externref table, and a
-  # current one (132, from npm) made the gzipped file larger (BENCHMARKS.md, browser).
-  wasm-bindgen --target web --out-dir "$OUT/pkg" "$wasm"
-fi
+cargo build --profile web --target wasm32-unknown-unknown -p wafer-web-lite
+mkdir -p "$OUT/models/zoo"
+for build in wafer_web:pkg wafer_web_lite:pkg-lite; do
+  crate=${build%%:*} dir=$OUT/${build#*:}
+  wasm=$TARGET/wasm32-unknown-unknown/web/$crate.wasm
+  if [ ! -f "$dir/${crate}_bg.wasm" ] || [ "$wasm" -nt "$dir/${crate}_bg.wasm" ]; then
+    # No wasm-opt pass: Debian's binaryen (108) breaks wasm-bindgen's externref table, and a
+    # current one (132, from npm) made the gzipped file larger (BENCHMARKS.md, browser).
+    wasm-bindgen --target web --out-dir "$dir" "$wasm"
+  fi
+  raw=$(stat -c %s "$dir/${crate}_bg.wasm")
+  gz=$(gzip -9 -c "$dir/${crate}_bg.wasm" | wc -c)
+  echo "${crate}_bg.wasm: $raw bytes, $gz gzipped"
+done
 cp web/index.html web/demo.js "$OUT/"
-raw=$(stat -c %s "$OUT/pkg/wafer_web_bg.wasm")
-gz=$(gzip -9 -c "$OUT/pkg/wafer_web_bg.wasm" | wc -c)
-echo "wafer_web_bg.wasm: $raw bytes, $gz gzipped"
 [ "${1:-}" = "--package-only" ] && exit 0
 
 cargo build --release -p wafer

@@ -2,9 +2,9 @@
 //
 // Models come as the bundles `wafer build --web` writes (models/<name>.wafer); the credit
 // model's looked-up fields come from models/credit.users.csv, read once into a plain object.
+// A bundle marked `lite` runs on the lite build (pkg-lite/: no tract, a tenth of the size),
+// any other on the full one (pkg/); each build is fetched once, when a model first needs it.
 // After that, nothing is fetched: every prediction runs here.
-
-import init, { Model } from "./pkg/wafer_web.js";
 
 const $ = (id) => document.getElementById(id);
 const CLASS_NAMES = {
@@ -13,22 +13,34 @@ const CLASS_NAMES = {
   credit: ["repays", "defaults"],
 };
 
-/// Fetches a bundle (or takes its bytes) and loads it.
-async function load(source, features) {
-  const bytes = source instanceof Uint8Array ? source : new Uint8Array(await (await fetch(source)).arrayBuffer());
-  const model = Model.fromBundle(bytes);
-  if (features === undefined) return model;
-  // Reload the same ONNX with another features.toml: the bundle's name and model bytes.
-  const bundle = await bundleParts(bytes);
-  return new Model(bundle.name, bundle.onnx, features);
+const builds = {};
+
+/// The module of the lite or the full build, fetched and initialized once.
+function build(lite) {
+  const key = lite ? "lite" : "full";
+  builds[key] ??= (async () => {
+    const module = await import(lite ? "./pkg-lite/wafer_web_lite.js" : "./pkg/wafer_web.js");
+    await module.default();
+    return module;
+  })();
+  return builds[key];
 }
 
-/// The name, ONNX bytes and features.toml of a bundle (see crates/protocol/src/bundle.rs).
-async function bundleParts(bytes) {
+/// Fetches a bundle (or takes its bytes) and loads it on the build it needs, with its own
+/// features.toml or `features` instead.
+async function load(source, features) {
+  const bytes = source instanceof Uint8Array ? source : new Uint8Array(await (await fetch(source)).arrayBuffer());
+  const { Model } = await build(bundleParts(bytes).lite);
+  return Model.fromBundle(bytes, features);
+}
+
+/// The header of a bundle: name, features.toml, and whether the lite build runs it (see
+/// crates/protocol/src/bundle.rs).
+function bundleParts(bytes) {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLength = view.getUint32(12, true);
   const header = JSON.parse(new TextDecoder().decode(bytes.subarray(16, 16 + headerLength)));
-  return { name: header.name, features: header.features ?? "", onnx: bytes.subarray(16 + headerLength) };
+  return { name: header.name, features: header.features ?? "", lite: header.lite === true };
 }
 
 /// A CSV of a key column and numbers (no quoting) as `{key: {column: value}}`.
@@ -58,10 +70,9 @@ async function select(name) {
     state.stores.users = csvStore(await (await fetch("models/credit.users.csv")).text());
   }
   state.model = await load(state.bytes[name]);
-  const parts = await bundleParts(state.bytes[name]);
-  $("features").value = parts.features;
+  $("features").value = bundleParts(state.bytes[name]).features;
   $("request").value = JSON.stringify(exampleRequest(name));
-  $("status").textContent = `${state.model.name}: ${describe(state.model.metadata())}`;
+  $("status").textContent = `${state.model.name}: ${describe(state.model.metadata())} (${state.model.build} build)`;
   predict();
 }
 
@@ -174,7 +185,6 @@ function buildGrid() {
 }
 
 async function main() {
-  await init();
   buildGrid();
   for (const input of document.querySelectorAll("#form-iris input, #form-credit input")) {
     input.addEventListener("input", predict);
@@ -203,5 +213,5 @@ async function main() {
 }
 
 // For tests and the console: the API, and the page's own steps.
-window.wafer = { Model, load };
+window.wafer = { build, load };
 window.demo = { select, predict, state, ready: main() };

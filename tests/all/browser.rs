@@ -1,5 +1,6 @@
-//! The browser build in a real browser: the demo page (web/index.html, on the wafer-web
-//! package that `tools/web.sh --package-only` builds) served by `wafer web`, driven in Debian's
+//! The browser builds in a real browser: the demo page (web/index.html, on the wafer-web and
+//! wafer-web-lite packages that `tools/web.sh --package-only` builds) served by `wafer web`,
+//! driven in Debian's
 //! headless Chromium by web/test/drive.mjs (Playwright's driver, pinned in
 //! web/package-lock.json). Expected numbers are the committed scikit-learn and onnxruntime
 //! fixtures, as for the server.
@@ -27,7 +28,9 @@ fn page_dir() -> &'static Path {
         let dir = target_dir().join("wafer-test-web");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("models/zoo")).expect("page folder");
-        copy_dir(&target_dir().join("web/pkg"), &dir.join("pkg"));
+        for pkg in ["pkg", "pkg-lite"] {
+            copy_dir(&target_dir().join("web").join(pkg), &dir.join(pkg));
+        }
         for file in ["index.html", "demo.js"] {
             std::fs::copy(repo_root().join("web").join(file), dir.join(file)).expect("copy page");
         }
@@ -237,6 +240,32 @@ fn the_demo_page_gives_scikit_learns_labels_and_onnxruntimes_numbers_in_chromium
         let outputs = outputs[0].as_array().expect("outputs");
         case.assert_outputs("browser", outputs);
     }
+
+    // The lite build (no tract) runs every bundle `wafer build --web` marks lite: the three
+    // the page offers and the zoo's scikit-learn models but one; the full build the others.
+    let builds = report["builds"].as_object().expect("builds");
+    let full: Vec<&str> = builds
+        .iter()
+        .filter(|(_, build)| *build != "lite")
+        .map(|(bundle, _)| bundle.as_str())
+        .collect();
+    assert_eq!(
+        full,
+        [
+            "models/zoo/gaussian_nb_zipmap.wafer",
+            "models/zoo/isolation_forest.wafer",
+            "models/zoo/onehot_int64_logreg.wafer",
+            "models/zoo/torch_cnn_digits.wafer",
+            "models/zoo/torch_embedding_bag.wafer",
+            "models/zoo/torch_gru.wafer",
+            "models/zoo/torch_transformer.wafer",
+        ],
+        "the bundles the full build runs"
+    );
+    assert!(
+        builds.values().all(|b| b == "lite" || b == "full"),
+        "{builds:?}"
+    );
 
     let ui = &report["ui"];
     let shows = |step: &str, what: &str| {

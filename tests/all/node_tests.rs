@@ -204,20 +204,17 @@ fn short(e: &str) -> String {
     }
 }
 
-/// Runs one case both ways.
-async fn run(builder: &Builder, name: &str, op: &str, (rtol, atol): (f64, f64)) -> Row {
+/// A case: its inputs, expected outputs and `model.onnx` bytes.
+type Case = (Vec<Tensor>, Vec<Tensor>, Vec<u8>);
+
+/// A case, or why it cannot run (`skipped: …`, or a tensor the v2 protocol cannot carry).
+fn case(name: &str) -> Result<Case, String> {
     let dir = cases_dir().join(name);
     let doc: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).expect("case.json"))
             .expect("case JSON");
-    let failed = |note: String| Row {
-        op: op.to_owned(),
-        native: false,
-        wasm: false,
-        note: short(&note),
-    };
     if let Some(skip) = doc["skip"].as_str() {
-        return failed(format!("skipped: {skip}"));
+        return Err(format!("skipped: {skip}"));
     }
     let tensors = |key: &str| -> Result<Vec<Tensor>, String> {
         doc[key]
@@ -227,11 +224,24 @@ async fn run(builder: &Builder, name: &str, op: &str, (rtol, atol): (f64, f64)) 
             .map(tensor)
             .collect()
     };
-    let (inputs, expected) = match (tensors("inputs"), tensors("outputs")) {
-        (Ok(i), Ok(o)) => (i, o),
-        (Err(e), _) | (_, Err(e)) => return failed(e),
-    };
+    let (inputs, expected) = (tensors("inputs")?, tensors("outputs")?);
     let onnx = std::fs::read(dir.join("model.onnx")).expect("model.onnx");
+    Ok((inputs, expected, onnx))
+}
+
+/// Runs one case both ways.
+async fn run(builder: &Builder, name: &str, op: &str, (rtol, atol): (f64, f64)) -> Row {
+    let (inputs, expected, onnx) = match case(name) {
+        Ok(case) => case,
+        Err(note) => {
+            return Row {
+                op: op.to_owned(),
+                native: false,
+                wasm: false,
+                note: short(&note),
+            };
+        }
+    };
 
     let native = std::panic::catch_unwind(|| {
         let model = Model::load(name, &onnx).map_err(|e| e.to_string())?;
@@ -359,4 +369,57 @@ fn onnx_node_tests_pass_natively_and_in_wasm_as_listed() {
         problems.len(),
         problems.join("\n")
     );
+}
+
+/// The lite graph (the browser build without tract) on the same cases. Wherever it reads a
+/// model and runs it, it must give the expected outputs: it may refuse a model, or fail on an
+/// element type it does not take (then a bundle's probe, `Model::to_lite`, sends the model to
+/// tract), but never answer wrong, and never panic.
+#[test]
+fn the_lite_graph_never_answers_a_node_test_wrong() {
+    let dir = cases_dir();
+    let index: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("index.json")).expect("index.json (tools/test.sh)"),
+    )
+    .expect("index.json");
+    let tolerance = (
+        index["rtol"].as_f64().expect("rtol"),
+        index["atol"].as_f64().expect("atol"),
+    );
+    let (mut passed, mut refused, mut failed) = (Vec::new(), 0, 0);
+    let mut wrong = Vec::new();
+    for name in index["cases"].as_array().expect("cases") {
+        let name = name.as_str().expect("name");
+        let Ok((inputs, expected, onnx)) = case(name) else {
+            continue;
+        };
+        // `None` where the lite graph refuses the model (or tract cannot describe it).
+        let outcome = std::panic::catch_unwind(|| {
+            let full = Model::load(name, &onnx).ok()?;
+            let lite = Model::lite(full.metadata().clone(), &onnx).ok()?;
+            Some(lite.predict(inputs, &[]))
+        });
+        match outcome {
+            Err(_) => wrong.push(format!("{name}: panicked")),
+            Ok(None) => refused += 1,
+            Ok(Some(Err(_))) => failed += 1,
+            Ok(Some(Ok(outputs))) => match compare(&outputs, &expected, tolerance.0, tolerance.1) {
+                Ok(()) => passed.push(index["ops"][name].as_str().unwrap_or("?").to_owned()),
+                Err(e) => wrong.push(format!("{name}: {e}")),
+            },
+        }
+    }
+    passed.sort();
+    passed.dedup();
+    eprintln!(
+        "lite graph on the ONNX node tests: {} operators pass ({passed:?}); {refused} cases \
+         refused at load, {failed} failed at run",
+        passed.len()
+    );
+    assert!(
+        wrong.is_empty(),
+        "the lite graph answered wrong:\n{}",
+        wrong.join("\n")
+    );
+    assert!(!passed.is_empty(), "the lite graph ran no case");
 }

@@ -114,16 +114,22 @@ fn generate() -> String {
              {source}, each run by the zoo tests (`tests/all/zoo.rs`) natively and in the wasm guest \
              under `wafer serve`, and compared with onnxruntime: labels equal, floats within 1e-5 \
              absolute or relative. Models marked *binary* are also sent as tritonclient sends \
-             them, with the binary tensor extension.\n\n\
+             them, with the binary tensor extension; models marked *lite* run on the browser's \
+             lite build, without tract (`Model::to_lite`, and the browser test).\n\n\
              | Model | What it is | ONNX operators |\n|---|---|---|\n"
         )
         .expect("write");
         for (name, (description, operators)) in &models {
-            let mark = if binary.contains(&name.as_str()) {
-                " *binary*"
-            } else {
-                ""
-            };
+            let mut mark = String::new();
+            if binary.contains(&name.as_str()) {
+                mark.push_str(" *binary*");
+            }
+            let onnx = std::fs::read(root.join("models/zoo").join(name).join("model.onnx"))
+                .expect("model.onnx");
+            let model = wafer_scoring::Model::load(name, &onnx).expect("the zoo model loads");
+            if model.to_lite(&onnx).is_ok() {
+                mark.push_str(" *lite*");
+            }
             writeln!(out, "| `{name}`{mark} | {description} | {operators} |").expect("write");
         }
     }

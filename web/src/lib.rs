@@ -40,6 +40,48 @@ fn start() {
     }
 }
 
+/// Which build this is.
+#[cfg(feature = "full")]
+const BUILD: &str = "full";
+/// Which build this is.
+#[cfg(not(feature = "full"))]
+const BUILD: &str = "lite";
+
+/// A model from its ONNX bytes and spec text, through tract.
+#[cfg(feature = "full")]
+fn load(name: &str, onnx: &[u8], features: Option<&str>) -> Result<Pipeline, JsError> {
+    Pipeline::load(name, onnx, features).map_err(error)
+}
+
+/// The lite build has no tract to describe a model: it takes the metadata from a bundle.
+#[cfg(not(feature = "full"))]
+fn load(_name: &str, _onnx: &[u8], _features: Option<&str>) -> Result<Pipeline, JsError> {
+    Err(JsError::new(
+        "the lite build loads the bundles of `wafer build --web`; load a model.onnx with the \
+         full build",
+    ))
+}
+
+/// A bundle's model with the spec text `features`, through tract.
+#[cfg(feature = "full")]
+fn load_bundle(bundle: Bundle, features: Option<&str>) -> Result<Pipeline, JsError> {
+    load(&bundle.name, &bundle.onnx, features)
+}
+
+/// A bundle's model with the spec text `features`, on the lite graph, described by the
+/// bundle's metadata.
+#[cfg(not(feature = "full"))]
+fn load_bundle(bundle: Bundle, features: Option<&str>) -> Result<Pipeline, JsError> {
+    let (true, Some(metadata)) = (bundle.lite, bundle.metadata) else {
+        return Err(JsError::new(&format!(
+            "model \"{}\" needs the full build: the lite graph does not run every node of it",
+            bundle.name
+        )));
+    };
+    let model = wafer_scoring::Model::lite(metadata, &bundle.onnx).map_err(error)?;
+    Pipeline::new(model, features).map_err(error)
+}
+
 /// A loaded model with its optional feature spec.
 #[wasm_bindgen]
 pub struct Model {
@@ -50,21 +92,32 @@ pub struct Model {
 #[wasm_bindgen]
 impl Model {
     /// Loads a model from its `model.onnx` bytes and, if it has one, the text of its fitted
-    /// `features.toml`.
+    /// `features.toml`. (The lite build loads bundles only: it takes the metadata from them.)
     #[wasm_bindgen(constructor)]
     pub fn new(name: &str, onnx: &[u8], features: Option<String>) -> Result<Model, JsError> {
-        let pipeline = Pipeline::load(name, onnx, features.as_deref()).map_err(error)?;
+        let pipeline = load(name, onnx, features.as_deref())?;
         Ok(Model {
             name: name.to_owned(),
             pipeline,
         })
     }
 
-    /// Loads the one-file bundle that `wafer build --web` writes.
+    /// Loads the one-file bundle that `wafer build --web` writes, with its own `features.toml`
+    /// or, when `features` is given, that one instead.
     #[wasm_bindgen(js_name = fromBundle)]
-    pub fn from_bundle(bytes: &[u8]) -> Result<Model, JsError> {
+    pub fn from_bundle(bytes: &[u8], features: Option<String>) -> Result<Model, JsError> {
         let bundle = Bundle::from_bytes(bytes).map_err(error)?;
-        Model::new(&bundle.name, &bundle.onnx, bundle.features)
+        let features = features.or_else(|| bundle.features.clone());
+        let name = bundle.name.clone();
+        let pipeline = load_bundle(bundle, features.as_deref())?;
+        Ok(Model { name, pipeline })
+    }
+
+    /// Which build this is: `"full"` (tract: any model) or `"lite"` (the lite graph: the
+    /// bundles marked `lite`).
+    #[wasm_bindgen(getter)]
+    pub fn build(&self) -> String {
+        BUILD.to_owned()
     }
 
     /// The model's name.

@@ -5,7 +5,8 @@
 // The job names the bundles to load and the predictions to run through the page's own module
 // (`window.wafer`); then the page is used as a person would: pick a model, type, draw, edit
 // features.toml, send a raw request. It prints one JSON object: each case's outputs or error,
-// what the page showed at each step, and every request the page made, by phase.
+// what the page showed at each step, which build ran each bundle, and every request the page
+// made, by phase.
 import { readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
 
@@ -17,7 +18,7 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync"],
 });
-const result = { cases: [], ui: {}, requests: [], pageErrors: [] };
+const result = { cases: [], builds: {}, ui: {}, requests: [], pageErrors: [] };
 let phase = "load";
 try {
   const page = await browser.newPage();
@@ -28,9 +29,10 @@ try {
   await page.evaluate(() => window.demo.ready);
 
   // Numbers: every bundle loaded first, then every prediction with the network unused.
-  await page.evaluate(async (bundles) => {
+  result.builds = await page.evaluate(async (bundles) => {
     window.loaded = {};
     for (const b of bundles) window.loaded[b] = await window.wafer.load(b);
+    return Object.fromEntries(bundles.map((b) => [b, window.loaded[b].build]));
   }, job.bundles);
   phase = "predict";
   result.cases = await page.evaluate((cases) => cases.map((c) => {

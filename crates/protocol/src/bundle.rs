@@ -3,10 +3,14 @@
 //! loads.
 //!
 //! Layout: the magic `WAFERWEB`, a little-endian `u32` format version (1), a little-endian
-//! `u32` header length, the header (JSON `{"name", "features"?, "onnx_bytes"}`), then the ONNX
-//! bytes.
+//! `u32` header length, the header (JSON `{"name", "features"?, "metadata"?, "lite"?,
+//! "onnx_bytes"}`), then the ONNX bytes.
+//!
+//! `metadata` is the model's as tract describes it where the bundle is written, and `lite` says
+//! that the lite graph runs the model, so the page may load the browser build without tract.
 
 use serde::{Deserialize, Serialize};
+use wafer_scoring::{DataType, Dim, ModelMetadata, TensorInfo};
 
 use crate::ProtocolError;
 
@@ -22,6 +26,10 @@ pub struct Bundle {
     pub onnx: Vec<u8>,
     /// The text of its fitted `features.toml`, if it has one.
     pub features: Option<String>,
+    /// The model's metadata, as the full build describes it.
+    pub metadata: Option<ModelMetadata>,
+    /// Whether the lite graph (the browser build without tract) runs the model.
+    pub lite: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -29,7 +37,96 @@ struct Header {
     name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     features: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    metadata: Option<Metadata>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    lite: bool,
     onnx_bytes: usize,
+}
+
+/// [`ModelMetadata`] whole, dynamic dimensions' names included (the v2 form has only `-1`).
+#[derive(Serialize, Deserialize)]
+struct Metadata {
+    name: String,
+    platform: String,
+    inputs: Vec<Info>,
+    outputs: Vec<Info>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Info {
+    name: String,
+    datatype: String,
+    shape: Vec<Size>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    class_labels: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Size {
+    Fixed(usize),
+    Dynamic(String),
+}
+
+impl Metadata {
+    fn from_model(m: &ModelMetadata) -> Metadata {
+        let infos = |infos: &[TensorInfo]| {
+            infos
+                .iter()
+                .map(|i| Info {
+                    name: i.name.clone(),
+                    datatype: i.datatype.v2_name().to_owned(),
+                    shape: i
+                        .shape
+                        .iter()
+                        .map(|d| match d {
+                            Dim::Fixed(n) => Size::Fixed(*n),
+                            Dim::Dynamic(s) => Size::Dynamic(s.clone()),
+                        })
+                        .collect(),
+                    class_labels: i.class_labels.clone(),
+                })
+                .collect()
+        };
+        Metadata {
+            name: m.name.clone(),
+            platform: m.platform.clone(),
+            inputs: infos(&m.inputs),
+            outputs: infos(&m.outputs),
+        }
+    }
+
+    fn into_model(self) -> Result<ModelMetadata, String> {
+        let infos = |infos: Vec<Info>| {
+            infos
+                .into_iter()
+                .map(|i| {
+                    Ok(TensorInfo {
+                        datatype: DataType::from_v2_name(&i.datatype).ok_or_else(|| {
+                            format!("tensor \"{}\": unknown datatype {}", i.name, i.datatype)
+                        })?,
+                        name: i.name,
+                        shape: i
+                            .shape
+                            .into_iter()
+                            .map(|d| match d {
+                                Size::Fixed(n) => Dim::Fixed(n),
+                                Size::Dynamic(s) => Dim::Dynamic(s),
+                            })
+                            .collect(),
+                        class_labels: i.class_labels,
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()
+        };
+        Ok(ModelMetadata {
+            name: self.name,
+            platform: self.platform,
+            inputs: infos(self.inputs)?,
+            outputs: infos(self.outputs)?,
+        })
+    }
 }
 
 impl Bundle {
@@ -38,6 +135,8 @@ impl Bundle {
         let header = serde_json::to_vec(&Header {
             name: self.name.clone(),
             features: self.features.clone(),
+            metadata: self.metadata.as_ref().map(Metadata::from_model),
+            lite: self.lite,
             onnx_bytes: self.onnx.len(),
         })
         .unwrap_or_default();
@@ -82,10 +181,17 @@ impl Bundle {
                 onnx.len()
             )));
         }
+        let metadata = header
+            .metadata
+            .map(Metadata::into_model)
+            .transpose()
+            .map_err(|e| bad(&format!("metadata: {e}")))?;
         Ok(Bundle {
             name: header.name,
             onnx: onnx.to_vec(),
             features: header.features,
+            metadata,
+            lite: header.lite,
         })
     }
 }
@@ -105,6 +211,23 @@ mod tests {
             name: "iris".into(),
             onnx: vec![1, 2, 3, 4, 5],
             features: Some("[[features]]\n".into()),
+            metadata: Some(ModelMetadata {
+                name: "iris".into(),
+                platform: "onnx".into(),
+                inputs: vec![TensorInfo {
+                    name: "X".into(),
+                    datatype: DataType::F32,
+                    shape: vec![Dim::Dynamic("N".into()), Dim::Fixed(4)],
+                    class_labels: vec![],
+                }],
+                outputs: vec![TensorInfo {
+                    name: "probabilities".into(),
+                    datatype: DataType::F32,
+                    shape: vec![Dim::Dynamic("N".into()), Dim::Fixed(3)],
+                    class_labels: vec!["setosa".into(), "versicolor".into(), "virginica".into()],
+                }],
+            }),
+            lite: true,
         };
         let bytes = bundle.to_bytes();
         assert_eq!(Bundle::from_bytes(&bytes), Ok(bundle));

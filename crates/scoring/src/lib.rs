@@ -7,19 +7,25 @@
 //!
 //! It is not a protocol layer: the KServe v2 codec lives in `wafer-protocol`.
 
+#[cfg(feature = "ml")]
+mod convert;
 mod error;
-#[cfg(feature = "tract")]
+#[cfg(feature = "lite")]
+mod lite;
+#[cfg(feature = "ml")]
 mod ml;
 mod model;
 #[cfg(feature = "tract")]
 mod onnx;
 #[cfg(feature = "tract")]
 mod ops;
+#[cfg(feature = "ml")]
+mod pb;
 mod tensor;
 mod wit;
 
 pub use error::ScoringError;
-#[cfg(feature = "tract")]
+#[cfg(feature = "ml")]
 pub use ml::operators;
 pub use model::{Dim, Model, ModelMetadata, Runner, TensorInfo};
 pub use tensor::{DataType, Tensor, TensorData, f16};

@@ -149,6 +149,15 @@ impl Model {
         })
     }
 
+    /// Reads `onnx` into the lite graph (no tract), for a model whose every node it knows.
+    /// `metadata` is the model's as [`Model::load`] describes it, where tract is at hand (the
+    /// lite graph does no shape analysis).
+    #[cfg(feature = "lite")]
+    pub fn lite(metadata: ModelMetadata, onnx: &[u8]) -> Result<Model, ScoringError> {
+        let graph = crate::lite::Graph::load(&metadata, onnx)?;
+        Ok(Model::with_runner(metadata, Arc::new(graph)))
+    }
+
     /// A model that `runner` computes, described by `metadata`.
     pub fn with_runner(metadata: ModelMetadata, runner: Arc<dyn Runner>) -> Model {
         Model {

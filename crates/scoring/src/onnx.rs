@@ -3,15 +3,15 @@
 use std::sync::Arc;
 
 use tract_onnx::prelude::{
-    self as tract, DatumType, Framework, InferenceModelExt, IntoRunnable, TValue, TVec, ToDim,
-    TypedSimplePlan,
+    self as tract, Framework, InferenceModelExt, IntoRunnable, TValue, TVec, ToDim, TypedSimplePlan,
 };
 use tract_onnx::tract_hir::infer::{DimFact, Factoid, ShapeFactoid};
 use tract_onnx::tract_hir::internal::DimLike;
 
 use crate::ScoringError;
+use crate::convert::{datatype_of, from_tract, to_tract};
 use crate::model::{Dim, ModelMetadata, TensorInfo};
-use crate::tensor::{DataType, Tensor, TensorData};
+use crate::tensor::Tensor;
 
 /// A model's optimized, runnable tract plan.
 pub(crate) type Plan = Arc<TypedSimplePlan>;
@@ -91,7 +91,7 @@ pub(crate) fn run(
     outputs: &[TensorInfo],
     selected: &[usize],
 ) -> Result<Vec<Tensor>, ScoringError> {
-    let values: TVec<TValue> = inputs.into_iter().map(to_tract).collect();
+    let values: TVec<TValue> = inputs.into_iter().map(|t| to_tract(t).into()).collect();
     let results = plan
         .run(values)
         .map_err(|e| ScoringError::Run(format!("{e:#}")))?;
@@ -149,83 +149,4 @@ fn describe(
             })
         })
         .collect()
-}
-
-fn datatype_of(dt: DatumType) -> Option<DataType> {
-    Some(match dt {
-        DatumType::Bool => DataType::Bool,
-        DatumType::U8 => DataType::U8,
-        DatumType::U16 => DataType::U16,
-        DatumType::U32 => DataType::U32,
-        DatumType::U64 => DataType::U64,
-        DatumType::I8 => DataType::I8,
-        DatumType::I16 => DataType::I16,
-        DatumType::I32 => DataType::I32,
-        // tract may compute integer outputs as symbolic dimensions (`TDim`) after optimizing.
-        DatumType::I64 | DatumType::TDim => DataType::I64,
-        DatumType::F16 => DataType::F16,
-        DatumType::F32 => DataType::F32,
-        DatumType::F64 => DataType::F64,
-        DatumType::String => DataType::String,
-        _ => return None,
-    })
-}
-
-fn to_tract(tensor: Tensor) -> TValue {
-    use tract::tract_ndarray::{ArrayD, IxDyn};
-    fn array<T: tract::Datum>(shape: &[usize], v: Vec<T>) -> TValue {
-        // The shape was checked against the data length when the tensor was built.
-        ArrayD::from_shape_vec(IxDyn(shape), v)
-            .map_or_else(|_| tract::Tensor::default(), tract::Tensor::from)
-            .into()
-    }
-    let (_, shape, data) = tensor.into_parts();
-    match data {
-        TensorData::Bool(v) => array(&shape, v),
-        TensorData::U8(v) => array(&shape, v),
-        TensorData::U16(v) => array(&shape, v),
-        TensorData::U32(v) => array(&shape, v),
-        TensorData::U64(v) => array(&shape, v),
-        TensorData::I8(v) => array(&shape, v),
-        TensorData::I16(v) => array(&shape, v),
-        TensorData::I32(v) => array(&shape, v),
-        TensorData::I64(v) => array(&shape, v),
-        TensorData::F16(v) => array(&shape, v),
-        TensorData::F32(v) => array(&shape, v),
-        TensorData::F64(v) => array(&shape, v),
-        TensorData::String(v) => array(&shape, v),
-    }
-}
-
-fn from_tract(name: &str, tensor: &tract::Tensor) -> Result<Tensor, ScoringError> {
-    let shape = tensor.shape().to_vec();
-    let run = |e: tract::TractError| ScoringError::Run(format!("output \"{name}\": {e:#}"));
-    fn elements<T: tract::Datum>(t: &tract::Tensor) -> tract::TractResult<Vec<T>> {
-        Ok(t.to_plain_array_view::<T>()?.iter().cloned().collect())
-    }
-    fn cast<T: tract::Datum>(t: &tract::Tensor) -> tract::TractResult<Vec<T>> {
-        elements::<T>(t.cast_to::<T>()?.as_ref())
-    }
-    let data = match datatype_of(tensor.datum_type()) {
-        Some(DataType::Bool) => TensorData::Bool(elements(tensor).map_err(run)?),
-        Some(DataType::U8) => TensorData::U8(elements(tensor).map_err(run)?),
-        Some(DataType::U16) => TensorData::U16(elements(tensor).map_err(run)?),
-        Some(DataType::U32) => TensorData::U32(elements(tensor).map_err(run)?),
-        Some(DataType::U64) => TensorData::U64(elements(tensor).map_err(run)?),
-        Some(DataType::I8) => TensorData::I8(elements(tensor).map_err(run)?),
-        Some(DataType::I16) => TensorData::I16(elements(tensor).map_err(run)?),
-        Some(DataType::I32) => TensorData::I32(elements(tensor).map_err(run)?),
-        Some(DataType::I64) => TensorData::I64(cast(tensor).map_err(run)?),
-        Some(DataType::F16) => TensorData::F16(elements(tensor).map_err(run)?),
-        Some(DataType::F32) => TensorData::F32(elements(tensor).map_err(run)?),
-        Some(DataType::F64) => TensorData::F64(elements(tensor).map_err(run)?),
-        Some(DataType::String) => TensorData::String(elements(tensor).map_err(run)?),
-        None => {
-            return Err(ScoringError::Run(format!(
-                "output \"{name}\": element type {:?} is not supported",
-                tensor.datum_type()
-            )));
-        }
-    };
-    Tensor::new(name, shape, data)
 }

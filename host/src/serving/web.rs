@@ -19,8 +19,10 @@ use wafer_protocol::{Bundle, Pipeline};
 
 use crate::serving::repo::ModelSource;
 
-/// The bundle of a model folder: its name, `model.onnx` and `features.toml`. The model and
-/// spec are loaded natively first, so a bundle that will not load in the page is never written.
+/// The bundle of a model folder: its name, `model.onnx`, `features.toml` and metadata. The model
+/// and spec are loaded natively first, so a bundle that will not load in the page is never
+/// written; and the lite graph reads the model too, which marks the bundle `lite` when it runs
+/// every node and gives tract's outputs on a probe (the page then needs no tract).
 pub fn bundle(source: &ModelSource) -> anyhow::Result<Vec<u8>> {
     let onnx_path = source.dir.join("model.onnx");
     let onnx =
@@ -31,12 +33,22 @@ pub fn bundle(source: &ModelSource) -> anyhow::Result<Vec<u8>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("reading {}", spec_path.display())),
     };
-    Pipeline::load(&source.name, &onnx, features.as_deref())
+    let pipeline = Pipeline::load(&source.name, &onnx, features.as_deref())
         .with_context(|| format!("loading model \"{}\"", source.name))?;
+    let metadata = pipeline.model().metadata().clone();
+    let lite = match pipeline.model().to_lite(&onnx) {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::info!(model = %source.name, "the lite browser build cannot run it: {e}");
+            false
+        }
+    };
     Ok(Bundle {
         name: source.name.clone(),
         onnx,
         features,
+        metadata: Some(metadata),
+        lite,
     }
     .to_bytes())
 }

@@ -3,15 +3,11 @@
 
 use std::collections::HashMap;
 
-use tract_onnx::model::ParsingContext;
-use tract_onnx::pb::NodeProto;
-use tract_onnx::prelude::*;
-use tract_onnx::tract_hir::internal::*;
+use crate::pb::NodeProto;
+use tract_data::internal::*;
 
 use super::tree::check_inputs;
-use super::{Kernel, MlOp, Plain};
-
-type Built = TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
+use super::{Built, Context, Kernel, Plain, kernel};
 
 /// The length of a feature row: the last dimension of a rank 1 input, else the second.
 fn stride(shape: &[usize]) -> TractResult<usize> {
@@ -38,7 +34,7 @@ struct Scaler {
     scale: Vec<f32>,
 }
 
-pub(crate) fn scaler(_ctx: &ParsingContext, node: &NodeProto) -> Built {
+pub(crate) fn scaler(_ctx: &Context, node: &NodeProto) -> Built {
     let scale: Vec<f32> = node.get_attr_opt_vec("scale")?.unwrap_or_default();
     let offset: Vec<f32> = node.get_attr_opt_vec("offset")?.unwrap_or_default();
     if scale.is_empty() {
@@ -50,7 +46,7 @@ pub(crate) fn scaler(_ctx: &ParsingContext, node: &NodeProto) -> Built {
             &format!("{} values for {} in scale", offset.len(), scale.len()),
         );
     }
-    Ok(MlOp::boxed(Scaler { offset, scale }))
+    Ok(kernel(Scaler { offset, scale }))
 }
 
 impl Kernel for Scaler {
@@ -67,7 +63,7 @@ impl Kernel for Scaler {
         Ok(tvec!(inputs[0].clone()))
     }
 
-    fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+    fn eval(&self, inputs: &[&Tensor]) -> TractResult<TVec<Tensor>> {
         let x = &inputs[0];
         let stride = stride(x.shape())?;
         if self.scale.len() != 1 && self.scale.len() != stride {
@@ -98,7 +94,7 @@ impl Kernel for Scaler {
                 })
                 .collect()
         };
-        Ok(tvec!(Tensor::from_shape(x.shape(), &y)?.into_tvalue()))
+        Ok(tvec!(Tensor::from_shape(x.shape(), &y)?))
     }
 }
 
@@ -111,7 +107,7 @@ struct OneHotEncoder {
     zeros: bool,
 }
 
-pub(crate) fn one_hot_encoder(_ctx: &ParsingContext, node: &NodeProto) -> Built {
+pub(crate) fn one_hot_encoder(_ctx: &Context, node: &NodeProto) -> Built {
     let ints: Vec<i64> = node.get_attr_opt_vec("cats_int64s")?.unwrap_or_default();
     let strings: Vec<String> = node.get_attr_opt_vec("cats_strings")?.unwrap_or_default();
     let categories = match (ints.len(), strings.len()) {
@@ -125,7 +121,7 @@ pub(crate) fn one_hot_encoder(_ctx: &ParsingContext, node: &NodeProto) -> Built 
         }
     };
     // A repeated category keeps its last position, as in onnxruntime.
-    Ok(MlOp::boxed(OneHotEncoder {
+    Ok(kernel(OneHotEncoder {
         ints: ints.into_iter().enumerate().map(|(i, c)| (c, i)).collect(),
         strings: strings
             .into_iter()
@@ -162,7 +158,7 @@ impl Kernel for OneHotEncoder {
         Ok(tvec!(shape))
     }
 
-    fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+    fn eval(&self, inputs: &[&Tensor]) -> TractResult<TVec<Tensor>> {
         let x = &inputs[0];
         let positions: Vec<Option<usize>> = if x.datum_type() == DatumType::String {
             x.plain::<String>()?
@@ -192,7 +188,7 @@ impl Kernel for OneHotEncoder {
         }
         let mut shape = x.shape().to_vec();
         shape.push(self.categories);
-        Ok(tvec!(Tensor::from_shape(&shape, &y)?.into_tvalue()))
+        Ok(tvec!(Tensor::from_shape(&shape, &y)?))
     }
 }
 
@@ -205,7 +201,7 @@ struct Imputer {
     replaced_int: i64,
 }
 
-pub(crate) fn imputer(_ctx: &ParsingContext, node: &NodeProto) -> Built {
+pub(crate) fn imputer(_ctx: &Context, node: &NodeProto) -> Built {
     let floats: Vec<f32> = node
         .get_attr_opt_vec("imputed_value_floats")?
         .unwrap_or_default();
@@ -218,7 +214,7 @@ pub(crate) fn imputer(_ctx: &ParsingContext, node: &NodeProto) -> Built {
             "exactly one of imputed_value_floats and imputed_value_int64s must be given",
         );
     }
-    Ok(MlOp::boxed(Imputer {
+    Ok(kernel(Imputer {
         floats,
         ints,
         replaced_float: node.get_attr_opt("replaced_value_float")?.unwrap_or(0.0),
@@ -240,7 +236,7 @@ impl Kernel for Imputer {
         Ok(tvec!(inputs[0].clone()))
     }
 
-    fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+    fn eval(&self, inputs: &[&Tensor]) -> TractResult<TVec<Tensor>> {
         let x = &inputs[0];
         let stride = stride(x.shape())?;
         let y = if x.datum_type() == DatumType::F32 {
@@ -280,7 +276,7 @@ impl Kernel for Imputer {
                 .collect();
             Tensor::from_shape(x.shape(), &y)?
         };
-        Ok(tvec!(y.into_tvalue()))
+        Ok(tvec!(y))
     }
 }
 
@@ -290,8 +286,8 @@ struct Binarizer {
     threshold: f32,
 }
 
-pub(crate) fn binarizer(_ctx: &ParsingContext, node: &NodeProto) -> Built {
-    Ok(MlOp::boxed(Binarizer {
+pub(crate) fn binarizer(_ctx: &Context, node: &NodeProto) -> Built {
+    Ok(kernel(Binarizer {
         threshold: node.get_attr_opt("threshold")?.unwrap_or(0.0),
     }))
 }
@@ -310,7 +306,7 @@ impl Kernel for Binarizer {
         Ok(tvec!(inputs[0].clone()))
     }
 
-    fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+    fn eval(&self, inputs: &[&Tensor]) -> TractResult<TVec<Tensor>> {
         let x = &inputs[0];
         let values = x.plain::<f32>()?;
         if let Some(i) = values.iter().position(|v| v.is_nan()) {
@@ -320,7 +316,7 @@ impl Kernel for Binarizer {
             .iter()
             .map(|&v| if v > self.threshold { 1.0 } else { 0.0 })
             .collect();
-        Ok(tvec!(Tensor::from_shape(x.shape(), &y)?.into_tvalue()))
+        Ok(tvec!(Tensor::from_shape(x.shape(), &y)?))
     }
 }
 
@@ -349,13 +345,14 @@ impl Column {
         }
     }
 
-    /// Reads `<prefix>_strings`, `<prefix>_int64s`, `<prefix>_floats` or `<prefix>_tensor`.
-    fn parse(ctx: &ParsingContext, node: &NodeProto, prefix: &str) -> TractResult<Column> {
+    /// Reads `<prefix>_strings`, `<prefix>_int64s`, `<prefix>_floats` or `<prefix>_tensor`,
+    /// with the element type it declares (a tensor's own: `INT16` values give `INT16` outputs).
+    fn parse(node: &NodeProto, prefix: &str) -> TractResult<(Column, DatumType)> {
         let strings: Option<Vec<String>> = node.get_attr_opt_vec(&format!("{prefix}_strings"))?;
         let ints: Option<Vec<i64>> = node.get_attr_opt_vec(&format!("{prefix}_int64s"))?;
         let floats: Option<Vec<f32>> = node.get_attr_opt_vec(&format!("{prefix}_floats"))?;
         let tensor_attr = format!("{prefix}_tensor");
-        let tensor = super::tensor_attr(ctx, node, &tensor_attr)?;
+        let tensor = node.get_attr_tensor(&tensor_attr)?;
         let given = [
             strings.is_some(),
             ints.is_some(),
@@ -369,16 +366,16 @@ impl Column {
             );
         }
         if let Some(v) = strings {
-            return Ok(Column::Strings(v));
+            return Ok((Column::Strings(v), DatumType::String));
         }
         if let Some(v) = ints {
-            return Ok(Column::Ints(v));
+            return Ok((Column::Ints(v), DatumType::I64));
         }
         if let Some(v) = floats {
-            return Ok(Column::Floats(v));
+            return Ok((Column::Floats(v), DatumType::F32));
         }
         let t = tensor.ok_or_else(|| format_err!("unreachable: one attribute is given"))?;
-        Ok(match t.datum_type() {
+        let column = match t.datum_type() {
             DatumType::String => Column::Strings(t.plain::<String>()?.to_vec()),
             DatumType::I64 | DatumType::I32 | DatumType::I16 => {
                 Column::Ints(t.cast_to::<i64>()?.plain::<i64>()?.to_vec())
@@ -387,7 +384,8 @@ impl Column {
                 Column::Floats(t.cast_to::<f32>()?.plain::<f32>()?.to_vec())
             }
             other => return node.bail_attr(&tensor_attr, &format!("unsupported type {other:?}")),
-        })
+        };
+        Ok((column, t.datum_type()))
     }
 }
 
@@ -413,16 +411,14 @@ struct LabelEncoder {
     floats: HashMap<u32, usize>,
     nan_matches: bool,
     default: Column,
+    /// The element types of the keys (the input) and of the values (the output).
+    key_type: DatumType,
+    value_type: DatumType,
 }
 
-pub(crate) fn label_encoder(ctx: &ParsingContext, node: &NodeProto) -> Built {
-    let ml_opset = ctx
-        .model
-        .opset_import
-        .iter()
-        .find(|o| o.domain == "ai.onnx.ml")
-        .map_or(1, |o| o.version);
-    let (keys, values) = if node
+pub(crate) fn label_encoder(ctx: &Context, node: &NodeProto) -> Built {
+    let ml_opset = ctx.ml_opset;
+    let ((keys, key_type), (values, value_type)) = if node
         .get_attr_opt_vec::<String>("classes_strings")?
         .is_some()
     {
@@ -431,16 +427,15 @@ pub(crate) fn label_encoder(ctx: &ParsingContext, node: &NodeProto) -> Built {
         let index: Vec<i64> = (0..classes.len() as i64).collect();
         let input_is_string = node.get_attr_opt::<i64>("default_int64")?.is_some()
             || node.get_attr_opt::<String>("default_string")?.is_none();
+        let strings = (Column::Strings(classes), DatumType::String);
+        let ints = (Column::Ints(index), DatumType::I64);
         if input_is_string {
-            (Column::Strings(classes), Column::Ints(index))
+            (strings, ints)
         } else {
-            (Column::Ints(index), Column::Strings(classes))
+            (ints, strings)
         }
     } else {
-        (
-            Column::parse(ctx, node, "keys")?,
-            Column::parse(ctx, node, "values")?,
-        )
+        (Column::parse(node, "keys")?, Column::parse(node, "values")?)
     };
     if keys.len() != values.len() {
         return node.bail_attr(
@@ -458,7 +453,7 @@ pub(crate) fn label_encoder(ctx: &ParsingContext, node: &NodeProto) -> Built {
             Column::Floats(vec![node.get_attr_opt("default_float")?.unwrap_or(-0.0)])
         }
     };
-    let default = match super::tensor_attr(ctx, node, "default_tensor")? {
+    let default = match node.get_attr_tensor("default_tensor")? {
         Some(t) => match values {
             Column::Strings(_) => {
                 Column::Strings(t.cast_to::<String>()?.plain::<String>()?.to_vec())
@@ -488,7 +483,7 @@ pub(crate) fn label_encoder(ctx: &ParsingContext, node: &NodeProto) -> Built {
             }
         }),
     }
-    Ok(MlOp::boxed(LabelEncoder {
+    Ok(kernel(LabelEncoder {
         keys,
         values,
         strings,
@@ -496,6 +491,8 @@ pub(crate) fn label_encoder(ctx: &ParsingContext, node: &NodeProto) -> Built {
         floats,
         nan_matches,
         default,
+        key_type,
+        value_type,
     }))
 }
 
@@ -514,21 +511,23 @@ impl Kernel for LabelEncoder {
     }
 
     fn output_types(&self, inputs: &[DatumType]) -> TractResult<TVec<DatumType>> {
-        let key = self.keys.datum_type();
-        let accepted: &[DatumType] = match key {
-            DatumType::F32 => &[DatumType::F32, DatumType::F64],
-            DatumType::I64 => &[DatumType::I64, DatumType::I32],
-            _ => &[DatumType::String],
+        let mut accepted = match self.keys.datum_type() {
+            DatumType::F32 => vec![DatumType::F32, DatumType::F64],
+            DatumType::I64 => vec![DatumType::I64, DatumType::I32],
+            _ => vec![DatumType::String],
         };
-        check_inputs(inputs, accepted)?;
-        Ok(tvec!(self.values.datum_type()))
+        if !accepted.contains(&self.key_type) {
+            accepted.push(self.key_type);
+        }
+        check_inputs(inputs, &accepted)?;
+        Ok(tvec!(self.value_type))
     }
 
     fn output_shapes(&self, inputs: &[TVec<TDim>]) -> TractResult<TVec<TVec<TDim>>> {
         Ok(tvec!(inputs[0].clone()))
     }
 
-    fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+    fn eval(&self, inputs: &[&Tensor]) -> TractResult<TVec<Tensor>> {
         let x = &inputs[0];
         let found: Vec<Option<usize>> = match &self.keys {
             Column::Strings(_) => x
@@ -565,7 +564,11 @@ impl Kernel for LabelEncoder {
             }
             _ => bail!("the default value's type differs from the values'"),
         };
-        Ok(tvec!(y.into_tvalue()))
+        if y.datum_type() == self.value_type {
+            Ok(tvec!(y))
+        } else {
+            Ok(tvec!(y.cast_to_dt(self.value_type)?.into_owned()))
+        }
     }
 }
 
@@ -575,7 +578,7 @@ struct FeatureVectorizer {
     dimensions: Vec<usize>,
 }
 
-pub(crate) fn feature_vectorizer(_ctx: &ParsingContext, node: &NodeProto) -> Built {
+pub(crate) fn feature_vectorizer(_ctx: &Context, node: &NodeProto) -> Built {
     let dims: Vec<i64> = node
         .get_attr_opt_vec("inputdimensions")?
         .unwrap_or_default();
@@ -595,7 +598,7 @@ pub(crate) fn feature_vectorizer(_ctx: &ParsingContext, node: &NodeProto) -> Bui
                 .or_else(|_| node.bail_attr("inputdimensions", &format!("negative {d}")))
         })
         .collect::<TractResult<_>>()?;
-    Ok(MlOp::boxed(FeatureVectorizer { dimensions }))
+    Ok(kernel(FeatureVectorizer { dimensions }))
 }
 
 impl Kernel for FeatureVectorizer {
@@ -622,9 +625,9 @@ impl Kernel for FeatureVectorizer {
         )))
     }
 
-    fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+    fn eval(&self, inputs: &[&Tensor]) -> TractResult<TVec<Tensor>> {
         let rows = |x: &Tensor| if x.rank() == 1 { 1 } else { x.shape()[0] };
-        let n = rows(&inputs[0]);
+        let n = rows(inputs[0]);
         let width: usize = self.dimensions.iter().sum();
         let mut y = vec![0.0f32; n * width];
         let mut offset = 0;
@@ -646,7 +649,7 @@ impl Kernel for FeatureVectorizer {
             }
             offset += d;
         }
-        Ok(tvec!(Tensor::from_shape(&[n, width], &y)?.into_tvalue()))
+        Ok(tvec!(Tensor::from_shape(&[n, width], &y)?))
     }
 }
 
@@ -664,14 +667,14 @@ struct Normalizer {
     norm: Norm,
 }
 
-pub(crate) fn normalizer(_ctx: &ParsingContext, node: &NodeProto) -> Built {
+pub(crate) fn normalizer(_ctx: &Context, node: &NodeProto) -> Built {
     let norm = super::one_of(
         node,
         "norm",
         Some("MAX"),
         &[("MAX", Norm::Max), ("L1", Norm::L1), ("L2", Norm::L2)],
     )?;
-    Ok(MlOp::boxed(Normalizer { norm }))
+    Ok(kernel(Normalizer { norm }))
 }
 
 impl Normalizer {
@@ -720,7 +723,7 @@ impl Kernel for Normalizer {
         Ok(tvec!(inputs[0].clone()))
     }
 
-    fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+    fn eval(&self, inputs: &[&Tensor]) -> TractResult<TVec<Tensor>> {
         let x = &inputs[0];
         let c = super::tree::columns(x);
         // The square of an f32 is exact in f64, so rounding it to f32 is the f32 product.
@@ -734,7 +737,7 @@ impl Kernel for Normalizer {
         for row in values.chunks(c.max(1)) {
             self.row(row, &mut y);
         }
-        Ok(tvec!(Tensor::from_shape(x.shape(), &y)?.into_tvalue()))
+        Ok(tvec!(Tensor::from_shape(x.shape(), &y)?))
     }
 }
 
@@ -742,8 +745,8 @@ impl Kernel for Normalizer {
 #[derive(Clone, Debug)]
 struct ArrayFeatureExtractor;
 
-pub(crate) fn array_feature_extractor(_ctx: &ParsingContext, _node: &NodeProto) -> Built {
-    Ok(MlOp::boxed(ArrayFeatureExtractor))
+pub(crate) fn array_feature_extractor(_ctx: &Context, _node: &NodeProto) -> Built {
+    Ok(kernel(ArrayFeatureExtractor))
 }
 
 impl Kernel for ArrayFeatureExtractor {
@@ -771,7 +774,7 @@ impl Kernel for ArrayFeatureExtractor {
         }
     }
 
-    fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+    fn eval(&self, inputs: &[&Tensor]) -> TractResult<TVec<Tensor>> {
         let (x, idx) = (&inputs[0], &inputs[1]);
         let last = *x
             .shape()
@@ -798,12 +801,9 @@ impl Kernel for ArrayFeatureExtractor {
         };
         let r = shape.len();
         shape[r - 1] = indices.len();
-        let x2 = x
-            .clone()
-            .into_tensor()
-            .into_shape(&[x.len() / last, last])?;
+        let x2 = Tensor::clone(x).into_shape(&[x.len() / last, last])?;
         let picked = x2.gather_columns(&indices)?;
-        Ok(tvec!(picked.into_shape(&shape)?.into_tvalue()))
+        Ok(tvec!(picked.into_shape(&shape)?))
     }
 }
 

@@ -1,12 +1,13 @@
 //! LinearClassifier and LinearRegressor, with every post-transform and onnxruntime's binary rule
 //! (one coefficient row and two labels: scores `[1-s, s]`, label by `s > 0`).
 
-use tract_onnx::pb::NodeProto;
-use tract_onnx::prelude::*;
-use tract_onnx::tract_hir::internal::*;
+use crate::pb::NodeProto;
+use tract_data::internal::*;
 
 use super::tree::check_inputs;
-use super::{Kernel, Labels, MlOp, NUMERIC, PostTransform, f32_matrix, rows_and_columns};
+use super::{
+    Built, Context, Kernel, Labels, NUMERIC, PostTransform, f32_matrix, kernel, rows_and_columns,
+};
 
 /// `X·Wᵀ + b` for one row, in `f32`.
 fn affine(row: &[f32], weights: &[f32], bias: Option<&[f32]>, out: &mut Vec<f32>) {
@@ -41,10 +42,7 @@ struct LinearClassifier {
     post: PostTransform,
 }
 
-pub(crate) fn linear_classifier(
-    _ctx: &tract_onnx::model::ParsingContext,
-    node: &NodeProto,
-) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+pub(crate) fn linear_classifier(_ctx: &Context, node: &NodeProto) -> Built {
     let coefficients: Vec<f32> = node.get_attr_vec("coefficients")?;
     let intercepts: Vec<f32> = node.get_attr_opt_vec("intercepts")?.unwrap_or_default();
     if intercepts.is_empty() {
@@ -63,7 +61,7 @@ pub(crate) fn linear_classifier(
             &format!("{} labels for {classes} rows of coefficients", labels.len()),
         );
     }
-    Ok(MlOp::boxed(LinearClassifier {
+    Ok(kernel(LinearClassifier {
         coefficients,
         intercepts,
         features,
@@ -104,8 +102,8 @@ impl Kernel for LinearClassifier {
         ))
     }
 
-    fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let (n, c, x) = f32_matrix(&inputs[0])?;
+    fn eval(&self, inputs: &[&Tensor]) -> TractResult<TVec<Tensor>> {
+        let (n, c, x) = f32_matrix(inputs[0])?;
         super::check_features(self.features, c)?;
         let classes = self.intercepts.len();
         let mut scores = Vec::with_capacity(n * classes);
@@ -152,10 +150,7 @@ impl Kernel for LinearClassifier {
             }
             self.labels.tensor(&chosen)?
         };
-        Ok(tvec!(
-            label.into_tvalue(),
-            Tensor::from_shape(&[n, columns], &z)?.into_tvalue()
-        ))
+        Ok(tvec!(label, Tensor::from_shape(&[n, columns], &z)?))
     }
 }
 
@@ -180,10 +175,7 @@ struct LinearRegressor {
     post: PostTransform,
 }
 
-pub(crate) fn linear_regressor(
-    _ctx: &tract_onnx::model::ParsingContext,
-    node: &NodeProto,
-) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+pub(crate) fn linear_regressor(_ctx: &Context, node: &NodeProto) -> Built {
     let targets: i64 = node.get_attr_opt("targets")?.unwrap_or(1);
     let Some(targets) = usize::try_from(targets).ok().filter(|&t| t > 0) else {
         return node.bail_attr("targets", &format!("must be positive, got {targets}"));
@@ -194,7 +186,7 @@ pub(crate) fn linear_regressor(
     let intercepts = node
         .get_attr_opt_vec::<f32>("intercepts")?
         .filter(|v| v.len() == targets);
-    Ok(MlOp::boxed(LinearRegressor {
+    Ok(kernel(LinearRegressor {
         coefficients,
         intercepts,
         targets,
@@ -218,8 +210,8 @@ impl Kernel for LinearRegressor {
         Ok(tvec!(tvec!(n, self.targets.into())))
     }
 
-    fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let (n, c, x) = f32_matrix(&inputs[0])?;
+    fn eval(&self, inputs: &[&Tensor]) -> TractResult<TVec<Tensor>> {
+        let (n, c, x) = f32_matrix(inputs[0])?;
         super::check_features(self.features, c)?;
         let mut y = Vec::with_capacity(n * self.targets);
         for row in x.chunks(c.max(1)).take(n) {
@@ -232,9 +224,7 @@ impl Kernel for LinearRegressor {
                 self.post.apply(out);
             }
         }
-        Ok(tvec!(
-            Tensor::from_shape(&[n, self.targets], &y)?.into_tvalue()
-        ))
+        Ok(tvec!(Tensor::from_shape(&[n, self.targets], &y)?))
     }
 }
 

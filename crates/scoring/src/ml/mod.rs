@@ -3,33 +3,47 @@
 //! tract lacks most of them and gets some wrong (binary tree ensembles, string labels, PROBIT and
 //! SOFTMAX_ZERO). Each operator here parses its node's attributes once, at load time, into a
 //! [`Kernel`], and onnxruntime's CPU kernels are the reference for every number it computes.
-//! [`register`] puts them into tract's ONNX loader, over tract's own where both exist.
+//! They read the attributes of [`crate::pb`]'s nodes and compute on tract-data's tensors, so both
+//! engines run them: tract (through [`tract::register`], over tract's own operators where both
+//! exist) and the lite graph.
 
 mod encode;
 mod linear;
 mod post;
 mod svm;
+#[cfg(feature = "tract")]
+pub(crate) mod tract;
 mod tree;
+#[cfg(feature = "tract")]
 pub(crate) mod zipmap;
 
-#[cfg(test)]
-mod testing;
+#[cfg(all(test, feature = "tract"))]
+pub(crate) mod testing;
 
 use std::fmt;
 use std::sync::Arc;
 
-use tract_onnx::model::{OnnxOpRegister, ParsingContext};
-use tract_onnx::pb::NodeProto;
-use tract_onnx::prelude::*;
-use tract_onnx::tract_hir::internal::*;
+use tract_data::internal::*;
+
+use crate::pb::NodeProto;
 
 pub(crate) use post::PostTransform;
 
-/// What tract's ONNX loader calls to turn a node into an operator.
-type Builder = fn(&ParsingContext, &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
+/// What a kernel's builder knows of the model beyond its node.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Context {
+    /// The model's `ai.onnx.ml` opset (1 when it imports none).
+    pub(crate) ml_opset: i64,
+}
+
+/// A built kernel, or why its node's attributes are refused.
+pub(crate) type Built = TractResult<Arc<dyn Kernel>>;
+
+/// Parses a node's attributes into its kernel.
+pub(crate) type Builder = fn(&Context, &NodeProto) -> Built;
 
 /// Every operator this module implements, as (ONNX op type, builder).
-const OPERATORS: &[(&str, Builder)] = &[
+pub(crate) const OPERATORS: &[(&str, Builder)] = &[
     ("ArrayFeatureExtractor", encode::array_feature_extractor),
     ("Binarizer", encode::binarizer),
     ("FeatureVectorizer", encode::feature_vectorizer),
@@ -51,11 +65,10 @@ pub fn operators() -> impl Iterator<Item = &'static str> {
     OPERATORS.iter().map(|(name, _)| *name)
 }
 
-/// Registers every operator of this module into tract's ONNX op register.
-pub(crate) fn register(reg: &mut OnnxOpRegister) {
-    for &(name, builder) in OPERATORS {
-        reg.insert(name, builder);
-    }
+/// The builder of op type `name`, if this module implements it.
+#[cfg(feature = "lite")]
+pub(crate) fn builder(name: &str) -> Option<Builder> {
+    OPERATORS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
 }
 
 /// One operator, its attributes parsed: the output types and shapes it gives for its inputs', and
@@ -71,123 +84,13 @@ pub(crate) trait Kernel: fmt::Debug + Send + Sync + 'static {
     fn output_types(&self, inputs: &[DatumType]) -> TractResult<TVec<DatumType>>;
     /// The output shapes, given the inputs'.
     fn output_shapes(&self, inputs: &[TVec<TDim>]) -> TractResult<TVec<TVec<TDim>>>;
-    /// Computes the outputs.
-    fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>>;
+    /// Computes the outputs. An `INT64` input is `i64`, never tract's symbolic `TDim`.
+    fn eval(&self, inputs: &[&Tensor]) -> TractResult<TVec<Tensor>>;
 }
 
-/// A [`Kernel`] as a node of tract's inference and typed models.
-#[derive(Clone, Debug)]
-pub(crate) struct MlOp(Arc<dyn Kernel>);
-
-impl MlOp {
-    /// Wraps a kernel for tract's ONNX loader.
-    pub(crate) fn boxed(kernel: impl Kernel) -> (Box<dyn InferenceOp>, Vec<String>) {
-        (expand(MlOp(Arc::new(kernel))), vec![])
-    }
-}
-
-impl PartialEq for MlOp {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for MlOp {}
-
-impl Op for MlOp {
-    fn name(&self) -> StaticName {
-        self.0.name().into()
-    }
-
-    op_as_typed_op!();
-}
-
-impl EvalOp for MlOp {
-    op_out_of_plan!();
-
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let inputs = inputs
-            .into_iter()
-            .map(|t| {
-                Ok(if t.datum_type() == DatumType::TDim {
-                    t.cast_to::<i64>()?.into_owned().into_tvalue()
-                } else {
-                    t
-                })
-            })
-            .collect::<TractResult<_>>()?;
-        self.0.eval(inputs)
-    }
-}
-
-impl TypedOp for MlOp {
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        let types: TVec<DatumType> = inputs.iter().map(|f| as_int64(f.datum_type)).collect();
-        let shapes: TVec<TVec<TDim>> = inputs.iter().map(|f| f.shape.to_tvec()).collect();
-        let types = self.0.output_types(&types)?;
-        let shapes = self.0.output_shapes(&shapes)?;
-        Ok(types
-            .into_iter()
-            .zip(shapes)
-            .map(|(dt, shape)| TypedFact::dt_shape(dt, shape))
-            .collect())
-    }
-
-    as_op!();
-}
-
-impl Expansion for MlOp {
-    fn name(&self) -> StaticName {
-        self.0.name().into()
-    }
-
-    fn nboutputs(&self) -> TractResult<usize> {
-        Ok(self.0.outputs())
-    }
-
-    fn rules<'r, 'p: 'r, 's: 'r>(
-        &'s self,
-        s: &mut Solver<'r>,
-        inputs: &'p [TensorProxy],
-        outputs: &'p [TensorProxy],
-    ) -> InferenceResult {
-        check_output_arity(outputs, self.0.outputs())?;
-        let kernel = self.0.clone();
-        s.given_all(inputs.iter().map(|i| &i.datum_type), move |s, types| {
-            let types: Vec<DatumType> = types.into_iter().map(as_int64).collect();
-            for (o, dt) in outputs.iter().zip(kernel.output_types(&types)?) {
-                s.equals(&o.datum_type, dt)?;
-            }
-            Ok(())
-        })?;
-        let kernel = self.0.clone();
-        s.given_all(inputs.iter().map(|i| &i.shape), move |s, shapes| {
-            for (o, shape) in outputs.iter().zip(kernel.output_shapes(&shapes)?) {
-                s.equals(&o.shape, shape.into_iter().collect::<ShapeFactoid>())?;
-            }
-            Ok(())
-        })
-    }
-
-    fn wire(
-        &self,
-        prefix: &str,
-        model: &mut TypedModel,
-        inputs: &[OutletId],
-    ) -> TractResult<TVec<OutletId>> {
-        model.wire_node(prefix, self.clone(), inputs)
-    }
-}
-
-/// An input's element type as the kernels see it: tract's analysis types an ONNX `INT64`
-/// tensor as `TDim` (a symbolic integer) after shape arithmetic such as `Gather` or `Reshape`;
-/// that is `INT64` to every kernel, which [`MlOp`] hands the values as `i64`.
-fn as_int64(dt: DatumType) -> DatumType {
-    if dt == DatumType::TDim {
-        DatumType::I64
-    } else {
-        dt
-    }
+/// A kernel, shared.
+pub(crate) fn kernel(kernel: impl Kernel) -> Arc<dyn Kernel> {
+    Arc::new(kernel)
 }
 
 /// The numeric input types most operators take, converting them to `f32`.
@@ -244,22 +147,8 @@ impl Plain for Tensor {
 
 /// A tensor of any element type, strings included, from its shape and row-major elements.
 pub(crate) fn tensor_of<T: Datum>(shape: &[usize], data: Vec<T>) -> TractResult<Tensor> {
-    use tract_onnx::prelude::tract_ndarray::{ArrayD, IxDyn};
+    use tract_data::internal::tract_ndarray::{ArrayD, IxDyn};
     Ok(ArrayD::from_shape_vec(IxDyn(shape), data)?.into())
-}
-
-/// A tensor-valued attribute, if present.
-pub(crate) fn tensor_attr(
-    ctx: &ParsingContext,
-    node: &NodeProto,
-    name: &str,
-) -> TractResult<Option<Tensor>> {
-    let Some(t) = node.get_attr_opt::<&tract_onnx::pb::TensorProto>(name)? else {
-        return Ok(None);
-    };
-    tract_onnx::tensor::load_tensor(&*ctx.framework.provider, t, ctx.model_dir)
-        .map(Some)
-        .or_else(|e| node.bail_attr(name, &format!("{e:#}")))
 }
 
 /// Class labels of a classifier: integers or strings, from `<prefix>_int64s`/`<prefix>_ints` or

@@ -1,7 +1,7 @@
 //! Post-transforms of classifier and regressor scores, in `f32` as onnxruntime computes them.
 
-use tract_onnx::pb::NodeProto;
-use tract_onnx::prelude::*;
+use crate::pb::NodeProto;
+use tract_data::internal::*;
 
 use super::one_of;
 

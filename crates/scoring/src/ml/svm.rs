@@ -1,14 +1,15 @@
 //! SVMClassifier and SVMRegressor: libsvm's kernels, one-vs-one voting, and Platt probabilities
 //! coupled pairwise (`prob_a`, `prob_b`), in `f32` as onnxruntime computes them.
 
-use tract_onnx::pb::NodeProto;
-use tract_onnx::prelude::*;
-use tract_onnx::tract_hir::internal::*;
+use crate::pb::NodeProto;
+use tract_data::internal::*;
 
 use super::linear::argmax;
 use super::post::logistic;
 use super::tree::check_inputs;
-use super::{Kernel, Labels, MlOp, NUMERIC, PostTransform, f32_matrix, one_of, rows_and_columns};
+use super::{
+    Built, Context, Kernel, Labels, NUMERIC, PostTransform, f32_matrix, one_of, rows_and_columns,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum KernelType {
@@ -104,10 +105,7 @@ struct SvmClassifier {
     all_positive: bool,
 }
 
-pub(crate) fn svm_classifier(
-    _ctx: &tract_onnx::model::ParsingContext,
-    node: &NodeProto,
-) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+pub(crate) fn svm_classifier(_ctx: &Context, node: &NodeProto) -> Built {
     let mut kernel = SvmKernel::parse(node)?;
     let labels = Labels::parse(node, "classlabels_ints")?;
     let classes = labels.len();
@@ -206,7 +204,7 @@ pub(crate) fn svm_classifier(
         coefficients.len() / classes
     };
     let all_positive = coefficients.iter().all(|&c| c >= 0.0);
-    Ok(MlOp::boxed(SvmClassifier {
+    Ok(super::kernel(SvmClassifier {
         kernel,
         support,
         starts,
@@ -395,8 +393,8 @@ impl Kernel for SvmClassifier {
         ))
     }
 
-    fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let (n, c, x) = f32_matrix(&inputs[0])?;
+    fn eval(&self, inputs: &[&Tensor]) -> TractResult<TVec<Tensor>> {
+        let (n, c, x) = f32_matrix(inputs[0])?;
         super::check_features(self.features, c)?;
         let mut z = Vec::with_capacity(n * self.score_columns());
         let chosen: Vec<usize> = x
@@ -405,8 +403,8 @@ impl Kernel for SvmClassifier {
             .map(|row| self.row(row, &mut z))
             .collect();
         Ok(tvec!(
-            self.labels.tensor(&chosen)?.into_tvalue(),
-            Tensor::from_shape(&[n, self.score_columns()], &z)?.into_tvalue()
+            self.labels.tensor(&chosen)?,
+            Tensor::from_shape(&[n, self.score_columns()], &z)?
         ))
     }
 }
@@ -422,10 +420,7 @@ struct SvmRegressor {
     one_class: bool,
 }
 
-pub(crate) fn svm_regressor(
-    _ctx: &tract_onnx::model::ParsingContext,
-    node: &NodeProto,
-) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+pub(crate) fn svm_regressor(_ctx: &Context, node: &NodeProto) -> Built {
     let kernel = SvmKernel::parse(node)?;
     let supports: i64 = node.get_attr_opt("n_supports")?.unwrap_or(0);
     let Ok(supports) = usize::try_from(supports) else {
@@ -468,7 +463,7 @@ pub(crate) fn svm_regressor(
     } else {
         coefficients.len()
     };
-    Ok(MlOp::boxed(SvmRegressor {
+    Ok(super::kernel(SvmRegressor {
         kernel,
         support: if supports > 0 { support } else { vec![] },
         coefficients,
@@ -493,8 +488,8 @@ impl Kernel for SvmRegressor {
         Ok(tvec!(tvec!(n, 1.into())))
     }
 
-    fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let (n, c, x) = f32_matrix(&inputs[0])?;
+    fn eval(&self, inputs: &[&Tensor]) -> TractResult<TVec<Tensor>> {
+        let (n, c, x) = f32_matrix(inputs[0])?;
         super::check_features(self.features, c)?;
         let y: Vec<f32> = x
             .chunks(c.max(1))
@@ -519,7 +514,7 @@ impl Kernel for SvmRegressor {
                 }
             })
             .collect();
-        Ok(tvec!(Tensor::from_shape(&[n, 1], &y)?.into_tvalue()))
+        Ok(tvec!(Tensor::from_shape(&[n, 1], &y)?))
     }
 }
 

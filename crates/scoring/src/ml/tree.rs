@@ -6,12 +6,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use tract_onnx::model::ParsingContext;
-use tract_onnx::pb::NodeProto;
-use tract_onnx::prelude::*;
-use tract_onnx::tract_hir::internal::*;
+use crate::pb::NodeProto;
+use tract_data::internal::*;
 
-use super::{Kernel, Labels, MlOp, Plain, PostTransform, one_of, rows_and_columns};
+use super::{
+    Built, Context, Kernel, Labels, Plain, PostTransform, kernel, one_of, rows_and_columns,
+};
 
 /// How a branch node compares a feature with its threshold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,12 +208,7 @@ impl<T: Real> Score<T> {
 
 impl Forest {
     /// Reads and checks the `nodes_*` attributes and the leaf weights `<prefix>_*`.
-    fn parse(
-        ctx: &ParsingContext,
-        node: &NodeProto,
-        prefix: &str,
-        targets: usize,
-    ) -> TractResult<Forest> {
+    fn parse(node: &NodeProto, prefix: &str, targets: usize) -> TractResult<Forest> {
         let ids = |attr: &str| -> TractResult<Vec<i64>> { node.get_attr_vec(attr) };
         let tree_ids = ids("nodes_treeids")?;
         let node_ids = ids("nodes_nodeids")?;
@@ -221,7 +216,7 @@ impl Forest {
         let trues = ids("nodes_truenodeids")?;
         let falses = ids("nodes_falsenodeids")?;
         let modes: Vec<String> = node.get_attr_vec("nodes_modes")?;
-        let values = float_list(ctx, node, "nodes_values")?.unwrap_or_default();
+        let values = float_list(node, "nodes_values")?.unwrap_or_default();
         let missing: Vec<i64> = node
             .get_attr_opt_vec("nodes_missing_value_tracks_true")?
             .unwrap_or_default();
@@ -325,7 +320,7 @@ impl Forest {
         let w_nodes = ids(&format!("{prefix}_nodeids"))?;
         let w_ids = ids(&format!("{prefix}_ids"))?;
         let w_attr = format!("{prefix}_weights");
-        let weights = float_list(ctx, node, &w_attr)?.unwrap_or_default();
+        let weights = float_list(node, &w_attr)?.unwrap_or_default();
         for (attr, len) in [
             (format!("{prefix}_nodeids"), w_nodes.len()),
             (format!("{prefix}_ids"), w_ids.len()),
@@ -527,10 +522,10 @@ impl Forest {
 }
 
 /// A float list attribute, or its `<name>_as_tensor` double form.
-fn float_list(ctx: &ParsingContext, node: &NodeProto, name: &str) -> TractResult<Option<Vec<f64>>> {
+fn float_list(node: &NodeProto, name: &str) -> TractResult<Option<Vec<f64>>> {
     let floats: Option<Vec<f32>> = node.get_attr_opt_vec(name)?;
     let tensor_attr = format!("{name}_as_tensor");
-    let tensor = super::tensor_attr(ctx, node, &tensor_attr)?;
+    let tensor = node.get_attr_tensor(&tensor_attr)?;
     match (floats, tensor) {
         (Some(_), Some(_)) => node.bail_attr(
             &tensor_attr,
@@ -571,10 +566,7 @@ struct Regressor {
     post: PostTransform,
 }
 
-pub(crate) fn tree_ensemble_regressor(
-    ctx: &ParsingContext,
-    node: &NodeProto,
-) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+pub(crate) fn tree_ensemble_regressor(_ctx: &Context, node: &NodeProto) -> Built {
     let targets: i64 = node.get_attr_opt("n_targets")?.unwrap_or(1);
     let targets = usize::try_from(targets)
         .ok()
@@ -583,15 +575,15 @@ pub(crate) fn tree_ensemble_regressor(
             || node.bail_attr("n_targets", &format!("must be positive, got {targets}")),
             Ok,
         )?;
-    let forest = Forest::parse(ctx, node, "target", targets)?;
-    let base = float_list(ctx, node, "base_values")?.unwrap_or_default();
+    let forest = Forest::parse(node, "target", targets)?;
+    let base = float_list(node, "base_values")?.unwrap_or_default();
     if !base.is_empty() && base.len() != targets {
         return node.bail_attr(
             "base_values",
             &format!("has {} entries for {targets} targets", base.len()),
         );
     }
-    Ok(MlOp::boxed(Regressor {
+    Ok(kernel(Regressor {
         forest,
         targets,
         aggregate: aggregate(node)?,
@@ -660,7 +652,7 @@ impl Kernel for Regressor {
         Ok(tvec!(tvec!(n, self.targets.into())))
     }
 
-    fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+    fn eval(&self, inputs: &[&Tensor]) -> TractResult<TVec<Tensor>> {
         let x = &inputs[0];
         let (n, c) = (rows(x), columns(x));
         let out = if x.datum_type() == DatumType::F64 {
@@ -668,9 +660,7 @@ impl Kernel for Regressor {
         } else {
             self.run(n, c, x.cast_to::<f32>()?.plain::<f32>()?)?
         };
-        Ok(tvec!(
-            Tensor::from_shape(&[n, self.targets], &out)?.into_tvalue()
-        ))
+        Ok(tvec!(Tensor::from_shape(&[n, self.targets], &out)?))
     }
 }
 
@@ -685,10 +675,7 @@ struct Classifier {
     all_positive: bool,
 }
 
-pub(crate) fn tree_ensemble_classifier(
-    ctx: &ParsingContext,
-    node: &NodeProto,
-) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+pub(crate) fn tree_ensemble_classifier(_ctx: &Context, node: &NodeProto) -> Built {
     let labels = Labels::parse(node, "classlabels_int64s")?;
     let classes = labels.len();
     if classes < 2 {
@@ -697,8 +684,8 @@ pub(crate) fn tree_ensemble_classifier(
             "a classifier needs at least two classes",
         );
     }
-    let forest = Forest::parse(ctx, node, "class", classes)?;
-    let base = float_list(ctx, node, "base_values")?.unwrap_or_default();
+    let forest = Forest::parse(node, "class", classes)?;
+    let base = float_list(node, "base_values")?.unwrap_or_default();
     let base_ok = if classes == 2 {
         base.len() <= 2
     } else {
@@ -724,7 +711,7 @@ pub(crate) fn tree_ensemble_classifier(
         .nodes
         .iter()
         .all(|n| n.weights.iter().all(|&(_, w)| w >= 0.0));
-    Ok(MlOp::boxed(Classifier {
+    Ok(kernel(Classifier {
         forest,
         labels,
         base,
@@ -888,7 +875,7 @@ impl Kernel for Classifier {
         Ok(tvec!(tvec!(n.clone()), tvec!(n, self.labels.len().into())))
     }
 
-    fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+    fn eval(&self, inputs: &[&Tensor]) -> TractResult<TVec<Tensor>> {
         let x = &inputs[0];
         let (n, c) = (rows(x), columns(x));
         let (choices, z) = if x.datum_type() == DatumType::F64 {
@@ -897,10 +884,7 @@ impl Kernel for Classifier {
             self.run(n, c, x.cast_to::<f32>()?.plain::<f32>()?)?
         };
         let z = Tensor::from_shape(&[n, self.labels.len()], &z)?;
-        Ok(tvec!(
-            self.label_tensor(&choices)?.into_tvalue(),
-            z.into_tvalue()
-        ))
+        Ok(tvec!(self.label_tensor(&choices)?, z))
     }
 }
 

@@ -2,14 +2,10 @@
 //! onnx's reference does: per element `-x[n, target, d…] · weight[target]`, 0 at `ignore_index`,
 //! then `none`, `sum`, or `mean` (divided by the summed weights of the targets taken).
 
-use tract_onnx::model::ParsingContext;
-use tract_onnx::pb::NodeProto;
-use tract_onnx::prelude::*;
-use tract_onnx::tract_hir::internal::*;
+use tract_data::internal::*;
 
-use crate::ml::{Kernel, MlOp, tensor_of};
-
-type Built = TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
+use crate::ml::{Built, Context, Kernel, kernel, tensor_of};
+use crate::pb::NodeProto;
 
 /// How the per-element losses are reduced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,14 +48,14 @@ fn parse(node: &NodeProto, softmax: Option<bool>) -> TractResult<Loss> {
 }
 
 /// Builds a `NegativeLogLikelihoodLoss` node.
-pub(super) fn negative_log_likelihood(_ctx: &ParsingContext, node: &NodeProto) -> Built {
-    Ok(MlOp::boxed(parse(node, None)?))
+pub(super) fn negative_log_likelihood(_ctx: &Context, node: &NodeProto) -> Built {
+    Ok(kernel(parse(node, None)?))
 }
 
 /// Builds a `SoftmaxCrossEntropyLoss` node.
-pub(super) fn softmax_cross_entropy(_ctx: &ParsingContext, node: &NodeProto) -> Built {
+pub(super) fn softmax_cross_entropy(_ctx: &Context, node: &NodeProto) -> Built {
     let log_prob = node.output.len() > 1 && !node.output[1].is_empty();
-    Ok(MlOp::boxed(parse(node, Some(log_prob))?))
+    Ok(kernel(parse(node, Some(log_prob))?))
 }
 
 impl Kernel for Loss {
@@ -101,7 +97,7 @@ impl Kernel for Loss {
         Ok(shapes)
     }
 
-    fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+    fn eval(&self, inputs: &[&Tensor]) -> TractResult<TVec<Tensor>> {
         let dt = inputs[0].datum_type();
         let shape = inputs[0].shape().to_vec();
         let (n, c) = match shape[..] {
@@ -175,10 +171,10 @@ impl Kernel for Loss {
             }
             Reduction::Mean => tensor0(losses.iter().sum::<f64>() / losses.len() as f64),
         };
-        let mut outputs = tvec![loss.cast_to_dt(dt)?.into_owned().into_tvalue()];
+        let mut outputs = tvec![loss.cast_to_dt(dt)?.into_owned()];
         if self.softmax == Some(true) {
             let log_prob = tensor_of(&shape, x)?;
-            outputs.push(log_prob.cast_to_dt(dt)?.into_owned().into_tvalue());
+            outputs.push(log_prob.cast_to_dt(dt)?.into_owned());
         }
         Ok(outputs)
     }

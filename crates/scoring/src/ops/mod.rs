@@ -11,13 +11,17 @@ use tract_onnx::model::OnnxOpRegister;
 pub(crate) fn onnx() -> tract_onnx::Onnx {
     let mut onnx = tract_onnx::onnx();
     register(&mut onnx.op_register);
-    crate::ml::register(&mut onnx.op_register);
+    crate::ml::tract::register(&mut onnx.op_register);
     onnx
 }
 
-/// Registers the standard operators this module fixes or adds.
+/// The standard operators written as wafer kernels, as (ONNX op type, builder).
+pub(crate) const KERNELS: &[(&str, crate::ml::Builder)] = &[
+    ("NegativeLogLikelihoodLoss", loss::negative_log_likelihood),
+    ("SoftmaxCrossEntropyLoss", loss::softmax_cross_entropy),
+];
+
+/// Registers the standard operators this module fixes on tract's own terms.
 fn register(reg: &mut OnnxOpRegister) {
     reg.insert("ReduceLogSumExp", reduce::log_sum_exp);
-    reg.insert("NegativeLogLikelihoodLoss", loss::negative_log_likelihood);
-    reg.insert("SoftmaxCrossEntropyLoss", loss::softmax_cross_entropy);
 }
