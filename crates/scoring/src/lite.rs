@@ -1,7 +1,8 @@
 //! The lite graph: a model run without tract, node by node, when every node is an operator it
 //! knows. Those are the ai.onnx.ml kernels of [`crate::ml`] and the standard operators that
-//! scikit-learn's and small PyTorch exports put around them (arithmetic, MatMul and Gemm,
-//! activations, Softmax, ArgMax, Cast and reshaping).
+//! scikit-learn's and small PyTorch exports put around them: arithmetic, Pow, comparisons,
+//! Max/Min/Sum, MatMul and Gemm, activations, Softmax, ArgMax, Gather, reductions, Cast and
+//! reshaping.
 //!
 //! It exists for size: the browser build that carries it and no tract is a tenth of the full
 //! one. It does no shape analysis of its own; a model's metadata comes from tract, where the
@@ -71,6 +72,48 @@ enum Op {
         trans_a: bool,
         trans_b: bool,
     },
+    /// `base ^ exponent`, the exponent of any numeric type.
+    Pow,
+    Compare(Compare),
+    /// Max, Min or Sum of any number of inputs, broadcast.
+    Variadic(Variadic),
+    Gather(i64),
+    Reduce {
+        reducer: Reducer,
+        /// The axes as an attribute (`None`: all), or from the second input.
+        axes: Axes,
+        keep_dims: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Compare {
+    Equal,
+    Greater,
+    Less,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Variadic {
+    Max,
+    Min,
+    Sum,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Reducer {
+    Sum,
+    Mean,
+    Max,
+    Min,
+    LogSumExp,
+}
+
+/// Where a reduction's axes come from: an attribute (before opset 18, 13 for ReduceSum), or
+/// the optional second input, all axes when it is absent unless `noop_when_empty`.
+enum Axes {
+    Attribute(Option<Vec<i64>>),
+    Input { noop_when_empty: bool },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -79,6 +122,9 @@ enum Binary {
     Sub,
     Mul,
     Div,
+    /// Of two inputs of a Max or Min; NaN wins, as in numpy.
+    Max,
+    Min,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -307,6 +353,34 @@ fn op(context: &ml::Context, opset: i64, node: &NodeProto, outputs: &[&str]) -> 
             trans_a: int("transA", 0)? != 0,
             trans_b: int("transB", 0)? != 0,
         },
+        "Pow" => Op::Pow,
+        "Equal" => Op::Compare(Compare::Equal),
+        "Greater" => Op::Compare(Compare::Greater),
+        "Less" => Op::Compare(Compare::Less),
+        "Max" => Op::Variadic(Variadic::Max),
+        "Min" => Op::Variadic(Variadic::Min),
+        "Sum" => Op::Variadic(Variadic::Sum),
+        "Gather" => Op::Gather(int("axis", 0)?),
+        reduce @ ("ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceLogSumExp") => {
+            let (reducer, axes_input_from) = match reduce {
+                "ReduceSum" => (Reducer::Sum, 13),
+                "ReduceMean" => (Reducer::Mean, 18),
+                "ReduceMax" => (Reducer::Max, 18),
+                "ReduceMin" => (Reducer::Min, 18),
+                _ => (Reducer::LogSumExp, 18),
+            };
+            Op::Reduce {
+                reducer,
+                axes: if opset >= axes_input_from {
+                    Axes::Input {
+                        noop_when_empty: int("noop_with_empty_axes", 0)? != 0,
+                    }
+                } else {
+                    Axes::Attribute(node.get_attr_opt_vec::<i64>("axes")?)
+                },
+                keep_dims: int("keepdims", 1)? != 0,
+            }
+        }
         _ => return node.bail("not an operator the lite build knows"),
     };
     Ok(Built::Op(op))
@@ -431,6 +505,39 @@ fn run(op: &Op, args: &[Option<&Tensor>]) -> TractResult<TVec<Tensor>> {
             *trans_a,
             *trans_b,
         )?),
+        Op::Pow => one(pow(arg(args, 0)?, arg(args, 1)?)?),
+        Op::Compare(c) => one(compare(*c, arg(args, 0)?, arg(args, 1)?)?),
+        Op::Variadic(v) => {
+            let mut inputs = args.iter().flatten().copied();
+            let first = inputs.next().ok_or_else(|| format_err!("no inputs"))?;
+            let mut acc = first.clone();
+            let op = match v {
+                Variadic::Max => Binary::Max,
+                Variadic::Min => Binary::Min,
+                Variadic::Sum => Binary::Add,
+            };
+            for x in inputs {
+                acc = binary(op, &acc, x)?;
+            }
+            one(acc)
+        }
+        Op::Gather(a) => one(gather(arg(args, 0)?, arg(args, 1)?, *a)?),
+        Op::Reduce {
+            reducer,
+            axes,
+            keep_dims,
+        } => {
+            let x = arg(args, 0)?;
+            let axes: Option<Vec<i64>> = match axes {
+                Axes::Attribute(axes) => axes.clone(),
+                Axes::Input { noop_when_empty } => match args.get(1).copied().flatten() {
+                    Some(t) if t.len() > 0 => Some(t.cast_to::<i64>()?.plain::<i64>()?.to_vec()),
+                    _ if *noop_when_empty => return one(x.clone()),
+                    _ => None,
+                },
+            };
+            one(reduce(*reducer, x, axes.as_deref(), *keep_dims)?)
+        }
     }
 }
 
@@ -473,6 +580,228 @@ fn run_kernel(kernel: &dyn Kernel, args: &[Option<&Tensor>]) -> TractResult<TVec
         }
     }
     Ok(outputs)
+}
+
+/// `base ^ exponent`, in the base's type (the exponent may be of any numeric type).
+fn pow(base: &Tensor, exponent: &Tensor) -> TractResult<Tensor> {
+    let exponent = exponent.cast_to_dt(base.datum_type())?;
+    let shape = broadcast(base.shape(), exponent.shape())?;
+    let (b, e) = (at_shape(base, &shape)?, at_shape(&exponent, &shape)?);
+    macro_rules! go {
+        ($t:ty) => {{
+            let out: Vec<$t> = b
+                .plain::<$t>()?
+                .iter()
+                .zip(e.plain::<$t>()?)
+                .map(|(&b, &e)| b.powf(e))
+                .collect();
+            Tensor::from_shape(&shape, &out)
+        }};
+    }
+    match base.datum_type() {
+        DatumType::F32 => go!(f32),
+        DatumType::F64 => go!(f64),
+        dt => bail!("Pow of {dt:?}"),
+    }
+}
+
+fn compare(op: Compare, a: &Tensor, b: &Tensor) -> TractResult<Tensor> {
+    if a.datum_type() != b.datum_type() {
+        bail!("{op:?} of {:?} and {:?}", a.datum_type(), b.datum_type());
+    }
+    let shape = broadcast(a.shape(), b.shape())?;
+    let (a, b) = (at_shape(a, &shape)?, at_shape(b, &shape)?);
+    fn go<T: Datum + PartialOrd>(
+        op: Compare,
+        shape: &[usize],
+        a: &Tensor,
+        b: &Tensor,
+    ) -> TractResult<Tensor> {
+        let out: Vec<bool> = a
+            .plain::<T>()?
+            .iter()
+            .zip(b.plain::<T>()?)
+            .map(|(x, y)| match op {
+                Compare::Equal => x == y,
+                Compare::Greater => x > y,
+                Compare::Less => x < y,
+            })
+            .collect();
+        Tensor::from_shape(shape, &out)
+    }
+    match (a.datum_type(), op) {
+        (DatumType::F32, _) => go::<f32>(op, &shape, &a, &b),
+        (DatumType::F64, _) => go::<f64>(op, &shape, &a, &b),
+        (DatumType::I64, _) => go::<i64>(op, &shape, &a, &b),
+        (DatumType::I32, _) => go::<i32>(op, &shape, &a, &b),
+        (DatumType::Bool, Compare::Equal) => go::<bool>(op, &shape, &a, &b),
+        (DatumType::String, Compare::Equal) => go::<String>(op, &shape, &a, &b),
+        (dt, op) => bail!("{op:?} of {dt:?}"),
+    }
+}
+
+/// Gather: the slices of `data` along `axis` at `indices` (negative from the end).
+fn gather(data: &Tensor, indices: &Tensor, a: i64) -> TractResult<Tensor> {
+    let a = axis(a, data.rank())?;
+    let (outer, len, inner) = lanes(data.shape(), a);
+    let indices_i64 = indices.cast_to::<i64>()?;
+    let picks = indices_i64
+        .plain::<i64>()?
+        .iter()
+        .map(|&i| {
+            let at = if i < 0 { i + i64::try_from(len)? } else { i };
+            usize::try_from(at)
+                .ok()
+                .filter(|&at| at < len)
+                .ok_or_else(|| format_err!("index {i} is out of range for an axis of {len}"))
+        })
+        .collect::<TractResult<Vec<usize>>>()?;
+    let mut shape = data.shape()[..a].to_vec();
+    shape.extend_from_slice(indices.shape());
+    shape.extend_from_slice(&data.shape()[a + 1..]);
+    fn go<T: Datum + Clone>(
+        data: &Tensor,
+        picks: &[usize],
+        (outer, len, inner): (usize, usize, usize),
+        shape: &[usize],
+    ) -> TractResult<Tensor> {
+        let v = data.plain::<T>()?;
+        let mut out = Vec::with_capacity(outer * picks.len() * inner);
+        for o in 0..outer {
+            for &p in picks {
+                let start = (o * len + p) * inner;
+                out.extend_from_slice(&v[start..start + inner]);
+            }
+        }
+        crate::ml::tensor_of(shape, out)
+    }
+    let dims = (outer, len, inner);
+    match data.datum_type() {
+        DatumType::F32 => go::<f32>(data, &picks, dims, &shape),
+        DatumType::F64 => go::<f64>(data, &picks, dims, &shape),
+        DatumType::I64 => go::<i64>(data, &picks, dims, &shape),
+        DatumType::I32 => go::<i32>(data, &picks, dims, &shape),
+        DatumType::Bool => go::<bool>(data, &picks, dims, &shape),
+        DatumType::String => go::<String>(data, &picks, dims, &shape),
+        dt => bail!("Gather of {dt:?}"),
+    }
+}
+
+/// A reduction over `axes` (all when `None`), each output folded over its inputs in order;
+/// LogSumExp the stable way onnxruntime computes it, `log(Σ exp(x - m)) + m`.
+fn reduce(
+    reducer: Reducer,
+    x: &Tensor,
+    axes: Option<&[i64]>,
+    keep_dims: bool,
+) -> TractResult<Tensor> {
+    let rank = x.rank();
+    let reduced: Vec<bool> = match axes {
+        None => vec![true; rank],
+        Some(axes) => {
+            let mut r = vec![false; rank];
+            for &a in axes {
+                r[axis(a, rank)?] = true;
+            }
+            r
+        }
+    };
+    let out_full: Vec<usize> = x
+        .shape()
+        .iter()
+        .zip(&reduced)
+        .map(|(&d, &r)| if r { 1 } else { d })
+        .collect();
+    let count: usize = x
+        .shape()
+        .iter()
+        .zip(&reduced)
+        .filter(|(_, r)| **r)
+        .map(|(d, _)| d)
+        .product();
+    if count == 0
+        && matches!(
+            reducer,
+            Reducer::Max | Reducer::Min | Reducer::LogSumExp | Reducer::Mean
+        )
+    {
+        bail!("{reducer:?} over an empty axis");
+    }
+    // Each input element's output position, in row-major order.
+    let size: usize = out_full.iter().product();
+    let mut target = Vec::with_capacity(x.len());
+    let mut index = vec![0usize; rank];
+    for _ in 0..x.len() {
+        let mut at = 0;
+        for d in 0..rank {
+            at = at * out_full[d] + if reduced[d] { 0 } else { index[d] };
+        }
+        target.push(at);
+        for d in (0..rank).rev() {
+            index[d] += 1;
+            if index[d] < x.shape()[d] {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+    macro_rules! float {
+        ($t:ty) => {{
+            let v = x.plain::<$t>()?;
+            let fold = |init: $t, f: &dyn Fn($t, $t) -> $t| {
+                let mut acc = vec![init; size];
+                for (&x, &t) in v.iter().zip(&target) {
+                    acc[t] = f(acc[t], x);
+                }
+                acc
+            };
+            let out: Vec<$t> = match reducer {
+                Reducer::Sum => fold(0.0, &|a, x| a + x),
+                Reducer::Mean => {
+                    let n = count as $t;
+                    fold(0.0, &|a, x| a + x)
+                        .into_iter()
+                        .map(|s| s / n)
+                        .collect()
+                }
+                Reducer::Max => fold(<$t>::NEG_INFINITY, &|a, x| {
+                    if x > a || x.is_nan() { x } else { a }
+                }),
+                Reducer::Min => fold(<$t>::INFINITY, &|a, x| {
+                    if x < a || x.is_nan() { x } else { a }
+                }),
+                Reducer::LogSumExp => {
+                    // The maximum clamped to the finite range, as the tract engine's: an
+                    // all -inf (or +inf) slice gives -inf (+inf), not inf - inf.
+                    let max: Vec<$t> = fold(<$t>::NEG_INFINITY, &|a, x| if x > a { x } else { a })
+                        .into_iter()
+                        .map(|m| m.clamp(<$t>::MIN, <$t>::MAX))
+                        .collect();
+                    let mut sum = vec![0.0 as $t; size];
+                    for (&x, &t) in v.iter().zip(&target) {
+                        sum[t] += (x - max[t]).exp();
+                    }
+                    sum.iter().zip(&max).map(|(s, m)| s.ln() + m).collect()
+                }
+            };
+            out
+        }};
+    }
+    let mut shape = out_full.clone();
+    if !keep_dims {
+        shape = x
+            .shape()
+            .iter()
+            .zip(&reduced)
+            .filter(|(_, r)| !**r)
+            .map(|(&d, _)| d)
+            .collect();
+    }
+    match x.datum_type() {
+        DatumType::F32 => Tensor::from_shape(&shape, &float!(f32)),
+        DatumType::F64 => Tensor::from_shape(&shape, &float!(f64)),
+        dt => bail!("{reducer:?} of {dt:?}"),
+    }
 }
 
 fn reshape(x: &Tensor, shape: &Tensor, allow_zero: bool) -> TractResult<Tensor> {
@@ -556,6 +885,10 @@ macro_rules! float_number {
                     Binary::Sub => a - b,
                     Binary::Mul => a * b,
                     Binary::Div => a / b,
+                    Binary::Max | Binary::Min if a.is_nan() => a,
+                    Binary::Max | Binary::Min if b.is_nan() => b,
+                    Binary::Max => a.max(b),
+                    Binary::Min => a.min(b),
                 })
             }
         }
@@ -571,6 +904,8 @@ macro_rules! int_number {
                     Binary::Sub => a.wrapping_sub(b),
                     Binary::Mul => a.wrapping_mul(b),
                     Binary::Div => a.checked_div(b).ok_or_else(|| format_err!("integer division by zero"))?,
+                    Binary::Max => a.max(b),
+                    Binary::Min => a.min(b),
                 })
             }
         }
@@ -1051,17 +1386,20 @@ mod tests {
         "extra_trees_classifier",
         "extra_trees_regressor",
         "feature_vectorizer_logreg",
+        "gaussian_nb_zipmap",
         "gradient_boosting_classifier",
         "gradient_boosting_multiclass",
         "gradient_boosting_regressor",
         "hist_gradient_boosting_classifier",
         "hist_gradient_boosting_regressor",
         "imputer_minmax_ridge",
+        "isolation_forest",
         "linear_regression",
         "linear_svc",
         "logreg_binary",
         "logreg_multiclass",
         "mlp_regressor",
+        "onehot_int64_logreg",
         "ordinal_encoder_gbr",
         "pca_logreg",
         "random_forest_classifier",
@@ -1072,6 +1410,7 @@ mod tests {
         "svc_binary_poly",
         "svc_rbf",
         "svr",
+        "torch_embedding_bag",
         "torch_mlp",
         "zipmap_logreg",
     ];
