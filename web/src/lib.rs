@@ -13,6 +13,10 @@
 //! model.predictRecords([{ age: 41 }], { stores: { customers: { c1: { income: 5e4 } } } });
 //! ```
 //!
+//! The source builds twice: as `wafer-web`, with tract (its `full` feature: any model), and as
+//! `wafer-web-lite` (web/lite/), without it, on wafer-scoring's lite graph: the bundles that
+//! `wafer build --web` marks `lite`, for a tenth of the size. `model.build` says which.
+//!
 //! Errors are thrown as JS `Error`s whose message is what the server puts in
 //! `{"error": ...}`. It does no I/O: the page fetches the model's bytes, and looked-up fields
 //! come from plain JS objects or `Map`s that the page passes in.
