@@ -5,6 +5,11 @@
 //! Needs the guest components (`cargo build --profile guest --target wasm32-wasip2 -p
 //! wafer-guest`, and `-p wafer-guest-nn` by a second invocation); `tools/bench.sh` builds
 //! them, runs this, and prints the ratios.
+//!
+//! With `paired` among its arguments (`cargo bench --bench inference -- paired`), it also
+//! measures the wasi-nn flavour against native tract with the two taking turns, block by
+//! block, and prints the median of the rounds' ratios: criterion measures one side for
+//! seconds, then the other, and a slow spell of a shared machine falls on one side only.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,7 +82,7 @@ fn guest_time(
     for _ in 0..iters {
         let (out, m) = rt.block_on(model.predict(vec![x.clone()], &[]));
         out.expect("wasm predict");
-        total += Duration::from_micros(m.guest_us);
+        total += m.guest;
     }
     total
 }
@@ -143,9 +148,72 @@ fn inference(c: &mut Criterion) {
     group.finish();
 }
 
+/// Rounds of the paired measurement, and how long each side's block runs.
+const ROUNDS: usize = 31;
+const BLOCK: Duration = Duration::from_millis(30);
+
+/// The wasi-nn flavour's predict (in a fresh instance, inside the call, as above) against
+/// native tract, the two taking turns block by block; prints a Markdown table of medians.
+fn paired(_: &mut Criterion) {
+    if !std::env::args().any(|a| a == "paired") {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    let runtime = Runtime::new(PoolLimits::default(), None).expect("runtime");
+    println!(
+        "| model | native tract | wasi-nn predict | wasi-nn / native (median of rounds) | rounds' ratios, quartiles |"
+    );
+    println!("|---|---|---|---|---|");
+    for model in MODELS {
+        let x = first_row(model);
+        let onnx = std::fs::read(models_dir().join(model).join("model.onnx")).expect("model");
+        let native = Model::load(model, &onnx).expect("native load");
+        let nn = Arc::new(load(&rt, &runtime, model, true, Backend::WasiNn));
+        let native_time = |iters: u64| {
+            let started = std::time::Instant::now();
+            for _ in 0..iters {
+                native
+                    .predict(vec![x.clone()], &[])
+                    .expect("native predict");
+            }
+            started.elapsed()
+        };
+        // Calls per block, from a warm-up of each side.
+        let per_call = |time: Duration, iters: u64| time.as_secs_f64() / iters as f64;
+        let native_iters = (BLOCK.as_secs_f64() / per_call(native_time(200), 200)) as u64;
+        let nn_iters = (BLOCK.as_secs_f64() / per_call(guest_time(&rt, &nn, &x, 200), 200)) as u64;
+        let (mut natives, mut nns, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..ROUNDS {
+            // Alternate which side goes first, so that a drift within a round cancels out.
+            let mut times = [0.0; 2];
+            for side in [round % 2, 1 - round % 2] {
+                times[side] = match side {
+                    0 => per_call(native_time(native_iters), native_iters),
+                    _ => per_call(guest_time(&rt, &nn, &x, nn_iters), nn_iters),
+                };
+            }
+            natives.push(times[0]);
+            nns.push(times[1]);
+            ratios.push(times[1] / times[0]);
+        }
+        let quantile = |v: &mut Vec<f64>, q: f64| {
+            v.sort_by(f64::total_cmp);
+            v[((v.len() - 1) as f64 * q).round() as usize]
+        };
+        println!(
+            "| {model} | {:.1} µs | {:.1} µs | **{:.2}×** | {:.2}–{:.2} |",
+            quantile(&mut natives, 0.5) * 1e6,
+            quantile(&mut nns, 0.5) * 1e6,
+            quantile(&mut ratios, 0.5),
+            quantile(&mut ratios, 0.25),
+            quantile(&mut ratios, 0.75),
+        );
+    }
+}
+
 /// The benchmark group (in a module of its own: the macro's `pub fn` carries no docs).
 mod group {
-    criterion::criterion_group!(benches, super::inference);
+    criterion::criterion_group!(benches, super::inference, super::paired);
 }
 
 criterion_main!(group::benches);

@@ -71,9 +71,7 @@ pub fn decode_infer_request(
         }
         None => (body, &[][..]),
     };
-    let value = parse_json(json)?;
-    let request: InferRequest =
-        serde_json::from_value(value).map_err(|e| ProtocolError::InvalidRequest(e.to_string()))?;
+    let request: InferRequest = crate::json::parse_json_as(json)?;
     if request.inputs.is_empty() {
         return Err(ProtocolError::InvalidRequest("\"inputs\" is empty".into()));
     }

@@ -10,9 +10,23 @@ use crate::ProtocolError;
 /// tokens. They become the strings `"NaN"`, `"Infinity"` and `"-Infinity"`, which the tensor
 /// decoder reads back as floats.
 pub fn parse_json(body: &[u8]) -> Result<Value, ProtocolError> {
+    parse_json_as(body)
+}
+
+/// Parses a JSON body straight into `T`, with no [`Value`] tree in between, accepting the
+/// same non-finite tokens as [`parse_json`]. A body that is not JSON is malformed; JSON of
+/// another shape than `T` is an invalid request.
+pub(crate) fn parse_json_as<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<T, ProtocolError> {
     let quoted = quote_non_finite(body);
-    serde_json::from_slice(quoted.as_deref().unwrap_or(body))
-        .map_err(|e| ProtocolError::MalformedJson(e.to_string()))
+    serde_json::from_slice(quoted.as_deref().unwrap_or(body)).map_err(|e| {
+        if e.is_data() {
+            ProtocolError::InvalidRequest(e.to_string())
+        } else {
+            ProtocolError::MalformedJson(e.to_string())
+        }
+    })
 }
 
 /// Returns a copy of `body` with non-finite tokens outside strings quoted, or `None` if

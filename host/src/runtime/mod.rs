@@ -648,10 +648,10 @@ pub struct LoadedModel {
 /// What one invocation measured, whatever its result.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Measured {
-    /// Store and instance creation, µs.
-    pub instantiate_us: u64,
-    /// Inside the guest's `predict`, µs.
-    pub guest_us: u64,
+    /// Store and instance creation.
+    pub instantiate: Duration,
+    /// Inside the guest's `predict`.
+    pub guest: Duration,
     /// The instance's largest linear memory, bytes.
     pub memory_bytes: u64,
     /// The first instance since the model was loaded.
@@ -907,13 +907,13 @@ impl LoadedModel {
         let (mut store, instance) = self.instantiate().await.map_err(|e| {
             ProtocolError::Internal(format!("instantiating \"{}\": {e:#}", self.name))
         })?;
-        measured.instantiate_us = started.elapsed().as_micros() as u64;
+        measured.instantiate = started.elapsed();
         let scorer = instance.wafer_inference_scorer();
         let started = Instant::now();
         store.set_epoch_deadline(self.deadline_ticks);
         let result = f(scorer, &mut store).await;
         store.set_epoch_deadline(u64::MAX / 2);
-        measured.guest_us = started.elapsed().as_micros() as u64;
+        measured.guest = started.elapsed();
         measured.memory_bytes = store.data().memory.high_water as u64;
         let memory_refused = store.data().memory.refused;
         if let Some(snapshot) = &store.data().features {

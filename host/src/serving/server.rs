@@ -583,8 +583,8 @@ impl Server {
         self.metrics.record(&Invocation {
             model: model.name().to_owned(),
             version: model.version().to_string(),
-            instantiate_us: m.instantiate_us,
-            guest_us: m.guest_us,
+            instantiate_us: m.instantiate.as_micros() as u64,
+            guest_us: m.guest.as_micros() as u64,
             total_us: started.elapsed().as_micros() as u64,
             memory_bytes: m.memory_bytes,
             request_bytes: call.request_bytes,
