@@ -26,10 +26,11 @@ pub(crate) fn datatype_of(dt: DatumType) -> Option<DataType> {
     })
 }
 
-pub(crate) fn to_tract(tensor: Tensor) -> tract::Tensor {
-    fn array<T: tract::Datum>(shape: &[usize], v: Vec<T>) -> tract::Tensor {
-        // The shape was checked against the data length when the tensor was built.
-        crate::ml::tensor_of(shape, v).unwrap_or_default()
+/// A tensor as tract's. Its shape was checked against its data when it was built, so this
+/// fails only if that check is ever lost.
+pub(crate) fn to_tract(tensor: Tensor) -> tract::TractResult<tract::Tensor> {
+    fn array<T: tract::Datum>(shape: &[usize], v: Vec<T>) -> tract::TractResult<tract::Tensor> {
+        crate::ml::tensor_of(shape, v)
     }
     let (_, shape, data) = tensor.into_parts();
     match data {

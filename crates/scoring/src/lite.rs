@@ -1,5 +1,6 @@
 //! The lite graph: a model run without tract, node by node, when every node is an operator it
-//! knows. Those are the ai.onnx.ml kernels of [`crate::ml`] and the standard operators that
+//! knows. Those are the kernels of [`crate::ml`] (the ai.onnx.ml operators, and the two
+//! losses tract lacks) and the standard operators that
 //! scikit-learn's and small PyTorch exports put around them: arithmetic, Pow, comparisons,
 //! Max/Min/Sum, MatMul and Gemm, activations, Softmax, ArgMax, Gather, reductions, Cast and
 //! reshaping.
@@ -229,7 +230,7 @@ impl Graph {
             values[*slot] = Some(tensor.clone());
         }
         for (&slot, tensor) in self.inputs.iter().zip(inputs) {
-            values[slot] = Some(Arc::new(to_tract(tensor)));
+            values[slot] = Some(Arc::new(to_tract(tensor)?));
         }
         for step in &self.steps {
             let args: Vec<Option<&Tensor>> =

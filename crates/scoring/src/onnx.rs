@@ -91,7 +91,11 @@ pub(crate) fn run(
     outputs: &[TensorInfo],
     selected: &[usize],
 ) -> Result<Vec<Tensor>, ScoringError> {
-    let values: TVec<TValue> = inputs.into_iter().map(|t| to_tract(t).into()).collect();
+    let values = inputs
+        .into_iter()
+        .map(|t| to_tract(t).map(TValue::from))
+        .collect::<tract_data::TractResult<TVec<TValue>>>()
+        .map_err(|e| ScoringError::Run(format!("{e:#}")))?;
     let results = plan
         .run(values)
         .map_err(|e| ScoringError::Run(format!("{e:#}")))?;

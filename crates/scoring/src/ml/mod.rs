@@ -9,6 +9,7 @@
 
 mod encode;
 mod linear;
+mod loss;
 mod post;
 mod svm;
 #[cfg(feature = "tract")]
@@ -65,10 +66,21 @@ pub fn operators() -> impl Iterator<Item = &'static str> {
     OPERATORS.iter().map(|(name, _)| *name)
 }
 
-/// The builder of op type `name`, if this module implements it.
-#[cfg(feature = "lite")]
+/// Standard (`ai.onnx`) operators written as wafer kernels: tract lacks them, and the lite
+/// graph runs them the same way.
+pub(crate) const STANDARD: &[(&str, Builder)] = &[
+    ("NegativeLogLikelihoodLoss", loss::negative_log_likelihood),
+    ("SoftmaxCrossEntropyLoss", loss::softmax_cross_entropy),
+];
+
+/// The builder of op type `name`, if wafer has a kernel for it: the one lookup of both
+/// tract's loader and the lite graph.
 pub(crate) fn builder(name: &str) -> Option<Builder> {
-    OPERATORS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+    OPERATORS
+        .iter()
+        .chain(STANDARD)
+        .find(|(n, _)| *n == name)
+        .map(|(_, b)| *b)
 }
 
 /// One operator, its attributes parsed: the output types and shapes it gives for its inputs', and

@@ -9,9 +9,10 @@ use tract_onnx::tract_hir::internal::*;
 
 use super::{Builder, Context, Kernel};
 
-/// Registers every kernel of [`super::OPERATORS`] and `extra` into tract's ONNX op register.
+/// Registers every kernel of [`super::OPERATORS`] and [`super::STANDARD`] into tract's ONNX op
+/// register.
 pub(crate) fn register(reg: &mut OnnxOpRegister) {
-    for (name, _) in super::OPERATORS.iter().chain(crate::ops::KERNELS) {
+    for (name, _) in super::OPERATORS.iter().chain(super::STANDARD) {
         reg.insert(name, build);
     }
 }
@@ -22,11 +23,7 @@ fn build(
     ctx: &ParsingContext,
     node: &tract_onnx::pb::NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let builder: Builder = super::OPERATORS
-        .iter()
-        .chain(crate::ops::KERNELS)
-        .find(|(name, _)| *name == node.op_type)
-        .map(|(_, b)| *b)
+    let builder: Builder = super::builder(&node.op_type)
         .ok_or_else(|| format_err!("no wafer kernel for {}", node.op_type))?;
     let ours: crate::pb::NodeProto =
         crate::pb::decode(&node.name, &prost::Message::encode_to_vec(node))?;

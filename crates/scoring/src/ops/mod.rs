@@ -1,8 +1,7 @@
-//! Standard ONNX operators where tract's own numbers differ from onnxruntime's, or that tract
-//! lacks, registered over tract's; and the ONNX loader that carries them and the ai.onnx.ml
-//! operators of [`crate::ml`].
+//! Standard ONNX operators where tract's own numbers differ from onnxruntime's, registered
+//! over tract's; and the ONNX loader that carries them and the kernels of [`crate::ml`] (the
+//! ai.onnx.ml operators, and the standard ones tract lacks).
 
-mod loss;
 mod reduce;
 
 use tract_onnx::model::OnnxOpRegister;
@@ -14,12 +13,6 @@ pub(crate) fn onnx() -> tract_onnx::Onnx {
     crate::ml::tract::register(&mut onnx.op_register);
     onnx
 }
-
-/// The standard operators written as wafer kernels, as (ONNX op type, builder).
-pub(crate) const KERNELS: &[(&str, crate::ml::Builder)] = &[
-    ("NegativeLogLikelihoodLoss", loss::negative_log_likelihood),
-    ("SoftmaxCrossEntropyLoss", loss::softmax_cross_entropy),
-];
 
 /// Registers the standard operators this module fixes on tract's own terms.
 fn register(reg: &mut OnnxOpRegister) {
