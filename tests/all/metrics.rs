@@ -255,6 +255,7 @@ fn the_shipped_alerting_rules_check_and_name_real_metrics() {
         model: "m".into(),
         version: "1".into(),
         instantiate_us: 1,
+        made_ahead: false,
         guest_us: 1,
         total_us: 1,
         memory_bytes: 1,

@@ -3,7 +3,8 @@
 use serde_json::{Value, json};
 
 use crate::support::{
-    assert_matches, fixture, get, infer_request, labels_and_probabilities, post, wafer_server,
+    assert_matches, build_dir, fixture, get, infer_request, labels_and_probabilities, post,
+    start_wafer, wafer_server,
 };
 
 /// onnxruntime agreement required of probabilities.
@@ -72,6 +73,53 @@ fn each_request_runs_in_a_fresh_instance() {
         // The guest counts predictions in a static; a reused instance would report 2, 3, ...
         assert_eq!(answer.instance_predictions.as_deref(), Some("1"));
     }
+}
+
+/// A pool of 4 instances, one of which may be made ahead of the next call: requests one at a
+/// time (each finding its instance made ahead), then 8 clients at once, all answer from a
+/// fresh instance, the same answer, and none fails on a full pool.
+#[test]
+fn instances_made_ahead_are_fresh_and_never_crowd_out_a_call() {
+    let fx = fixture("iris");
+    let server = start_wafer(&build_dir(), &["--max-instances", "4"]);
+    let url = format!("{}/v2/models/iris/infer", server.base);
+    let body = infer_request(&fx.input, &fx.rows[..3]).to_string();
+    let check = |answer: crate::support::Answer, want: &Value| {
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        assert_eq!(answer.instance_predictions.as_deref(), Some("1"));
+        assert_eq!(&answer.json["outputs"], want);
+    };
+    let first = post(&url, body.as_bytes());
+    assert_eq!(first.status, 200, "{}", first.text);
+    let want = first.json["outputs"].clone();
+    for _ in 0..20 {
+        check(post(&url, body.as_bytes()), &want);
+    }
+    // One request at a time leaves the server idle between them: their instances are made
+    // ahead (the metric counts them; the headers above said each served one call).
+    let counted = |name: &str| -> u64 {
+        let metrics = get(&format!("{}/metrics", server.base)).text;
+        let series = format!("{name}{{model=\"iris\",version=\"1\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+            .trim()
+            .parse()
+            .expect("a count")
+    };
+    let made_ahead = counted("wafer_instances_made_ahead_total");
+    assert!(made_ahead > 0, "no instance was made ahead in 20 requests");
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..25 {
+                    check(post(&url, body.as_bytes()), &want);
+                }
+            });
+        }
+    });
+    assert_eq!(counted("wafer_inference_request_success_total"), 221);
 }
 
 #[test]

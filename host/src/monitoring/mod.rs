@@ -53,8 +53,10 @@ pub struct Invocation {
     pub model: String,
     /// Its version.
     pub version: String,
-    /// Creating the store and instance, µs.
+    /// Getting the store and instance, µs (near zero when made ahead).
     pub instantiate_us: u64,
+    /// The instance was made ahead of the call, off the request's path.
+    pub made_ahead: bool,
     /// Inside the guest's `predict`, µs.
     pub guest_us: u64,
     /// The whole request, body read to response encoded, µs.
@@ -293,6 +295,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<OutcomeLabels, Counter>,
     backend: Family<BackendLabels, Counter>,
+    made_ahead: Family<ModelLabels, Counter>,
     success: Family<ModelLabels, Counter>,
     failure: Family<OutcomeLabels, Counter>,
     compute_infer_us: Family<ModelLabels, Counter>,
@@ -332,6 +335,7 @@ impl Metrics {
             registry: Registry::with_prefix("wafer"),
             requests: Family::default(),
             backend: Family::default(),
+            made_ahead: Family::default(),
             success: Family::default(),
             failure: Family::default(),
             compute_infer_us: Family::default(),
@@ -369,6 +373,11 @@ impl Metrics {
             m.backend.clone(),
         );
         r.register(
+            "instances_made_ahead",
+            "Model calls whose fresh instance was made ahead of them, off the request's path",
+            m.made_ahead.clone(),
+        );
+        r.register(
             "inference_request_success",
             "Successful inference requests (Triton's nv_inference_request_success)",
             m.success.clone(),
@@ -385,7 +394,7 @@ impl Metrics {
         );
         r.register(
             "instantiate_seconds",
-            "Store and instance creation",
+            "Getting the call's fresh instance (near zero when one was made ahead)",
             m.instantiate_us.clone(),
         );
         r.register(
@@ -591,6 +600,9 @@ impl Metrics {
             backend: inv.backend.to_owned(),
         };
         self.backend.get_or_create(&backend).inc();
+        if inv.made_ahead && inv.batch_first {
+            self.made_ahead.get_or_create(&labels).inc();
+        }
         if inv.outcome == Outcome::Ok {
             self.success.get_or_create(&labels).inc();
         } else {
@@ -668,6 +680,7 @@ impl Metrics {
             model = %inv.model,
             version = %inv.version,
             instantiate_us = inv.instantiate_us,
+            made_ahead = inv.made_ahead,
             guest_us = inv.guest_us,
             total_us = inv.total_us,
             memory_bytes = inv.memory_bytes,

@@ -1,5 +1,6 @@
 //! The wasmtime side: one engine, one `InstancePre` per model, a fresh `Store` and instance
-//! per invocation ([`LoadedModel`]) or one kept for many calls ([`Session`]); and what feeds it:
+//! per invocation ([`LoadedModel`], made and dropped off a request's path when it can be:
+//! [`instances`]) or one kept for many calls ([`Session`]); and what feeds it:
 //! building components ([`build`]), the compiled cache ([`cache`]) and the file digests that
 //! make a warm start read nothing twice ([`digests`]), WIT conversions ([`convert`]),
 //! and the native backend behind `wasi:nn` for the wasi-nn flavour ([`nn`]); dynamic batching of
@@ -10,6 +11,7 @@ pub mod build;
 pub mod cache;
 pub mod convert;
 pub mod digests;
+pub mod instances;
 pub mod nn;
 
 use std::borrow::Cow;
@@ -28,14 +30,15 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use crate::bindings::ScoringPre;
 use crate::bindings::exports::wafer::inference::scorer::{
     Call as WitCall, CallInput, Guest as Scorer,
 };
 use crate::bindings::lookup::wasi::keyvalue::store as kv;
 use crate::bindings::wafer::inference::types::{Error as GuestError, Tensor};
-use crate::bindings::{Scoring, ScoringPre};
 use crate::runtime::cache::{CacheOutcome, CompiledCache, FunctionCache};
 use crate::runtime::digests::Sha256Digest;
+use crate::runtime::instances::{Fresh, Instances, Recipe, Slots};
 use crate::store::{FeatureStore, Snapshot};
 
 /// Per-store state: the WASI context the guest's standard library needs, the `wasi:http`
@@ -331,6 +334,8 @@ pub struct Runtime {
     deadline_ticks: u64,
     max_memory: usize,
     features: Option<Arc<FeatureStore>>,
+    /// The bounds every model's instances share.
+    slots: Arc<Slots>,
     /// Guests compiled once for every model that runs them ([`Runtime::load_shared`]), by
     /// file: the component, what the compiled cache held, and the file's digest.
     shared: Mutex<HashMap<PathBuf, (Component, CacheOutcome, Sha256Digest)>>,
@@ -341,7 +346,9 @@ pub struct Runtime {
 /// `functions`. The build engine takes it too, so the functions it compiles are the ones
 /// models reuse.
 pub fn engine_config(limits: &PoolLimits, functions: Arc<FunctionCache>) -> anyhow::Result<Config> {
-    let n = limits.max_instances;
+    // Calls' instances, and those made ahead of calls (`instances`).
+    let n =
+        u32::try_from(Slots::pool_size(limits.max_instances as usize)).context("max_instances")?;
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(n)
         // A guest component holds its main module plus a few adapter shims.
@@ -401,8 +408,18 @@ impl Runtime {
             deadline_ticks,
             max_memory: limits.max_memory_bytes,
             features: None,
+            slots: Slots::new(
+                limits.max_instances as usize,
+                Slots::ahead(limits.max_instances as usize),
+            ),
             shared: Mutex::default(),
         })
+    }
+
+    /// The bounds every model's instances share, and the count of client connections that
+    /// tells them whether the server is busy.
+    pub fn slots(&self) -> &Arc<Slots> {
+        &self.slots
     }
 
     /// Serves `wasi:keyvalue` lookups of the models loaded from now on from `features`.
@@ -550,24 +567,32 @@ impl Runtime {
         let pre = ScoringPre::new(self.linker.instantiate_pre(&component)?)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("model \"{name}\" does not export wafer:inference/scorer"))?;
+        let recipe = Recipe {
+            engine: self.engine.clone(),
+            pre,
+            features: self.features.clone(),
+            graph,
+            environment,
+            max_memory: self.max_memory,
+        };
         let mut model = LoadedModel {
             batching: None,
             name: name.to_owned(),
             version: 1,
-            engine: self.engine.clone(),
-            pre,
+            instances: Arc::new(Instances::new(recipe, Arc::clone(&self.slots))),
             metadata: scoring::ModelMetadata::default(),
             cache,
             cold: AtomicBool::new(true),
             deadline_ticks: self.deadline_ticks,
             max_memory: self.max_memory,
-            features: self.features.clone(),
             digest: digests::hex(digest),
             spec: None,
-            graph,
-            environment,
         };
-        let (mut store, instance) = model.instantiate().await?;
+        let Fresh {
+            mut store,
+            instance,
+            ..
+        } = model.instances.instantiate().await?;
         let metadata = instance
             .wafer_inference_scorer()
             .call_metadata(&mut store)
@@ -624,22 +649,18 @@ pub fn release_free_memory() {
 pub struct LoadedModel {
     /// Its dynamic batching, when its folder turns it on.
     batching: Option<Arc<batching::Batcher>>,
-    /// The graph its instances load behind `wasi:nn`, for the wasi-nn flavour.
-    graph: Option<nn::NativeGraph>,
-    /// Its instances' environment: empty, but for the shared wasi-nn guest, which reads its
-    /// model's description there ([`Runtime::load_shared`]).
-    environment: Vec<(String, String)>,
     name: String,
     version: u64,
-    engine: Engine,
-    pre: ScoringPre<HostState>,
+    /// Where its fresh instances come from: its component, its graph behind `wasi:nn` (for
+    /// the wasi-nn flavour), its instances' environment (empty, but for the shared wasi-nn
+    /// guest, which reads its model's description there: [`Runtime::load_shared`]).
+    instances: Arc<Instances>,
     metadata: scoring::ModelMetadata,
     cache: CacheOutcome,
     /// No request has instantiated this model yet.
     cold: AtomicBool,
     deadline_ticks: u64,
     max_memory: usize,
-    features: Option<Arc<FeatureStore>>,
     digest: String,
     /// The fitted `features.toml` the component holds, if any.
     spec: Option<String>,
@@ -648,8 +669,11 @@ pub struct LoadedModel {
 /// What one invocation measured, whatever its result.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Measured {
-    /// Store and instance creation.
+    /// Getting the call's fresh instance: creating its store and instance, or next to
+    /// nothing when one was made ahead ([`instances`]).
     pub instantiate: Duration,
+    /// Its instance was made ahead of it, off the request's path.
+    pub made_ahead: bool,
     /// Inside the guest's `predict`.
     pub guest: Duration,
     /// The instance's largest linear memory, bytes.
@@ -741,7 +765,7 @@ impl LoadedModel {
     /// What runs the model: `guest` (tract inside the component) or `wasi-nn` (the host's
     /// native backend, behind `wasi:nn`).
     pub fn backend(&self) -> &'static str {
-        if self.graph.is_some() {
+        if self.instances.graph().is_some() {
             "wasi-nn"
         } else {
             "guest"
@@ -770,23 +794,6 @@ impl LoadedModel {
     /// Whether the compiled code came from the cache.
     pub fn cache(&self) -> CacheOutcome {
         self.cache
-    }
-
-    /// A fresh store and a fresh instance in it. The request deadline is armed only around
-    /// `predict`: loading and instantiation are not the guest's time.
-    async fn instantiate(&self) -> anyhow::Result<(Store<HostState>, Scoring)> {
-        let state = HostState::for_instance(
-            self.features.as_ref(),
-            self.graph.as_ref(),
-            &self.environment,
-            self.max_memory,
-        );
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.memory);
-        store.set_epoch_deadline(u64::MAX / 2);
-        store.epoch_deadline_trap();
-        let instance = self.pre.instantiate_async(&mut store).await?;
-        Ok((store, instance))
     }
 
     /// Runs one prediction in a fresh instance, dropped afterwards; with dynamic batching,
@@ -904,14 +911,29 @@ impl LoadedModel {
         f: impl AsyncFnOnce(&Scorer, &mut Store<HostState>) -> wasmtime::Result<T>,
     ) -> Result<T, ProtocolError> {
         let started = Instant::now();
-        let (mut store, instance) = self.instantiate().await.map_err(|e| {
+        let (mut fresh, made_ahead) = self.instances.take().await.map_err(|e| {
             ProtocolError::Internal(format!("instantiating \"{}\": {e:#}", self.name))
         })?;
         measured.instantiate = started.elapsed();
+        measured.made_ahead = made_ahead;
+        let result = self.invoke_in(&mut fresh, measured, f).await;
+        self.instances.retire(fresh);
+        result
+    }
+
+    /// [`LoadedModel::invoke`] in `fresh`.
+    async fn invoke_in<T>(
+        &self,
+        Fresh {
+            store, instance, ..
+        }: &mut Fresh,
+        measured: &mut Measured,
+        f: impl AsyncFnOnce(&Scorer, &mut Store<HostState>) -> wasmtime::Result<T>,
+    ) -> Result<T, ProtocolError> {
         let scorer = instance.wafer_inference_scorer();
         let started = Instant::now();
         store.set_epoch_deadline(self.deadline_ticks);
-        let result = f(scorer, &mut store).await;
+        let result = f(scorer, store).await;
         store.set_epoch_deadline(u64::MAX / 2);
         measured.guest = started.elapsed();
         measured.memory_bytes = store.data().memory.high_water as u64;
@@ -923,7 +945,7 @@ impl LoadedModel {
         }
         let result = result.map_err(|e| self.trapped(&e, memory_refused, measured))?;
         let stats = scorer
-            .call_stats(&mut store)
+            .call_stats(&mut *store)
             .await
             .map_err(|e| self.trapped(&e, memory_refused, measured))?;
         measured.instance_predictions = stats.predictions;
@@ -987,7 +1009,7 @@ impl LoadedModel {
 /// would give; an instance that traps is dropped and the next call gets a fresh one.
 pub struct Session {
     model: Arc<LoadedModel>,
-    live: Option<(Store<HostState>, Scoring)>,
+    live: Option<Fresh>,
 }
 
 impl Session {
@@ -1046,12 +1068,15 @@ impl Session {
     ) -> Result<T, ProtocolError> {
         let model = Arc::clone(&self.model);
         if self.live.is_none() {
-            let live = model.instantiate().await.map_err(|e| {
+            let live = model.instances.instantiate().await.map_err(|e| {
                 ProtocolError::Internal(format!("instantiating \"{}\": {e:#}", model.name))
             })?;
             self.live = Some(live);
         }
-        let Some((store, instance)) = self.live.as_mut() else {
+        let Some(Fresh {
+            store, instance, ..
+        }) = self.live.as_mut()
+        else {
             unreachable!("made above");
         };
         store.set_epoch_deadline(model.deadline_ticks);

@@ -90,6 +90,11 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The runtime the models run in.
+    pub fn runtime(&self) -> &crate::runtime::Runtime {
+        &self.loader.runtime
+    }
+
     /// A registry of `repo`'s models, every one loaded (in parallel, each failing alone).
     pub async fn open(repo: PathBuf, loader: Arc<Loader>, metrics: Arc<Metrics>) -> Registry {
         let registry = Registry {

@@ -396,6 +396,7 @@ impl Server {
         peer: SocketAddr,
         mut draining: tokio::sync::watch::Receiver<bool>,
     ) {
+        let _open = self.registry.runtime().slots().open_connection();
         let server = Arc::clone(&self);
         let service = service_fn(move |req: Request<Incoming>| {
             let server = Arc::clone(&server);
@@ -584,6 +585,7 @@ impl Server {
             model: model.name().to_owned(),
             version: model.version().to_string(),
             instantiate_us: m.instantiate.as_micros() as u64,
+            made_ahead: m.made_ahead,
             guest_us: m.guest.as_micros() as u64,
             total_us: started.elapsed().as_micros() as u64,
             memory_bytes: m.memory_bytes,
