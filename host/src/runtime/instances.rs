@@ -263,8 +263,9 @@ impl Instances {
         }
         let instances = Arc::clone(self);
         runtime.spawn(async move {
-            drop(used);
+            // The next instance first: the next request may come before both are done.
             instances.make_ahead().await;
+            drop(used);
         });
     }
 
