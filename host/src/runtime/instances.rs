@@ -1,19 +1,18 @@
-//! Where a model's fresh instances come from, and where they go.
+//! Where a model's fresh instances come from.
 //!
 //! Every call runs in an instance that has run nothing before it. What this module decides is
-//! when that instance is made and when it is torn down. While the server has cores to spare
-//! (no other call running, and no more client connections open than half its tokio workers), a call's
-//! instance is dropped (the pool slot's reset) after the call answers, and the model's next
-//! instance is made, both in a task of their own: neither then sits between a request and its
-//! answer. At one connection that took ~20 µs off wafer's p50 on iris (BENCHMARKS.md). A busy
-//! server drops the instance in place and makes none ahead: there every core is serving, the
-//! work only moves, and the extra task cost ~5% of the requests per second at 2 to 32
-//! connections when measured.
+//! when that instance is made. While the server has cores to spare (no other call running, and
+//! no more client connections open than half its tokio workers), the model's next instance is
+//! made after a call, in a task of its own, and waits for the next call: creating it then no
+//! longer sits between a request and its answer. At one connection that took ~25 µs off wafer's
+//! p50 on iris (BENCHMARKS.md, "Instances made ahead"). A busy server makes none ahead: there
+//! every core is serving, the work would only move, and the extra task cost ~5% of the requests
+//! per second at 2 to 32 connections when measured.
 //!
-//! Bounds: instances alive at once (calls', those being dropped, those made ahead) never
-//! exceed the engine's pool, because each holds a permit of [`Slots`]; a call waits for a
-//! permit rather than fail on a full pool. At most [`Slots::ahead`] instances wait made ahead,
-//! one per model at most, so a repository of many models does not fill the pool with them.
+//! Bounds: instances alive at once (calls' and those made ahead) never exceed the engine's
+//! pool, because each holds a permit of [`Slots`]; a call waits for a permit rather than fail
+//! on a full pool. At most [`Slots::ahead`] instances wait made ahead, one per model at most,
+//! so a repository of many models does not fill the pool with them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -249,24 +248,22 @@ impl Instances {
         Ok((fresh, made_ahead))
     }
 
-    /// Drops `used`, the instance a call ran in: after the call has answered, with the
-    /// model's next instance made ahead, while the server has cores to spare; else here.
+    /// Drops `used`, the instance a call ran in, and while the server has cores to spare,
+    /// makes the model's next instance in a task of its own.
     pub fn retire(self: &Arc<Self>, mut used: Fresh) {
+        // Here, not in the task: dropped on another thread, later, a store left the process's
+        // RSS 13 to 30 MB higher for a while in `operations::hostile_guests_fail_alone_with_
+        // their_reasons` (BENCHMARKS.md, "Instances made ahead").
+        drop(used.call.take());
+        drop(used);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            drop(used);
             return;
         };
-        drop(used.call.take());
         if self.slots.busy(runtime.metrics().num_workers()) {
-            drop(used);
             return;
         }
         let instances = Arc::clone(self);
-        runtime.spawn(async move {
-            // The next instance first: the next request may come before both are done.
-            instances.make_ahead().await;
-            drop(used);
-        });
+        runtime.spawn(async move { instances.make_ahead().await });
     }
 
     /// Makes the next instance ahead, unless one waits or is being made, or no place is left.
