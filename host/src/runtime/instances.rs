@@ -142,12 +142,7 @@ enum Ahead {
 
 /// What a model's instances are made from, and the one made ahead of its next call.
 pub struct Instances {
-    engine: Engine,
-    pre: ScoringPre<HostState>,
-    features: Option<Arc<FeatureStore>>,
-    graph: Option<NativeGraph>,
-    environment: Vec<(String, String)>,
-    max_memory: usize,
+    recipe: Recipe,
     slots: Arc<Slots>,
     ahead: Mutex<Ahead>,
 }
@@ -171,21 +166,8 @@ pub struct Recipe {
 impl Instances {
     /// A model's instances, made from `recipe` under the runtime's `slots`.
     pub fn new(recipe: Recipe, slots: Arc<Slots>) -> Instances {
-        let Recipe {
-            engine,
-            pre,
-            features,
-            graph,
-            environment,
-            max_memory,
-        } = recipe;
         Instances {
-            engine,
-            pre,
-            features,
-            graph,
-            environment,
-            max_memory,
+            recipe,
             slots,
             ahead: Mutex::new(Ahead::Empty),
         }
@@ -193,7 +175,7 @@ impl Instances {
 
     /// The graph the model's instances load behind `wasi:nn`, for the wasi-nn flavour.
     pub fn graph(&self) -> Option<&NativeGraph> {
-        self.graph.as_ref()
+        self.recipe.graph.as_ref()
     }
 
     /// A new store and instance, once a slot of the pool is free. The deadline is disarmed:
@@ -208,17 +190,21 @@ impl Instances {
 
     /// A new store and instance in the pool slot `alive` counts.
     async fn instantiate_in(&self, alive: OwnedSemaphorePermit) -> anyhow::Result<Fresh> {
-        let state = HostState::for_instance(
-            self.features.as_ref(),
-            self.graph.as_ref(),
-            &self.environment,
-            self.max_memory,
-        );
-        let mut store = Store::new(&self.engine, state);
+        let Recipe {
+            engine,
+            pre,
+            features,
+            graph,
+            environment,
+            max_memory,
+        } = &self.recipe;
+        let state =
+            HostState::for_instance(features.as_ref(), graph.as_ref(), environment, *max_memory);
+        let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(u64::MAX / 2);
         store.epoch_deadline_trap();
-        let instance = self.pre.instantiate_async(&mut store).await?;
+        let instance = pre.instantiate_async(&mut store).await?;
         Ok(Fresh {
             store,
             instance,
