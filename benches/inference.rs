@@ -6,6 +6,10 @@
 //! wafer-guest`, and `-p wafer-guest-nn` by a second invocation); `tools/bench.sh` builds
 //! them, runs this, and prints the ratios.
 //!
+//! Its runtimes make no instance ahead of a call (`PoolLimits::make_ahead`): a loop of calls
+//! leaves no idle time for it, so the next instance would be made on another thread while a
+//! call is timed; without, what is timed is the call alone, as before instances were made ahead.
+//!
 //! With `paired` among its arguments (`cargo bench --bench inference -- paired`), it also
 //! measures the wasi-nn flavour against native tract with the two taking turns, block by
 //! block, and prints the median of the rounds' ratios: criterion measures one side for
@@ -21,6 +25,14 @@ use wafer_host::runtime::{LoadedModel, PoolLimits, Runtime};
 use wafer_scoring::{Model, Tensor, TensorData};
 
 const MODELS: [&str; 3] = ["iris", "digits", "digits_wide"];
+
+/// The pool's limits, with no instance made ahead.
+fn limits() -> PoolLimits {
+    PoolLimits {
+        make_ahead: false,
+        ..PoolLimits::default()
+    }
+}
 
 fn models_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
@@ -89,7 +101,7 @@ fn guest_time(
 
 fn inference(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("tokio");
-    let runtime = Runtime::new(PoolLimits::default(), None).expect("runtime");
+    let runtime = Runtime::new(limits(), None).expect("runtime");
     let mut group = c.benchmark_group("predict");
     group
         .measurement_time(Duration::from_secs(3))
@@ -159,7 +171,7 @@ fn paired(_: &mut Criterion) {
         return;
     }
     let rt = tokio::runtime::Runtime::new().expect("tokio");
-    let runtime = Runtime::new(PoolLimits::default(), None).expect("runtime");
+    let runtime = Runtime::new(limits(), None).expect("runtime");
     println!(
         "| model | native tract | wasi-nn predict | wasi-nn / native (median of rounds) | rounds' ratios, quartiles |"
     );

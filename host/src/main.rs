@@ -363,6 +363,10 @@ struct ServeArgs {
     /// Instances alive at once, across all models; sizes the instance pool.
     #[arg(long, default_value_t = PoolLimits::default().max_instances)]
     max_instances: u32,
+    /// Create every call's instance on the request's path, never ahead of it while the server
+    /// is idle.
+    #[arg(long)]
+    no_make_ahead: bool,
     /// Longest a model may run for one request, in milliseconds; then the request fails
     /// with 504 and the instance is dropped.
     #[arg(long, default_value_t = 30_000)]
@@ -1129,6 +1133,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_instances: args.max_instances,
         max_memory_bytes: args.max_memory,
         timeout: Duration::from_millis(args.request_timeout_ms),
+        make_ahead: !args.no_make_ahead,
     };
     let admin_token = match &args.admin_token_file {
         Some(path) => {

@@ -122,6 +122,29 @@ fn instances_made_ahead_are_fresh_and_never_crowd_out_a_call() {
     assert_eq!(counted("wafer_inference_request_success_total"), 221);
 }
 
+/// `--no-make-ahead`: requests one at a time, and none finds its instance made ahead.
+#[test]
+fn no_make_ahead_makes_every_instance_on_the_request_path() {
+    let fx = fixture("iris");
+    let server = start_wafer(&build_dir(), &["--no-make-ahead"]);
+    let url = format!("{}/v2/models/iris/infer", server.base);
+    let body = infer_request(&fx.input, &fx.rows[..1]).to_string();
+    for _ in 0..20 {
+        let answer = post(&url, body.as_bytes());
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        assert_eq!(answer.instance_predictions.as_deref(), Some("1"));
+    }
+    let metrics = get(&format!("{}/metrics", server.base)).text;
+    assert!(
+        metrics.contains("wafer_requests_total{model=\"iris\",version=\"1\",outcome=\"ok\"} 20"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("wafer_instances_made_ahead_total{"),
+        "an instance was made ahead: {metrics}"
+    );
+}
+
 #[test]
 fn non_finite_values_are_inputs_not_errors() {
     // tritonclient (Python's json) writes NaN and infinities as bare tokens.

@@ -282,6 +282,9 @@ pub struct PoolLimits {
     pub max_memory_bytes: usize,
     /// Longest a guest call may run before it is interrupted.
     pub timeout: Duration,
+    /// Make a model's next instance ahead of its next call while the server has cores to
+    /// spare ([`instances`]).
+    pub make_ahead: bool,
 }
 
 impl Default for PoolLimits {
@@ -290,6 +293,7 @@ impl Default for PoolLimits {
             max_instances: 64,
             max_memory_bytes: 1 << 30,
             timeout: Duration::from_secs(30),
+            make_ahead: true,
         }
     }
 }
@@ -410,7 +414,10 @@ impl Runtime {
             features: None,
             slots: Slots::new(
                 limits.max_instances as usize,
-                Slots::ahead(limits.max_instances as usize),
+                match limits.make_ahead {
+                    true => Slots::ahead(limits.max_instances as usize),
+                    false => 0,
+                },
             ),
             shared: Mutex::default(),
         })
