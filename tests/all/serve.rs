@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 
+use crate::operations::metric;
 use crate::support::{
     assert_matches, build_dir, fixture, get, infer_request, labels_and_probabilities, post,
     start_wafer, wafer_server,
@@ -97,19 +98,15 @@ fn instances_made_ahead_are_fresh_and_never_crowd_out_a_call() {
     }
     // One request at a time leaves the server idle between them: their instances are made
     // ahead (the metric counts them; the headers above said each served one call).
-    let counted = |name: &str| -> u64 {
+    let counted = |name: &str| {
         let metrics = get(&format!("{}/metrics", server.base)).text;
-        let series = format!("{name}{{model=\"iris\",version=\"1\"}} ");
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(series.as_str()))
-            .unwrap_or_else(|| panic!("no {series} in {metrics}"))
-            .trim()
-            .parse()
-            .expect("a count")
+        metric(&metrics, name, &[("model", "iris"), ("version", "1")])
     };
     let made_ahead = counted("wafer_instances_made_ahead_total");
-    assert!(made_ahead > 0, "no instance was made ahead in 20 requests");
+    assert!(
+        made_ahead > 0.0,
+        "no instance was made ahead in 20 requests"
+    );
     std::thread::scope(|s| {
         for _ in 0..8 {
             s.spawn(|| {
@@ -119,7 +116,7 @@ fn instances_made_ahead_are_fresh_and_never_crowd_out_a_call() {
             });
         }
     });
-    assert_eq!(counted("wafer_inference_request_success_total"), 221);
+    assert_eq!(counted("wafer_inference_request_success_total"), 221.0);
 }
 
 /// `--no-make-ahead`: requests one at a time, and none finds its instance made ahead.
@@ -135,12 +132,16 @@ fn no_make_ahead_makes_every_instance_on_the_request_path() {
         assert_eq!(answer.instance_predictions.as_deref(), Some("1"));
     }
     let metrics = get(&format!("{}/metrics", server.base)).text;
-    assert!(
-        metrics.contains("wafer_requests_total{model=\"iris\",version=\"1\",outcome=\"ok\"} 20"),
+    let iris = [("model", "iris"), ("version", "1")];
+    let ok = [iris[0], iris[1], ("outcome", "ok")];
+    assert_eq!(
+        metric(&metrics, "wafer_requests_total", &ok),
+        20.0,
         "{metrics}"
     );
-    assert!(
-        !metrics.contains("wafer_instances_made_ahead_total{"),
+    assert_eq!(
+        metric(&metrics, "wafer_instances_made_ahead_total", &iris),
+        0.0,
         "an instance was made ahead: {metrics}"
     );
 }

@@ -91,14 +91,13 @@ pub(crate) fn run(
     outputs: &[TensorInfo],
     selected: &[usize],
 ) -> Result<Vec<Tensor>, ScoringError> {
+    let failed = |e: tract::TractError| ScoringError::Run(format!("{e:#}"));
     let values = inputs
         .into_iter()
         .map(|t| to_tract(t).map(TValue::from))
         .collect::<tract_data::TractResult<TVec<TValue>>>()
-        .map_err(|e| ScoringError::Run(format!("{e:#}")))?;
-    let results = plan
-        .run(values)
-        .map_err(|e| ScoringError::Run(format!("{e:#}")))?;
+        .map_err(failed)?;
+    let results = plan.run(values).map_err(failed)?;
     selected
         .iter()
         .map(|&ix| from_tract(&outputs[ix].name, &results[ix]))

@@ -236,11 +236,10 @@ impl Instances {
 
     /// Drops `used`, the instance a call ran in, and while the server has cores to spare,
     /// makes the model's next instance in a task of its own.
-    pub fn retire(self: &Arc<Self>, mut used: Fresh) {
+    pub fn retire(self: &Arc<Self>, used: Fresh) {
         // Here, not in the task: dropped on another thread, later, a store left the process's
         // RSS 13 to 30 MB higher for a while in `operations::hostile_guests_fail_alone_with_
         // their_reasons` (BENCHMARKS.md, "Instances made ahead").
-        drop(used.call.take());
         drop(used);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
