@@ -1,17 +1,18 @@
 //! Where a model's fresh instances come from.
 //!
 //! Every call runs in an instance that has run nothing before it. What this module decides is
-//! when that instance is made. While the server has cores to spare (no other call running, and
-//! no more client connections open than half its tokio workers), the model's next instance is
-//! made after a call, in a task of its own, and waits for the next call: creating it then no
-//! longer sits between a request and its answer. At one connection that took ~25 µs off wafer's
-//! p50 on iris (BENCHMARKS.md, "Instances made ahead"). A busy server makes none ahead: there
-//! every core is serving, the work would only move, and the extra task cost ~5% of the requests
-//! per second at 2 to 32 connections when measured.
+//! when that instance is made, and when the used one is dropped. While the server has cores to
+//! spare (no other call running, and no more client connections open than half its tokio
+//! workers), a task of its own, off the request's path, makes the model's next instance, which
+//! waits for the next call, and then drops the used one (the pool slot's reset): neither sits
+//! between a request and its answer. At one connection that took ~25 µs off wafer's p50 on iris, and
+//! dropping after the answer ~12 µs more (BENCHMARKS.md, "Instances made ahead"). A busy server
+//! makes none ahead and drops in place: there every core is serving, the work would only move,
+//! and the extra task cost ~5% of the requests per second at 2 to 32 connections when measured.
 //!
-//! Bounds: instances alive at once (calls' and those made ahead) never exceed the engine's
-//! pool, because each holds a permit of [`Slots`]; a call waits for a permit rather than fail
-//! on a full pool. At most [`Slots::ahead`] instances wait made ahead, one per model at most,
+//! Bounds: instances alive at once (calls', those made ahead, those not yet dropped) never
+//! exceed the engine's pool, because each holds a permit of [`Slots`]; a call waits for a
+//! permit rather than fail on a full pool. At most [`Slots::ahead`] instances wait made ahead, one per model at most,
 //! so a repository of many models does not fill the pool with them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -234,13 +235,12 @@ impl Instances {
         Ok((fresh, made_ahead))
     }
 
-    /// Drops `used`, the instance a call ran in, and while the server has cores to spare,
-    /// makes the model's next instance in a task of its own.
-    pub fn retire(self: &Arc<Self>, used: Fresh) {
-        // Here, not in the task: dropped on another thread, later, a store left the process's
-        // RSS 13 to 30 MB higher for a while in `operations::hostile_guests_fail_alone_with_
-        // their_reasons` (BENCHMARKS.md, "Instances made ahead").
-        drop(used);
+    /// Retires `used`, the instance a call ran in. While the server has cores to spare, a task
+    /// of its own makes the model's next instance and then drops `used`, off the request's
+    /// path; a busy server drops it in place.
+    pub fn retire(self: &Arc<Self>, mut used: Fresh) {
+        // The call is over: it no longer makes the server busy.
+        drop(used.call.take());
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -248,7 +248,12 @@ impl Instances {
             return;
         }
         let instances = Arc::clone(self);
-        runtime.spawn(async move { instances.make_ahead().await });
+        runtime.spawn(async move {
+            // Made first, so that the next request, which may come before the drop (the pool
+            // slot's reset, ~10 µs) is done, finds its instance.
+            instances.make_ahead().await;
+            drop(used);
+        });
     }
 
     /// Makes the next instance ahead, unless one waits or is being made, or no place is left.

@@ -367,8 +367,11 @@ pub fn engine_config(limits: &PoolLimits, functions: Arc<FunctionCache>) -> anyh
         .linear_memory_keep_resident(KEEP_RESIDENT)
         .table_keep_resident(KEEP_RESIDENT)
         .async_stack_keep_resident(KEEP_RESIDENT)
-        // Return the rest in batches: fewer `madvise` calls and TLB shootdowns.
-        .decommit_batch_size(16);
+        // Return the rest to the kernel at once. Batched (16 regions), a freed slot waited in
+        // a queue per thread until that thread had freed enough: an instance retired on
+        // another thread (`instances`) could leave tens of MB resident for a while
+        // (BENCHMARKS.md, "Instances made ahead"); unbatched measured as fast under load.
+        .decommit_batch_size(1);
     let mut config = Config::new();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config.memory_init_cow(true);
