@@ -6,9 +6,9 @@
 //! wafer-guest`, and `-p wafer-guest-nn` by a second invocation); `tools/bench.sh` builds
 //! them, runs this, and prints the ratios.
 //!
-//! Its runtimes make no instance ahead of a call (`PoolLimits::make_ahead`): a loop of calls
-//! leaves no idle time for it, so the next instance would be made on another thread while a
-//! call is timed; without, what is timed is the call alone, as before instances were made ahead.
+//! Its runtimes make no instance ahead of a call, nor drop one after it (`PoolLimits::make_ahead`):
+//! a loop of calls leaves no idle time for it, so the next instance would be made, or the last
+//! dropped, on another thread while a call is timed; without, what is timed is the call alone.
 //!
 //! With `paired` among its arguments (`cargo bench --bench inference -- paired`), it also
 //! measures the wasi-nn flavour against native tract with the two taking turns, block by

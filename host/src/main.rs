@@ -363,8 +363,8 @@ struct ServeArgs {
     /// Instances alive at once, across all models; sizes the instance pool.
     #[arg(long, default_value_t = PoolLimits::default().max_instances)]
     max_instances: u32,
-    /// Create every call's instance on the request's path, never ahead of it while the server
-    /// is idle.
+    /// Create every call's instance, and drop it, on the request's path: never ahead of it,
+    /// nor after its answer, while the server is idle.
     #[arg(long)]
     no_make_ahead: bool,
     /// Longest a model may run for one request, in milliseconds; then the request fails

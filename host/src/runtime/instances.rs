@@ -32,6 +32,9 @@ pub struct Slots {
     alive: Arc<Semaphore>,
     /// Places left for instances made ahead.
     ahead: AtomicUsize,
+    /// Whether calls' instances are retired off the request's path: only with places ahead
+    /// (`wafer serve --no-make-ahead` leaves none, and then nothing is done off the path).
+    off_path: bool,
     /// Calls running, of every model.
     calls: AtomicUsize,
     /// Client connections open, as the server counts them ([`Slots::open_connection`]).
@@ -44,6 +47,7 @@ impl Slots {
         Arc::new(Slots {
             alive: Arc::new(Semaphore::new(calls + ahead)),
             ahead: AtomicUsize::new(ahead),
+            off_path: ahead > 0,
             calls: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
         })
@@ -244,7 +248,7 @@ impl Instances {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        if self.slots.busy(runtime.metrics().num_workers()) {
+        if !self.slots.off_path || self.slots.busy(runtime.metrics().num_workers()) {
             return;
         }
         let instances = Arc::clone(self);

@@ -282,8 +282,8 @@ pub struct PoolLimits {
     pub max_memory_bytes: usize,
     /// Longest a guest call may run before it is interrupted.
     pub timeout: Duration,
-    /// Make a model's next instance ahead of its next call while the server has cores to
-    /// spare ([`instances`]).
+    /// Make a model's next instance ahead of its next call, and drop the used one after its
+    /// answer, while the server has cores to spare ([`instances`]).
     pub make_ahead: bool,
 }
 
