@@ -2,8 +2,8 @@
 //!
 //! Every call runs in an instance that has run nothing before it. What this module decides is
 //! when that instance is made, and when the used one is dropped. While the server has cores to
-//! spare (no other call running, and no more client connections open than half its tokio
-//! workers), a task of its own, off the request's path, makes the model's next instance, which
+//! spare (no other call running, and no more client connections open than half the machine's
+//! cores), a task of its own, off the request's path, makes the model's next instance, which
 //! waits for the next call, and then drops the used one (the pool slot's reset): neither sits
 //! between a request and its answer. At one connection that took ~25 µs off wafer's p50 on iris, and
 //! dropping after the answer ~12 µs more (BENCHMARKS.md, "Instances made ahead"). A busy server
@@ -39,6 +39,8 @@ pub struct Slots {
     calls: AtomicUsize,
     /// Client connections open, as the server counts them ([`Slots::open_connection`]).
     connections: AtomicUsize,
+    /// The machine's cores.
+    cores: usize,
 }
 
 impl Slots {
@@ -50,6 +52,7 @@ impl Slots {
             off_path: ahead > 0,
             calls: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         })
     }
 
@@ -64,17 +67,17 @@ impl Slots {
     }
 
     /// Counts a client connection as open until the guard is dropped: more connections
-    /// than half the runtime's workers make the server busy, and it makes no instance ahead.
+    /// than half the machine's cores make the server busy, and it makes no instance ahead.
     pub fn open_connection(self: &Arc<Self>) -> OpenConnection {
         self.connections.fetch_add(1, Ordering::AcqRel);
         OpenConnection(Arc::clone(self))
     }
 
     /// Whether every core is likely serving: another call runs, or more connections are open
-    /// than half of `workers`.
-    fn busy(&self, workers: usize) -> bool {
+    /// than half of `cores`.
+    fn busy(&self, cores: usize) -> bool {
         self.calls.load(Ordering::Acquire) > 0
-            || self.connections.load(Ordering::Acquire) > workers.div_ceil(2)
+            || self.connections.load(Ordering::Acquire) > cores.div_ceil(2)
     }
 
     /// Takes a place for an instance made ahead, if one is left.
@@ -248,7 +251,7 @@ impl Instances {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        if !self.slots.off_path || self.slots.busy(runtime.metrics().num_workers()) {
+        if !self.slots.off_path || self.slots.busy(self.slots.cores) {
             return;
         }
         let instances = Arc::clone(self);
@@ -327,10 +330,10 @@ mod tests {
         let slots = Slots::new(8, 2);
         assert!(!slots.busy(2));
         let one = slots.open_connection();
-        assert!(!slots.busy(2), "one connection on two workers");
+        assert!(!slots.busy(2), "one connection on two cores");
         let two = slots.open_connection();
-        assert!(slots.busy(2), "two connections on two workers");
-        assert!(!slots.busy(4), "two connections on four workers");
+        assert!(slots.busy(2), "two connections on two cores");
+        assert!(!slots.busy(4), "two connections on four cores");
         drop((one, two));
         assert!(!slots.busy(2));
         let call = super::Call::new(&slots);

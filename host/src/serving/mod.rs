@@ -12,3 +12,12 @@ pub mod traffic;
 pub mod web;
 
 pub use server::{DriftOptions, ServeConfig, Server, ServerOptions, serve};
+
+/// Tokio workers for `wafer serve`: two per core. While the server has cores to spare, a
+/// worker that answered a call goes on to retire its instance (`runtime::instances`), and the
+/// next request is picked up by another worker meanwhile. By hand on 2 cores (iris, one
+/// connection, BENCHMARKS.md "Instances made ahead"): p50 94-103 µs with 4 workers against
+/// 126-129 µs with 2; under load, requests/s within the runs' spread.
+pub fn worker_threads() -> usize {
+    2 * std::thread::available_parallelism().map_or(1, |n| n.get())
+}
