@@ -5,15 +5,16 @@
 //! spare (no other call running, and no more client connections open than half the machine's
 //! cores), a task of its own, off the request's path, makes the model's next instance, which
 //! waits for the next call, and then drops the used one (the pool slot's reset): neither sits
-//! between a request and its answer. At one connection that took ~25 µs off wafer's p50 on iris, and
-//! dropping after the answer ~12 µs more (BENCHMARKS.md, "Instances made ahead"). A busy server
-//! makes none ahead and drops in place: there every core is serving, the work would only move,
-//! and the extra task cost ~5% of the requests per second at 2 to 32 connections when measured.
+//! between a request and its answer. At one connection that took ~25 µs off wafer's p50 on
+//! iris, and dropping after the answer ~12 µs more (BENCHMARKS.md, "Instances made ahead"). A
+//! busy server makes none ahead and drops in place: there every core is serving, the work would
+//! only move, and the extra task cost ~5% of the requests per second at 2 to 32 connections
+//! when measured.
 //!
 //! Bounds: instances alive at once (calls', those made ahead, those not yet dropped) never
 //! exceed the engine's pool, because each holds a permit of [`Slots`]; a call waits for a
-//! permit rather than fail on a full pool. At most [`Slots::ahead`] instances wait made ahead, one per model at most,
-//! so a repository of many models does not fill the pool with them.
+//! permit rather than fail on a full pool. At most [`Slots::ahead`] instances wait made ahead,
+//! one per model at most, so a repository of many models does not fill the pool with them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
