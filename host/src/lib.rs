@@ -20,3 +20,8 @@ pub mod monitoring;
 pub mod runtime;
 pub mod serving;
 pub mod store;
+
+/// The machine's cores as the process may use them; 1 when that cannot be told.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}

@@ -929,9 +929,7 @@ async fn open_for_files(
 
 async fn batch(args: BatchArgs) -> anyhow::Result<()> {
     let model = open_for_files(&args.model, &args.components, args.db.db.as_deref()).await?;
-    let workers = args
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
+    let workers = args.workers.unwrap_or_else(wafer_host::cores);
     let options = batch::Options {
         input: args.input,
         output: args.output,

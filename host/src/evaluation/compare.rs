@@ -199,7 +199,7 @@ async fn score(
         rejects: None,
         columns,
         id_column: None,
-        workers: std::thread::available_parallelism().map_or(1, usize::from),
+        workers: crate::cores(),
         chunk: 16_384,
         resume: false,
         progress: false,

@@ -53,7 +53,7 @@ impl Slots {
             off_path: ahead > 0,
             calls: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cores: crate::cores(),
         })
     }
 

@@ -1,6 +1,6 @@
 //! The wasmtime side: one engine, one `InstancePre` per model, a fresh `Store` and instance
-//! per invocation ([`LoadedModel`], made ahead of the request when the server has cores to spare:
-//! [`instances`]) or one kept for many calls ([`Session`]); and what feeds it:
+//! per invocation ([`LoadedModel`], made ahead of the request and dropped after it when the
+//! server has cores to spare: [`instances`]) or one kept for many calls ([`Session`]); and what feeds it:
 //! building components ([`build`]), the compiled cache ([`cache`]) and the file digests that
 //! make a warm start read nothing twice ([`digests`]), WIT conversions ([`convert`]),
 //! and the native backend behind `wasi:nn` for the wasi-nn flavour ([`nn`]); dynamic batching of

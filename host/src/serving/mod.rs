@@ -19,5 +19,5 @@ pub use server::{DriftOptions, ServeConfig, Server, ServerOptions, serve};
 /// connection, BENCHMARKS.md "Instances made ahead"): p50 94-103 µs with 4 workers against
 /// 126-129 µs with 2; under load, requests/s within the runs' spread.
 pub fn worker_threads() -> usize {
-    2 * std::thread::available_parallelism().map_or(1, |n| n.get())
+    2 * crate::cores()
 }

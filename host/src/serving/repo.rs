@@ -547,7 +547,7 @@ where
     Fut: Future<Output = anyhow::Result<T>> + Send + 'static,
     T: Send + 'static,
 {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let cores = crate::cores();
     let permits = Arc::new(tokio::sync::Semaphore::new(cores));
     let handles: Vec<_> = items
         .into_iter()
