@@ -614,10 +614,10 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     // `TOKIO_WORKER_THREADS`, when set, decides instead.
-    if matches!(cli.command, Command::Serve(_))
+    if let Command::Serve(args) = &cli.command
         && std::env::var_os("TOKIO_WORKER_THREADS").is_none()
     {
-        builder.worker_threads(wafer_host::serving::worker_threads());
+        builder.worker_threads(wafer_host::serving::worker_threads(&args.model_repo));
     }
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,

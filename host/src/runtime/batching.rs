@@ -5,8 +5,9 @@
 //! signature, while that has room, or opens one and leads it. The leader waits up to
 //! `max_queue_delay` for company (less when the batch fills), then for one of the model's
 //! executors (by default half the cores): while every executor is busy, the open batch keeps
-//! filling, so batches grow with the load and cost no delay without it. Then one fresh instance scores the
-//! whole batch, in one of two ways ([`Join`]):
+//! filling, so batches grow with the load and cost no delay without it. (Without a queue delay,
+//! a request that finds no open batch and a free executor runs at once, in its own task.) Then
+//! one fresh instance scores the whole batch, in one of two ways ([`Join`]):
 //!
 //! - `requests` (the default): the instance runs each request in turn (the guest's
 //!   `predict-many`), each exactly as it would run alone, each with its own result. The batch
@@ -29,7 +30,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use serde_json::value::RawValue;
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore, SemaphorePermit, oneshot};
 use wafer_protocol::ProtocolError;
 use wafer_scoring as scoring;
 
@@ -264,6 +265,11 @@ impl Batcher {
         call: Call,
         outputs: &[String],
     ) -> Answer {
+        if let Some(_executor) = self.idle(&signature) {
+            // A batch opened now would run at once, holding this request alone: the request
+            // runs in its own task, with no leader to hand it to and back.
+            return with_batch(model.call(call, outputs).await, 1, true);
+        }
         let (reply, answer) = oneshot::channel();
         let member = Member {
             call,
@@ -280,6 +286,19 @@ impl Batcher {
             let e = ProtocolError::Internal("the batch this request was in failed".into());
             (Err(e), Measured::default())
         })
+    }
+
+    /// An executor, when batches do not wait for company, no batch of `signature` is open
+    /// and an executor is free.
+    fn idle(&self, signature: &Signature) -> Option<SemaphorePermit<'_>> {
+        if !self.config.max_queue_delay.is_zero() {
+            return None;
+        }
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.contains_key(signature) {
+            return None;
+        }
+        self.executors.try_acquire().ok()
     }
 
     /// Puts `member` in the open batch of `signature`; when it opens a batch, the batch's id
