@@ -109,7 +109,7 @@ def serve(repo: Path, args: list[str], work: Path) -> dict:
             proc.terminate()
             proc.wait()
     result["cache"] = sum(f.stat().st_size for f in cache.iterdir()
-                          if f.suffix in (".cwasm", ".sha256")) if cache.is_dir() else 0
+                          if f.suffix in (".cwasm", ".sha256", ".code")) if cache.is_dir() else 0
     return result
 
 

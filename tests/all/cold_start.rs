@@ -1,7 +1,7 @@
 //! Cold start: the snapshot holds the parsed model, and the compiled cache makes a restart
 //! compile nothing and never trusts a corrupt entry.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::support::{
     assert_matches, build_dir, fixture, get, infer_request, labels_and_probabilities, post,
@@ -94,16 +94,40 @@ fn a_restart_hits_the_compiled_cache_and_a_corrupt_entry_is_replaced() {
     predicts_correctly(&second.base);
     second.stop();
 
-    // Corrupt every entry in the middle of its compiled code.
+    // Each model's component is split: one entry of guest code per guest, shared by the models
+    // built from it, and one entry per model for the rest, its data.
     let entries: Vec<_> = std::fs::read_dir(&cache)
         .expect("cache dir")
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
         .collect();
-    assert_eq!(
-        entries.len(),
-        MODELS.len(),
-        "one entry per model: {entries:?}"
+    let named = |prefix: &str, suffix: &str| -> Vec<(PathBuf, u64)> {
+        let mut found: Vec<_> = entries
+            .iter()
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                name.starts_with(prefix) && name.ends_with(suffix)
+            })
+            .map(|p| (p.clone(), std::fs::metadata(p).expect("entry").len()))
+            .collect();
+        found.sort();
+        found
+    };
+    let (codes, rests) = (named("code-", ".cwasm"), named("", ".rest.cwasm"));
+    assert_eq!(rests.len(), MODELS.len(), "one rest per model: {entries:?}");
+    assert!(
+        !codes.is_empty() && codes.len() < MODELS.len(),
+        "fewer guest codes than models: {entries:?}"
+    );
+    assert_eq!(codes.len() + rests.len(), entries.len(), "{entries:?}");
+    // Every rest but digits_wide's (a 6 MB model) is a small part of a guest's code.
+    let smallest_code = codes.iter().map(|c| c.1).min().unwrap_or(0);
+    let mut sizes: Vec<u64> = rests.iter().map(|r| r.1).collect();
+    sizes.sort_unstable();
+    sizes.pop();
+    assert!(
+        sizes.iter().all(|&size| size < smallest_code / 4),
+        "rests {sizes:?} against guest code of {smallest_code} bytes"
     );
     // ...or, for one of them, lose its checksum.
     for (i, entry) in entries.iter().enumerate() {

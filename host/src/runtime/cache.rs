@@ -21,10 +21,11 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
-use wasmtime::Engine;
 use wasmtime::component::Component;
+use wasmtime::{Engine, Module};
 
 use crate::runtime::digests::{FileDigests, Sha256Digest, hex};
+use crate::runtime::split;
 
 /// Whether a load found its compiled code in the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,12 +207,36 @@ fn checksum_path(entry: &Path) -> PathBuf {
 #[derive(Clone, Debug)]
 pub struct CompiledCache {
     dir: PathBuf,
+    /// The guest code modules loaded so far, by entry: one per guest, shared by its models.
+    codes: Arc<Mutex<HashMap<PathBuf, Module>>>,
+}
+
+/// A model's compiled component and, when it was split ([`split`]), the guest code it imports
+/// as [`split::CODE_IMPORT`].
+#[derive(Clone)]
+pub struct CompiledModel {
+    /// The component.
+    pub component: Component,
+    /// The guest's code, compiled once for every model built from the guest.
+    pub code: Option<Module>,
+}
+
+impl From<Component> for CompiledModel {
+    fn from(component: Component) -> CompiledModel {
+        CompiledModel {
+            component,
+            code: None,
+        }
+    }
 }
 
 impl CompiledCache {
     /// The cache in `dir`, created on first write.
     pub fn new(dir: PathBuf) -> CompiledCache {
-        CompiledCache { dir }
+        CompiledCache {
+            dir,
+            codes: Arc::default(),
+        }
     }
 
     /// The default folder: `$XDG_CACHE_HOME/wafer`, else `~/.cache/wafer`, else `target/wafer-cache`.
@@ -224,10 +249,171 @@ impl CompiledCache {
 
     /// The entry for the component whose sha256 is `digest` under `engine`'s settings.
     pub fn entry(&self, engine: &Engine, digest: &[u8]) -> PathBuf {
+        self.entry_named(engine, "", digest, "cwasm")
+    }
+
+    /// An entry's path: `{prefix}{digest}-{settings}.{extension}`.
+    fn entry_named(
+        &self,
+        engine: &Engine,
+        prefix: &str,
+        digest: &[u8],
+        extension: &str,
+    ) -> PathBuf {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        self.dir
-            .join(format!("{}-{:016x}.cwasm", hex(digest), hasher.finish()))
+        self.dir.join(format!(
+            "{prefix}{}-{:016x}.{extension}",
+            hex(digest),
+            hasher.finish()
+        ))
+    }
+
+    /// A model's component whose sha256 is `digest`, read by `wasm` only when it must be
+    /// compiled: split into the guest's code and the rest ([`split`]) when it can be, so that
+    /// the guest's code is compiled, stored and mapped once for all the models built from it;
+    /// else compiled whole, like [`CompiledCache::load_or_compile_with`].
+    pub fn load_or_compile_model<'a>(
+        &self,
+        engine: &Engine,
+        digest: &[u8],
+        wasm: impl FnOnce() -> anyhow::Result<Cow<'a, [u8]>>,
+    ) -> anyhow::Result<(CompiledModel, CacheOutcome)> {
+        let rest = self.entry_named(engine, "", digest, "rest.cwasm");
+        // Beside the rest, the sha256 of the code it imports.
+        let code_of = rest.with_extension("code");
+        let existed = rest.exists();
+        if existed {
+            match self.load_split(engine, &rest, &code_of) {
+                Ok(model) => return Ok((model, CacheOutcome::Hit)),
+                Err(e) => tracing::warn!(
+                    entry = %rest.display(), error = %format!("{e:#}"),
+                    "compiled cache entry rejected; recompiling"
+                ),
+            }
+        }
+        let whole = self.entry(engine, digest);
+        if whole.exists()
+            && let Ok(component) = self.load(engine, &whole)
+        {
+            return Ok((component.into(), CacheOutcome::Hit));
+        }
+        let wasm = wasm()?;
+        let parts = match split::split(&wasm) {
+            Ok(parts) => parts,
+            Err(e) => {
+                tracing::debug!(error = %e, "compiling the component whole");
+                let (component, outcome) =
+                    self.load_or_compile_with(engine, digest, || Ok(wasm))?;
+                return Ok((component.into(), outcome));
+            }
+        };
+        let code_digest = Sha256::digest(&parts.code);
+        let code = self.code(engine, &code_digest, || Ok(Cow::Borrowed(&parts.code)))?;
+        let mut component = Component::new(engine, &parts.rest).map_err(anyhow::Error::from)?;
+        let stored = component
+            .serialize()
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| {
+                self.write(&code_of, hex(&code_digest).as_bytes())?;
+                self.store(&rest, &bytes)
+            });
+        match stored.and_then(|()| Self::map(engine, &rest)) {
+            Ok(mapped) => component = mapped,
+            Err(e) => {
+                tracing::warn!(entry = %rest.display(), error = %format!("{e:#}"), "cannot write the compiled cache")
+            }
+        }
+        let outcome = match existed {
+            true => CacheOutcome::Replaced,
+            false => CacheOutcome::Miss,
+        };
+        let code = Some(code);
+        Ok((CompiledModel { component, code }, outcome))
+    }
+
+    /// [`CompiledCache::load_or_compile_model`] for the component in the file at `path`, read
+    /// only when it must be compiled and hashed only when its digest is not remembered.
+    pub fn load_or_compile_model_file(
+        &self,
+        engine: &Engine,
+        path: &Path,
+    ) -> anyhow::Result<(CompiledModel, CacheOutcome, Sha256Digest)> {
+        let digest = self.digests().sha256(path)?;
+        let read = || {
+            std::fs::read(path)
+                .map(Cow::Owned)
+                .with_context(|| format!("reading the component {}", path.display()))
+        };
+        let (model, outcome) = self.load_or_compile_model(engine, &digest, read)?;
+        Ok((model, outcome, digest))
+    }
+
+    /// A split model from its entries: the rest, and the code named beside it.
+    fn load_split(
+        &self,
+        engine: &Engine,
+        rest: &Path,
+        code_of: &Path,
+    ) -> anyhow::Result<CompiledModel> {
+        let code_digest = std::fs::read_to_string(code_of)
+            .with_context(|| format!("reading {}", code_of.display()))?;
+        let code_digest = (0..code_digest.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(code_digest.get(i..i + 2).unwrap_or("?"), 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .with_context(|| format!("in {}", code_of.display()))?;
+        let component = self.load(engine, rest)?;
+        let code = self.code(engine, &code_digest, || {
+            anyhow::bail!("the guest code it imports is not in the cache")
+        })?;
+        Ok(CompiledModel {
+            component,
+            code: Some(code),
+        })
+    }
+
+    /// The guest code module whose sha256 is `digest`: loaded once per process, from its entry
+    /// when valid, else compiled from `wasm` and stored.
+    fn code<'a>(
+        &self,
+        engine: &Engine,
+        digest: &[u8],
+        wasm: impl FnOnce() -> anyhow::Result<Cow<'a, [u8]>>,
+    ) -> anyhow::Result<Module> {
+        let path = self.entry_named(engine, "code-", digest, "cwasm");
+        // Held while compiling: models loading in parallel wait for the one compilation.
+        let mut codes = self.codes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(code) = codes.get(&path)
+            && Engine::same(code.engine(), engine)
+        {
+            return Ok(code.clone());
+        }
+        let loaded = match path.exists() {
+            true => self
+                .check(&path)
+                .and_then(|()| Self::map_module(engine, &path)),
+            false => Err(anyhow::anyhow!("no entry")),
+        };
+        let code = match loaded {
+            Ok(code) => code,
+            Err(_) => {
+                let code = Module::new(engine, &*wasm()?).map_err(anyhow::Error::from)?;
+                let bytes = code.serialize().map_err(anyhow::Error::from)?;
+                match self
+                    .store(&path, &bytes)
+                    .and_then(|()| Self::map_module(engine, &path))
+                {
+                    Ok(mapped) => mapped,
+                    Err(e) => {
+                        tracing::warn!(entry = %path.display(), error = %format!("{e:#}"), "cannot write the compiled cache");
+                        code
+                    }
+                }
+            }
+        };
+        codes.insert(path, code.clone());
+        Ok(code)
     }
 
     /// The compiled `wasm`, from the cache when a valid entry exists, else compiled and stored.
@@ -277,7 +463,8 @@ impl CompiledCache {
             }
         }
         let mut component = Component::new(engine, wasm()?).map_err(anyhow::Error::from)?;
-        match self.store(&path, &component) {
+        let serialized = component.serialize().map_err(anyhow::Error::from);
+        match serialized.and_then(|bytes| self.store(&path, &bytes)) {
             // Served from the entry just written, mapped like a warm start's: the compiled
             // code is then file-backed pages the kernel can share and evict, not tens of MB
             // of this process's heap per model.
@@ -306,6 +493,12 @@ impl CompiledCache {
 
     /// An entry, mapped from its file (not copied) once its checksum holds.
     fn load(&self, engine: &Engine, path: &Path) -> anyhow::Result<Component> {
+        self.check(path)?;
+        Self::map(engine, path)
+    }
+
+    /// Whether the entry at `path` has the checksum written beside it.
+    fn check(&self, path: &Path) -> anyhow::Result<()> {
         let sidecar = checksum_path(path);
         let expected = std::fs::read(&sidecar)
             .with_context(|| format!("reading the checksum {}", sidecar.display()))?;
@@ -314,7 +507,7 @@ impl CompiledCache {
             expected == actual,
             "checksum mismatch: the entry is corrupt"
         );
-        Self::map(engine, path)
+        Ok(())
     }
 
     /// The entry at `path`, mapped. Callers have checked its checksum, or have just written it.
@@ -330,24 +523,33 @@ impl CompiledCache {
         component.map_err(anyhow::Error::from)
     }
 
-    fn store(&self, path: &Path, component: &Component) -> anyhow::Result<()> {
-        let serialized = component.serialize().map_err(anyhow::Error::from)?;
+    /// The guest code entry at `path`, mapped, as [`CompiledCache::map`] maps components.
+    fn map_module(engine: &Engine, path: &Path) -> anyhow::Result<Module> {
+        // SAFETY: as in `map`: our own checksummed `Module::serialize` output, for an engine
+        // with these settings, replaced by renaming and never rewritten in place.
+        #[expect(unsafe_code, reason = "mapping our own checksummed compiled artifact")]
+        let module = unsafe { Module::deserialize_file(engine, path) };
+        module.map_err(anyhow::Error::from)
+    }
+
+    /// Writes the compiled `serialized` at `path`, its checksum first: a reader meeting a new
+    /// checksum beside an old entry (or the reverse) rejects it, never trusts it.
+    fn store(&self, path: &Path, serialized: &[u8]) -> anyhow::Result<()> {
+        self.write(&checksum_path(path), &Sha256::digest(serialized))?;
+        self.write(path, serialized)
+    }
+
+    /// Writes a file of the cache aside and renames it into place.
+    fn write(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
-        // Each file is written aside and renamed into place, the checksum first: a reader
-        // meeting a new checksum beside an old entry (or the reverse) rejects it, never
-        // trusts it.
-        let replace = |path: &Path, bytes: &[u8]| -> anyhow::Result<()> {
-            // Named by process and write: two threads may store the same entry at once.
-            static WRITES: AtomicU64 = AtomicU64::new(0);
-            let write = WRITES.fetch_add(1, Ordering::Relaxed);
-            let mut tmp = path.as_os_str().to_owned();
-            tmp.push(format!(".{}-{write}.tmp", std::process::id()));
-            let tmp = PathBuf::from(tmp);
-            std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-            std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
-        };
-        replace(&checksum_path(path), &Sha256::digest(&serialized))?;
-        replace(path, &serialized)
+        // Named by process and write: two threads may store the same entry at once.
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let write = WRITES.fetch_add(1, Ordering::Relaxed);
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".{}-{write}.tmp", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
     }
 }

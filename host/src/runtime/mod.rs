@@ -13,6 +13,7 @@ pub mod convert;
 pub mod digests;
 pub mod instances;
 pub mod nn;
+pub mod split;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -36,7 +37,7 @@ use crate::bindings::exports::wafer::inference::scorer::{
 };
 use crate::bindings::lookup::wasi::keyvalue::store as kv;
 use crate::bindings::wafer::inference::types::{Error as GuestError, Tensor};
-use crate::runtime::cache::{CacheOutcome, CompiledCache, FunctionCache};
+use crate::runtime::cache::{CacheOutcome, CompiledCache, CompiledModel, FunctionCache};
 use crate::runtime::digests::Sha256Digest;
 use crate::runtime::instances::{Fresh, Instances, Recipe, Slots};
 use crate::store::{FeatureStore, Snapshot};
@@ -455,10 +456,10 @@ impl Runtime {
         let digest: Sha256Digest = sha2::Sha256::digest(wasm).into();
         let compiled = match &self.cache {
             Some(cache) => {
-                cache.load_or_compile_with(&self.engine, &digest, || Ok(Cow::Borrowed(wasm)))
+                cache.load_or_compile_model(&self.engine, &digest, || Ok(Cow::Borrowed(wasm)))
             }
             None => Component::new(&self.engine, wasm)
-                .map(|c| (c, CacheOutcome::Miss))
+                .map(|c| (c.into(), CacheOutcome::Miss))
                 .map_err(anyhow::Error::from),
         }
         .with_context(|| format!("compiling the component of model \"{name}\""))?;
@@ -481,13 +482,13 @@ impl Runtime {
                 .with_context(|| format!("reading the component {}", path.display()))?;
             return self.load_with_graph(name, &wasm, graph).await;
         };
-        let (component, outcome, digest) = cache
-            .load_or_compile_file(&self.engine, path)
+        let (compiled, outcome, digest) = cache
+            .load_or_compile_model_file(&self.engine, path)
             .with_context(|| format!("compiling the component of model \"{name}\""))?;
         self.prepare(
             name,
             &digest,
-            (component, outcome),
+            (compiled, outcome),
             graph,
             Vec::new(),
             started,
@@ -516,7 +517,7 @@ impl Runtime {
             digest.update(sha2::Sha256::digest(value));
         }
         let digest = digest.finalize().into();
-        let compiled = (component, outcome);
+        let compiled = (component.into(), outcome);
         self.prepare(name, &digest, compiled, Some(graph), environment, started)
             .await
     }
@@ -556,11 +557,12 @@ impl Runtime {
         &self,
         name: &str,
         digest: &Sha256Digest,
-        (component, cache): (Component, CacheOutcome),
+        (compiled, cache): (CompiledModel, CacheOutcome),
         graph: Option<nn::NativeGraph>,
         environment: Vec<(String, String)>,
         started: Instant,
     ) -> anyhow::Result<LoadedModel> {
+        let CompiledModel { component, code } = compiled;
         let compiled = started.elapsed();
         let wants_graph = component
             .component_type()
@@ -574,7 +576,16 @@ impl Runtime {
             (true, graph) => graph,
             (false, _) => None,
         };
-        let pre = ScoringPre::new(self.linker.instantiate_pre(&component)?)
+        // A split model's component imports its guest's code.
+        let linker = match &code {
+            Some(code) => {
+                let mut linker = self.linker.clone();
+                linker.root().module(split::CODE_IMPORT, code)?;
+                Cow::Owned(linker)
+            }
+            None => Cow::Borrowed(&self.linker),
+        };
+        let pre = ScoringPre::new(linker.instantiate_pre(&component)?)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("model \"{name}\" does not export wafer:inference/scorer"))?;
         let recipe = Recipe {
@@ -633,7 +644,7 @@ impl Runtime {
             .cache
             .as_ref()
             .context("no compiled cache configured")?;
-        Ok(cache.load_or_compile_file(&self.engine, path)?.1)
+        Ok(cache.load_or_compile_model_file(&self.engine, path)?.1)
     }
 }
 
