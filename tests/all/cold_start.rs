@@ -75,7 +75,13 @@ fn predicts_correctly(base: &str) {
 fn a_restart_hits_the_compiled_cache_and_a_corrupt_entry_is_replaced() {
     let cache = target_dir().join("wafer-test-cache");
     let _ = std::fs::remove_dir_all(&cache);
-    let args = ["--cache-dir", cache.to_str().expect("utf-8 path")];
+    // The guest's code shared, as from 8 models on (`--guest-code auto`).
+    let args = [
+        "--cache-dir",
+        cache.to_str().expect("utf-8 path"),
+        "--guest-code",
+        "shared",
+    ];
     let start_wafer = |args: &[&str]| start_wafer(&build_dir(), args);
 
     let first = start_wafer(&args);

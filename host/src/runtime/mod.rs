@@ -344,6 +344,38 @@ pub struct Runtime {
     /// Guests compiled once for every model that runs them ([`Runtime::load_shared`]), by
     /// file: the component, what the compiled cache held, and the file's digest.
     shared: Mutex<HashMap<PathBuf, (Component, CacheOutcome, Sha256Digest)>>,
+    /// Whether models' components are split so that their guest's code is compiled once
+    /// ([`split`]); else each is compiled whole.
+    share_code: bool,
+}
+
+/// How a model's component is compiled: `--guest-code`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum GuestCode {
+    /// `shared` from [`GuestCode::SHARED_FROM`] models on, else `per-model`.
+    #[default]
+    Auto,
+    /// Split each component ([`split`]): a guest's code is compiled, cached and mapped once
+    /// for all the models built from it, and a model costs its data. Each call pays a few µs
+    /// more (one more core instance, and the memory one load further away).
+    Shared,
+    /// Each model's component compiled whole, guest code included.
+    PerModel,
+}
+
+impl GuestCode {
+    /// The count of models from which `auto` shares the guest's code: below it, compiling each
+    /// model whole costs a few seconds and tens of MB per model, and saves each call a few µs.
+    pub const SHARED_FROM: usize = 8;
+
+    /// Whether a process serving `models` models shares guest code.
+    pub fn shared(self, models: usize) -> bool {
+        match self {
+            GuestCode::Auto => models >= Self::SHARED_FROM,
+            GuestCode::Shared => true,
+            GuestCode::PerModel => false,
+        }
+    }
 }
 
 /// The engine configuration that serving uses: the pooling allocator sized from `limits`,
@@ -424,7 +456,16 @@ impl Runtime {
                 },
             ),
             shared: Mutex::default(),
+            share_code: false,
         })
+    }
+
+    /// Splits the models loaded from now on, so that each guest's code is compiled once
+    /// ([`GuestCode::Shared`]), when `share` is true; compiles each whole when false (the
+    /// default).
+    pub fn sharing_guest_code(mut self, share: bool) -> Runtime {
+        self.share_code = share;
+        self
     }
 
     /// The bounds every model's instances share, and the count of client connections that
@@ -455,9 +496,12 @@ impl Runtime {
         let started = Instant::now();
         let digest: Sha256Digest = sha2::Sha256::digest(wasm).into();
         let compiled = match &self.cache {
-            Some(cache) => {
+            Some(cache) if self.share_code => {
                 cache.load_or_compile_model(&self.engine, &digest, || Ok(Cow::Borrowed(wasm)))
             }
+            Some(cache) => cache
+                .load_or_compile_with(&self.engine, &digest, || Ok(Cow::Borrowed(wasm)))
+                .map(|(c, outcome)| (c.into(), outcome)),
             None => Component::new(&self.engine, wasm)
                 .map(|c| (c.into(), CacheOutcome::Miss))
                 .map_err(anyhow::Error::from),
@@ -482,8 +526,8 @@ impl Runtime {
                 .with_context(|| format!("reading the component {}", path.display()))?;
             return self.load_with_graph(name, &wasm, graph).await;
         };
-        let (compiled, outcome, digest) = cache
-            .load_or_compile_model_file(&self.engine, path)
+        let (compiled, outcome, digest) = self
+            .compile_file(cache, path)
             .with_context(|| format!("compiling the component of model \"{name}\""))?;
         self.prepare(
             name,
@@ -644,7 +688,21 @@ impl Runtime {
             .cache
             .as_ref()
             .context("no compiled cache configured")?;
-        Ok(cache.load_or_compile_model_file(&self.engine, path)?.1)
+        Ok(self.compile_file(cache, path)?.1)
+    }
+
+    /// The component in the file at `path` from `cache`, split or whole ([`GuestCode`]).
+    fn compile_file(
+        &self,
+        cache: &CompiledCache,
+        path: &Path,
+    ) -> anyhow::Result<(CompiledModel, CacheOutcome, Sha256Digest)> {
+        match self.share_code {
+            true => cache.load_or_compile_model_file(&self.engine, path),
+            false => cache
+                .load_or_compile_file(&self.engine, path)
+                .map(|(c, outcome, digest)| (c.into(), outcome, digest)),
+        }
     }
 }
 
@@ -1128,7 +1186,15 @@ enum Call {
 
 #[cfg(test)]
 mod tests {
-    use super::has_swap;
+    use super::{GuestCode, has_swap};
+
+    #[test]
+    fn guest_code_is_shared_from_eight_models_unless_told() {
+        assert!(!GuestCode::Auto.shared(GuestCode::SHARED_FROM - 1));
+        assert!(GuestCode::Auto.shared(GuestCode::SHARED_FROM));
+        assert!(GuestCode::Shared.shared(1));
+        assert!(!GuestCode::PerModel.shared(100));
+    }
 
     #[test]
     fn swap_is_seen_in_proc_swaps() {
