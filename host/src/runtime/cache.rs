@@ -203,6 +203,15 @@ fn checksum_path(entry: &Path) -> PathBuf {
     entry.with_extension("sha256")
 }
 
+/// What reads the component in the file at `path`, for a compile that needs its bytes.
+fn reader(path: &Path) -> impl FnOnce() -> anyhow::Result<Cow<'static, [u8]>> + '_ {
+    move || {
+        std::fs::read(path)
+            .map(Cow::Owned)
+            .with_context(|| format!("reading the component {}", path.display()))
+    }
+}
+
 /// A folder of compiled components.
 #[derive(Clone, Debug)]
 pub struct CompiledCache {
@@ -340,12 +349,7 @@ impl CompiledCache {
         path: &Path,
     ) -> anyhow::Result<(CompiledModel, CacheOutcome, Sha256Digest)> {
         let digest = self.digests().sha256(path)?;
-        let read = || {
-            std::fs::read(path)
-                .map(Cow::Owned)
-                .with_context(|| format!("reading the component {}", path.display()))
-        };
-        let (model, outcome) = self.load_or_compile_model(engine, &digest, read)?;
+        let (model, outcome) = self.load_or_compile_model(engine, &digest, reader(path))?;
         Ok((model, outcome, digest))
     }
 
@@ -434,12 +438,7 @@ impl CompiledCache {
         path: &Path,
     ) -> anyhow::Result<(Component, CacheOutcome, Sha256Digest)> {
         let digest = self.digests().sha256(path)?;
-        let read = || {
-            std::fs::read(path)
-                .map(Cow::Owned)
-                .with_context(|| format!("reading the component {}", path.display()))
-        };
-        let (component, outcome) = self.load_or_compile_with(engine, &digest, read)?;
+        let (component, outcome) = self.load_or_compile_with(engine, &digest, reader(path))?;
         Ok((component, outcome, digest))
     }
 

@@ -358,16 +358,10 @@ fn instances(
     moved: impl Fn(u32) -> u32,
     (main, image): (u32, u32),
 ) -> Result<Vec<u8>> {
-    let reader = wasmparser::InstanceSectionReader::new(s.reader(bytes))?;
+    let (count, items) = items::<wasmparser::Instance>(s, bytes)?;
     let mut out = Vec::new();
-    leb(&mut out, reader.count());
-    let mut items = reader.into_iter_with_offsets().peekable();
-    while let Some(item) = items.next() {
-        let (offset, instance) = item?;
-        let end = match items.peek() {
-            Some(Ok((next, _))) => *next,
-            _ => s.content.end,
-        };
+    leb(&mut out, count);
+    for (range, instance) in items {
         match instance {
             wasmparser::Instance::Instantiate { module_index, args } => {
                 out.push(0x00);
@@ -385,7 +379,7 @@ fn instances(
                     leb(&mut out, image);
                 }
             }
-            wasmparser::Instance::FromExports(_) => out.extend_from_slice(&bytes[offset..end]),
+            wasmparser::Instance::FromExports(_) => out.extend_from_slice(&bytes[range]),
         }
     }
     Ok(out)
@@ -393,16 +387,10 @@ fn instances(
 
 /// An alias section with the core instance indices of its core export aliases moved.
 fn aliases(s: &Section, bytes: &[u8], moved: impl Fn(u32) -> u32) -> Result<Vec<u8>> {
-    let reader = wasmparser::ComponentAliasSectionReader::new(s.reader(bytes))?;
+    let (count, items) = items::<wasmparser::ComponentAlias>(s, bytes)?;
     let mut out = Vec::new();
-    leb(&mut out, reader.count());
-    let mut items = reader.into_iter_with_offsets().peekable();
-    while let Some(item) = items.next() {
-        let (offset, alias) = item?;
-        let end = match items.peek() {
-            Some(Ok((next, _))) => *next,
-            _ => s.content.end,
-        };
+    leb(&mut out, count);
+    for (range, alias) in items {
         match alias {
             wasmparser::ComponentAlias::CoreInstanceExport {
                 instance_index,
@@ -410,15 +398,38 @@ fn aliases(s: &Section, bytes: &[u8], moved: impl Fn(u32) -> u32) -> Result<Vec<
                 ..
             } => {
                 // sort (0x00, then the core sort), target 0x01, instance, name
-                out.extend_from_slice(&bytes[offset..offset + 2]);
+                out.extend_from_slice(&bytes[range.start..range.start + 2]);
                 out.push(0x01);
                 leb(&mut out, moved(instance_index));
                 name(&mut out, export);
             }
-            _ => out.extend_from_slice(&bytes[offset..end]),
+            _ => out.extend_from_slice(&bytes[range]),
         }
     }
     Ok(out)
+}
+
+/// A section's count of items, and each item with the range of its bytes.
+type Items<T> = (u32, Vec<(Range<usize>, T)>);
+
+/// The items of a section with their count, each with the range of its bytes.
+fn items<'a, T: wasmparser::FromReader<'a>>(s: &Section, bytes: &'a [u8]) -> Result<Items<T>> {
+    let reader = wasmparser::SectionLimited::<T>::new(s.reader(bytes))?;
+    let count = reader.count();
+    let mut items = Vec::new();
+    for item in reader.into_iter_with_offsets() {
+        items.push(item?);
+    }
+    // Each ends where the next begins.
+    let ends: Vec<usize> = items.iter().skip(1).map(|(start, _)| *start).collect();
+    let ends = ends.into_iter().chain([s.content.end]);
+    let items = items.into_iter().zip(ends);
+    Ok((
+        count,
+        items
+            .map(|((start, item), end)| (start..end, item))
+            .collect(),
+    ))
 }
 
 fn encoded(section: &impl wasm_encoder::Encode) -> Vec<u8> {
