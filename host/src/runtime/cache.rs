@@ -318,8 +318,22 @@ impl CompiledCache {
             }
         };
         let code_digest = Sha256::digest(&parts.code);
-        let code = self.code(engine, &code_digest, || Ok(Cow::Borrowed(&parts.code)))?;
-        let mut component = Component::new(engine, &parts.rest).map_err(anyhow::Error::from)?;
+        let compiled = self
+            .code(engine, &code_digest, || Ok(Cow::Borrowed(&parts.code)))
+            .and_then(|code| {
+                let rest = Component::new(engine, &parts.rest).map_err(anyhow::Error::from)?;
+                Ok((code, rest))
+            });
+        let (code, mut component) = match compiled {
+            Ok(compiled) => compiled,
+            // A split that does not compile is this module's mistake, not the model's.
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "a split component did not compile; compiling it whole");
+                let (component, outcome) =
+                    self.load_or_compile_with(engine, digest, || Ok(wasm))?;
+                return Ok((component.into(), outcome));
+            }
+        };
         let stored = component
             .serialize()
             .map_err(anyhow::Error::from)

@@ -82,6 +82,22 @@ pub fn split(component: &[u8]) -> Result<Split> {
             }
         }
     }
+    for s in sections.iter().filter(|s| s.id == ALIAS) {
+        for alias in wasmparser::ComponentAliasSectionReader::new(s.reader(component))? {
+            let module = match alias? {
+                wasmparser::ComponentAlias::InstanceExport { kind, .. } => {
+                    kind == wasmparser::ComponentExternalKind::Module
+                }
+                wasmparser::ComponentAlias::Outer { kind, .. } => {
+                    kind == wasmparser::ComponentOuterAliasKind::CoreModule
+                }
+                wasmparser::ComponentAlias::CoreInstanceExport { .. } => false,
+            };
+            if module {
+                return Err(SplitError::Shape("it aliases a core module"));
+            }
+        }
+    }
     // The core modules, in the order of their indices.
     let modules: Vec<&Section> = sections.iter().filter(|s| s.id == CORE_MODULE).collect();
     let main = modules
@@ -120,6 +136,13 @@ pub fn split(component: &[u8]) -> Result<Split> {
     }
     let (target_section, image_instance) =
         target.ok_or(SplitError::Shape("its main module is never instantiated"))?;
+    // The image module goes after the last module, so that no module index moves: it must be
+    // defined before its instance.
+    if last_module.content.start > target_section {
+        return Err(SplitError::Shape(
+            "a core module is defined after the main module's instance",
+        ));
+    }
     let moved = |i: u32| if i >= image_instance { i + 1 } else { i };
 
     let mut rest = component[..8].to_vec();
@@ -210,6 +233,15 @@ fn code_and_image(module: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
     let data = content(DATA).ok_or(SplitError::Shape("no data"))?;
     let reader = wasmparser::MemorySectionReader::new(memories.reader(module))?;
     let count = reader.count();
+    // The memory imported, and the defined one the data goes to: only the defined one is.
+    if let Some(imports) = sections.iter().find(|s| s.id == IMPORTS) {
+        let reader = wasmparser::ImportSectionReader::new(imports.reader(module))?;
+        for import in reader.into_imports() {
+            if matches!(import?.ty, wasmparser::TypeRef::Memory(_)) {
+                return Err(SplitError::Shape("its main module imports a memory"));
+            }
+        }
+    }
     let memory = match (count, reader.into_iter().next().transpose()?) {
         (1, Some(m)) if !m.memory64 && !m.shared && m.page_size_log2.is_none() => m,
         _ => {
@@ -576,6 +608,18 @@ mod tests {
         assert!(matches!(
             split(&no_image.finish()),
             Err(SplitError::Shape("no core module holds a memory image"))
+        ));
+        // A module defined after the main module's instance (wit-component's start shim).
+        let mut late = component(7);
+        let mut empty = Vec::new();
+        wasm_encoder::Encode::encode(&ModuleSection(&Module::new()), &mut empty);
+        late.push(CORE_MODULE);
+        late.extend_from_slice(&empty);
+        assert!(matches!(
+            split(&late),
+            Err(SplitError::Shape(
+                "a core module is defined after the main module's instance"
+            ))
         ));
     }
 }
