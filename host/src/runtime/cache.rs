@@ -279,15 +279,21 @@ impl CompiledCache {
     }
 
     /// A model's component whose sha256 is `digest`, read by `wasm` only when it must be
-    /// compiled: split into the guest's code and the rest ([`split`]) when it can be, so that
-    /// the guest's code is compiled, stored and mapped once for all the models built from it;
-    /// else compiled whole, like [`CompiledCache::load_or_compile_with`].
+    /// compiled. With `split` (`--guest-code`), split into the guest's code and the rest
+    /// ([`split`]) when it can be, so that the guest's code is compiled, stored and mapped once
+    /// for all the models built from it; else compiled whole, as
+    /// [`CompiledCache::load_or_compile_with`] does.
     pub fn load_or_compile_model<'a>(
         &self,
         engine: &Engine,
         digest: &[u8],
+        split: bool,
         wasm: impl FnOnce() -> anyhow::Result<Cow<'a, [u8]>>,
     ) -> anyhow::Result<(CompiledModel, CacheOutcome)> {
+        if !split {
+            let (component, outcome) = self.load_or_compile_with(engine, digest, wasm)?;
+            return Ok((component.into(), outcome));
+        }
         let rest = self.entry_named(engine, "", digest, "rest.cwasm");
         // Beside the rest, the sha256 of the code it imports.
         let code_of = rest.with_extension("code");
@@ -308,27 +314,20 @@ impl CompiledCache {
             return Ok((component.into(), CacheOutcome::Hit));
         }
         let wasm = wasm()?;
-        let parts = match split::split(&wasm) {
-            Ok(parts) => parts,
-            Err(e) => {
-                tracing::debug!(error = %e, "compiling the component whole");
-                let (component, outcome) =
-                    self.load_or_compile_with(engine, digest, || Ok(wasm))?;
-                return Ok((component.into(), outcome));
-            }
-        };
-        let code_digest = Sha256::digest(&parts.code);
-        let compiled = self
-            .code(engine, &code_digest, || Ok(Cow::Borrowed(&parts.code)))
-            .and_then(|code| {
+        let split = split::split(&wasm)
+            .map_err(anyhow::Error::from)
+            .and_then(|parts| {
+                let code_digest = Sha256::digest(&parts.code);
+                let code = self.code(engine, &code_digest, || Ok(Cow::Borrowed(&parts.code)))?;
                 let rest = Component::new(engine, &parts.rest).map_err(anyhow::Error::from)?;
-                Ok((code, rest))
+                Ok((code_digest, code, rest))
             });
-        let (code, mut component) = match compiled {
-            Ok(compiled) => compiled,
-            // A split that does not compile is this module's mistake, not the model's.
+        let (code_digest, code, mut component) = match split {
+            Ok(split) => split,
+            // A component of another shape, or a split that does not compile (this module's
+            // mistake, not the model's): compiled whole.
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "a split component did not compile; compiling it whole");
+                tracing::debug!(error = %format!("{e:#}"), "compiling the component whole");
                 let (component, outcome) =
                     self.load_or_compile_with(engine, digest, || Ok(wasm))?;
                 return Ok((component.into(), outcome));
@@ -338,7 +337,7 @@ impl CompiledCache {
             .serialize()
             .map_err(anyhow::Error::from)
             .and_then(|bytes| {
-                self.write(&code_of, hex(&code_digest).as_bytes())?;
+                self.write(&code_of, &code_digest)?;
                 self.store(&rest, &bytes)
             });
         match stored.and_then(|()| Self::map(engine, &rest)) {
@@ -361,9 +360,10 @@ impl CompiledCache {
         &self,
         engine: &Engine,
         path: &Path,
+        split: bool,
     ) -> anyhow::Result<(CompiledModel, CacheOutcome, Sha256Digest)> {
         let digest = self.digests().sha256(path)?;
-        let (model, outcome) = self.load_or_compile_model(engine, &digest, reader(path))?;
+        let (model, outcome) = self.load_or_compile_model(engine, &digest, split, reader(path))?;
         Ok((model, outcome, digest))
     }
 
@@ -374,13 +374,8 @@ impl CompiledCache {
         rest: &Path,
         code_of: &Path,
     ) -> anyhow::Result<CompiledModel> {
-        let code_digest = std::fs::read_to_string(code_of)
-            .with_context(|| format!("reading {}", code_of.display()))?;
-        let code_digest = (0..code_digest.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(code_digest.get(i..i + 2).unwrap_or("?"), 16))
-            .collect::<Result<Vec<u8>, _>>()
-            .with_context(|| format!("in {}", code_of.display()))?;
+        let code_digest =
+            std::fs::read(code_of).with_context(|| format!("reading {}", code_of.display()))?;
         let component = self.load(engine, rest)?;
         let code = self.code(engine, &code_digest, || {
             anyhow::bail!("the guest code it imports is not in the cache")
@@ -407,12 +402,9 @@ impl CompiledCache {
         {
             return Ok(code.clone());
         }
-        let loaded = match path.exists() {
-            true => self
-                .check(&path)
-                .and_then(|()| Self::map_module(engine, &path)),
-            false => Err(anyhow::anyhow!("no entry")),
-        };
+        let loaded = self
+            .check(&path)
+            .and_then(|()| Self::map_module(engine, &path));
         let code = match loaded {
             Ok(code) => code,
             Err(_) => {

@@ -496,12 +496,10 @@ impl Runtime {
         let started = Instant::now();
         let digest: Sha256Digest = sha2::Sha256::digest(wasm).into();
         let compiled = match &self.cache {
-            Some(cache) if self.share_code => {
-                cache.load_or_compile_model(&self.engine, &digest, || Ok(Cow::Borrowed(wasm)))
+            Some(cache) => {
+                let wasm = || Ok(Cow::Borrowed(wasm));
+                cache.load_or_compile_model(&self.engine, &digest, self.share_code, wasm)
             }
-            Some(cache) => cache
-                .load_or_compile_with(&self.engine, &digest, || Ok(Cow::Borrowed(wasm)))
-                .map(|(c, outcome)| (c.into(), outcome)),
             None => Component::new(&self.engine, wasm)
                 .map(|c| (c.into(), CacheOutcome::Miss))
                 .map_err(anyhow::Error::from),
@@ -526,8 +524,8 @@ impl Runtime {
                 .with_context(|| format!("reading the component {}", path.display()))?;
             return self.load_with_graph(name, &wasm, graph).await;
         };
-        let (compiled, outcome, digest) = self
-            .compile_file(cache, path)
+        let (compiled, outcome, digest) = cache
+            .load_or_compile_model_file(&self.engine, path, self.share_code)
             .with_context(|| format!("compiling the component of model \"{name}\""))?;
         self.prepare(
             name,
@@ -688,21 +686,8 @@ impl Runtime {
             .cache
             .as_ref()
             .context("no compiled cache configured")?;
-        Ok(self.compile_file(cache, path)?.1)
-    }
-
-    /// The component in the file at `path` from `cache`, split or whole ([`GuestCode`]).
-    fn compile_file(
-        &self,
-        cache: &CompiledCache,
-        path: &Path,
-    ) -> anyhow::Result<(CompiledModel, CacheOutcome, Sha256Digest)> {
-        match self.share_code {
-            true => cache.load_or_compile_model_file(&self.engine, path),
-            false => cache
-                .load_or_compile_file(&self.engine, path)
-                .map(|(c, outcome, digest)| (c.into(), outcome, digest)),
-        }
+        let compiled = cache.load_or_compile_model_file(&self.engine, path, self.share_code)?;
+        Ok(compiled.1)
     }
 }
 
