@@ -233,10 +233,9 @@ const ROWS_INEXACT: [&str; 2] = ["digits", "torch_mlp"];
 #[test]
 fn batching_never_changes_an_answer() {
     let alone = repository("alone", None);
-    let batched = repository(
-        "batched",
-        Some("[dynamic_batching]\nmax_batch_size = 16\nmax_queue_delay_us = 2000\n"),
-    );
+    // Joining requests with no queue delay (the default): a request that finds an executor
+    // free leads a batch in its own task. Joining rows waits for company: a spawned leader.
+    let batched = repository("batched", Some("[dynamic_batching]\nmax_batch_size = 16\n"));
     let rows = repository(
         "rows",
         Some(

@@ -6,7 +6,9 @@
 //! `max_queue_delay` for company (less when the batch fills), then for one of the model's
 //! executors (by default half the cores): while every executor is busy, the open batch keeps
 //! filling, so batches grow with the load and cost no delay without it. (Without a queue delay,
-//! a request that finds no open batch and a free executor runs at once, in its own task.) Then
+//! a request that finds no open batch and a free executor leads a batch in its own task: it
+//! yields to the scheduler while that brings company, so that requests that arrived together
+//! run together, then runs at once.) Then
 //! one fresh instance scores the whole batch, in one of two ways ([`Join`]):
 //!
 //! - `requests` (the default): the instance runs each request in turn (the guest's
@@ -265,11 +267,6 @@ impl Batcher {
         call: Call,
         outputs: &[String],
     ) -> Answer {
-        if let Some(_executor) = self.idle(&signature) {
-            // A batch opened now would run at once, holding this request alone: the request
-            // runs in its own task, with no leader to hand it to and back.
-            return with_batch(model.call(call, outputs).await, 1, true);
-        }
         let (reply, answer) = oneshot::channel();
         let member = Member {
             call,
@@ -277,7 +274,19 @@ impl Batcher {
             rows,
             reply,
         };
-        if let Some((id, full)) = self.join(signature.clone(), member) {
+        if let Some(executor) = self.idle(&signature) {
+            // A free executor and no batch open: this request leads a batch in its own task,
+            // with no leader to hand it to and back.
+            if let Some((id, _)) = self.join(signature.clone(), member) {
+                self.gather(&signature, id, rows).await;
+                if let Some(members) = self.take(&signature, id) {
+                    run(model, self.config.join, members).await;
+                }
+            }
+            // Else a batch opened meanwhile and this request joined it; its leader takes the
+            // executor.
+            drop(executor);
+        } else if let Some((id, full)) = self.join(signature.clone(), member) {
             let batcher = Arc::clone(self);
             let model = Arc::clone(model);
             tokio::spawn(async move { batcher.lead(model, signature, id, full).await });
@@ -286,6 +295,20 @@ impl Batcher {
             let e = ProtocolError::Internal("the batch this request was in failed".into());
             (Err(e), Measured::default())
         })
+    }
+
+    /// Lets the requests already on their way join open batch `id`: yields to the scheduler
+    /// while a pass of it brought company, so that requests that arrived together are scored
+    /// together. Alone, this costs one pass; a timer would cost its whole delay.
+    async fn gather(&self, signature: &Signature, id: u64, mut rows: usize) {
+        loop {
+            tokio::task::yield_now().await;
+            let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+            match open.get(signature) {
+                Some(batch) if batch.id == id && batch.rows > rows => rows = batch.rows,
+                _ => return,
+            }
+        }
     }
 
     /// An executor, when batches do not wait for company, no batch of `signature` is open
@@ -359,19 +382,21 @@ impl Batcher {
         let Ok(_executor) = self.executors.acquire().await else {
             return;
         };
-        let members = {
-            let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-            if open.get(&signature).is_some_and(|b| b.id == id) {
-                open.remove(&signature).map(|b| b.members)
-            } else {
-                drop(open);
-                let mut closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
-                closed.remove(&id)
-            }
-        };
+        let members = self.take(&signature, id);
         if let Some(members) = members {
             run(&model, self.config.join, members).await;
         }
+    }
+
+    /// The members of batch `id`, open or closed, taken out of the batcher.
+    fn take(&self, signature: &Signature, id: u64) -> Option<Vec<Member>> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.get(signature).is_some_and(|b| b.id == id) {
+            return open.remove(signature).map(|b| b.members);
+        }
+        drop(open);
+        let mut closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+        closed.remove(&id)
     }
 }
 
