@@ -11,7 +11,11 @@ Sides compared, all on this machine in this run:
   * HTTP (wrk, the same Lua script for every side): `wafer serve` (unbatched, and with dynamic
     batching) vs `wasmtime serve` on the same component, vs MLServer 1.7 with its scikit-learn
     runtime (unbatched, and with adaptive batching at the same batch size), vs a minimal hyper
-    server that answers a fixed body (the loopback floor); 1, 8, 32 and 128 connections;
+    server that answers a fixed body (the loopback floor); 1, 8, 32 and 128 connections. Every
+    server is started first; then ROUNDS rounds each load every side in turn at each connection
+    count (the side that goes first rotates), so a slow spell of a shared machine falls on every
+    side alike. A side's figure is the median of its rounds, and a ratio the median of the
+    rounds' ratios;
   * process start to first successful prediction: wafer with a cold compiled cache, on its first
     restart and on later restarts, and MLServer.
 """
@@ -33,7 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 WAFER = TARGET / "release" / "wafer"
 FLOOR = TARGET / "release" / "examples" / "loopback_floor"
-DURATION = os.environ.get("BENCH_DURATION", "10s")
+DURATION = os.environ.get("BENCH_DURATION", "4s")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 MODEL = "iris"
 CONNECTIONS = (1, 8, 32, 128)
 # Restarts whose median is a start-up figure.
@@ -177,21 +182,23 @@ def main() -> None:
 
     # Start to first prediction, wafer: a cold compiled cache; the first restart (which still
     # hashes the files the cold start wrote, to remember their digests); then RESTARTS more
-    # restarts (the median), the last one kept for the load runs.
+    # restarts (the median), the last one kept serving for the load rounds.
     cache = work / "cache"
     warm = []
+    servers: dict[str, tuple[subprocess.Popen, str]] = {}
+    infer = lambda port: f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer"
     for label in ["cold", "first-restart"] + ["warm"] * RESTARTS:
         port = free_port()
         proc = start([str(WAFER), "serve", "models", "--addr", f"127.0.0.1:{port}", "--cache-dir", str(cache)],
                      env={"WAFER_LOG": "warn"})
-        seconds = wait_for_prediction(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body, proc)
+        seconds = wait_for_prediction(infer(port), body, proc)
         if label == "warm":
             warm.append(seconds)
         else:
             results["startup"][f"wafer_{label}_s"] = seconds
         if label == "warm" and len(warm) == RESTARTS:
-            for c in CONNECTIONS:
-                results["http"][f"wafer_c{c}"] = wrk(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body_file, c)
+            servers["wafer"] = (proc, infer(port))
+            break
         stop(proc)
         if label == "cold":
             # Past the window in which a file just written is not trusted by its metadata.
@@ -207,27 +214,21 @@ def main() -> None:
     proc = start([str(WAFER), "serve", str(batched.parent), "--addr", f"127.0.0.1:{port}",
                   "--cache-dir", str(cache), "--build-dir", str(work / "batched-build")],
                  env={"WAFER_LOG": "warn"})
-    wait_for_prediction(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body, proc)
-    for c in CONNECTIONS:
-        results["http"][f"wafer-batched_c{c}"] = wrk(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body_file, c)
-    stop(proc)
+    wait_for_prediction(infer(port), body, proc)
+    servers["wafer-batched"] = (proc, infer(port))
 
     # wasmtime serve on the very same component.
     component = ROOT / "target" / "wafer" / f"{MODEL}.wasm"
     port = free_port()
     proc = start([str(ROOT / "tools" / ".venv-wasmtime" / "wasmtime"), "serve", "-Scli=y", "--addr", f"127.0.0.1:{port}", str(component)])
-    wait_for_prediction(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body, proc)
-    for c in CONNECTIONS:
-        results["http"][f"wasmtime_c{c}"] = wrk(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body_file, c)
-    stop(proc)
+    wait_for_prediction(infer(port), body, proc)
+    servers["wasmtime"] = (proc, infer(port))
 
     # The loopback floor: a native hyper server answering a fixed body.
     port = free_port()
     proc = start([str(FLOOR), f"127.0.0.1:{port}"])
     wait_for_prediction(f"http://127.0.0.1:{port}/", body, proc)
-    for c in CONNECTIONS:
-        results["http"][f"floor_c{c}"] = wrk(f"http://127.0.0.1:{port}/", body_file, c)
-    stop(proc)
+    servers["floor"] = (proc, f"http://127.0.0.1:{port}/")
 
     # MLServer 1.7 with its scikit-learn runtime, same model, same v2 request.
     if os.environ.get("BENCH_SKIP_MLSERVER") != "1":
@@ -242,18 +243,29 @@ def main() -> None:
                     "MLSERVER_PARALLEL_WORKERS": "0",
                 })
             proc = start_mlserver()
-            seconds = wait_for_prediction(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body, proc)
+            seconds = wait_for_prediction(infer(port), body, proc)
             if not batching:
                 # Its start, as wafer's: the median of RESTARTS (this one included).
                 starts = [seconds]
                 for _ in range(RESTARTS - 1):
                     stop(proc)
                     proc = start_mlserver()
-                    starts.append(wait_for_prediction(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body, proc))
+                    starts.append(wait_for_prediction(infer(port), body, proc))
                 results["startup"]["mlserver_s"] = sorted(starts)[len(starts) // 2]
-            for c in CONNECTIONS:
-                results["http"][f"{side}_c{c}"] = wrk(f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer", body_file, c)
-            stop(proc)
+            servers[side] = (proc, infer(port))
+
+    # The load: ROUNDS rounds; in each, every connection count, every side in turn, the side
+    # that goes first rotating from one connection count and round to the next.
+    sides = list(servers)
+    turn = 0
+    for r in range(ROUNDS):
+        for c in CONNECTIONS:
+            for side in sides[turn % len(sides):] + sides[:turn % len(sides)]:
+                results["http"].setdefault(f"{side}_c{c}", []).append(wrk(servers[side][1], body_file, c))
+            turn += 1
+        print(f"round {r + 1} of {ROUNDS} done", flush=True)
+    for proc, _ in servers.values():
+        stop(proc)
 
     write_report(results)
     shutil.rmtree(work, ignore_errors=True)
@@ -270,7 +282,8 @@ def write_report(r: dict) -> None:
              "side by side on the same machine. Lower times and higher throughput are better.", "",
              f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
              f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-             f"- HTTP load: wrk, {DURATION} per run, body `{MODEL}` single-row v2 JSON request, 127.0.0.1",
+             f"- HTTP load: wrk, {DURATION} per run, {ROUNDS} rounds (every side in turn in each), body "
+             f"`{MODEL}` single-row v2 JSON request, 127.0.0.1",
              f"- batching: wafer `[dynamic_batching] max_batch_size = {MAX_BATCH_SIZE}` (join requests, no "
              f"queue delay); MLServer `max_batch_size = {MAX_BATCH_SIZE}`, "
              f"`max_batch_time = {MLSERVER_MAX_BATCH_TIME_S}` s", "",
@@ -287,20 +300,35 @@ def write_report(r: dict) -> None:
                   f"{w['no_snapshot_ns']/1e3:.1f} µs without: **{w['no_snapshot_ns']/w['instance_ns']:.1f}× faster "
                   f"with the snapshot**.", "",
               "## HTTP (wrk)", "",
-              "| server | connections | requests/s | p50 | p99 |", "|---|---|---|---|---|"]
-    for key, v in http.items():
-        name, c = key.rsplit("_c", 1)
-        lines.append(f"| {name} | {c} | {v['rps']:.0f} | {v['p50_us']:.0f} µs | {v['p99_us']:.0f} µs |")
+              "Each side's figures are the medians of its rounds; requests/s also gives the rounds' "
+              "range. Each ratio is the median of the rounds' ratios (the two sides of a round "
+              "run back to back, within half a minute), with their range.", "",
+              "| server | connections | requests/s | rounds' range | p50 | p99 |",
+              "|---|---|---|---|---|---|"]
+
+    def median(xs: list) -> float:
+        xs = sorted(xs)
+        return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+    for name in dict.fromkeys(key.rsplit("_c", 1)[0] for key in http):
+        for c in CONNECTIONS:
+            runs = http[f"{name}_c{c}"]
+            rps = [v["rps"] for v in runs]
+            lines.append(f"| {name} | {c} | {median(rps):.0f} | {min(rps):.0f}–{max(rps):.0f} | "
+                         f"{median([v['p50_us'] for v in runs]):.0f} µs | "
+                         f"{median([v['p99_us'] for v in runs]):.0f} µs |")
     head = " | ".join(f"{c} conn." for c in CONNECTIONS)
-    lines += ["", f"| ratio | {head} |", "|---|" + "---|" * len(CONNECTIONS)]
+    lines += ["", f"| ratio (median of rounds, and their range) | {head} |",
+              "|---|" + "---|" * len(CONNECTIONS)]
 
     def ratio(label: str, a: str, b: str, q: str, invert: bool = False) -> None:
         if not all(f"{side}_c{c}" in http for side in (a, b) for c in CONNECTIONS):
             return
         cells = []
         for c in CONNECTIONS:
-            x, y = http[f"{a}_c{c}"][q], http[f"{b}_c{c}"][q]
-            cells.append(f"{(y / x if invert else x / y):.2f}")
+            rounds = [(y[q] / x[q] if invert else x[q] / y[q])
+                      for x, y in zip(http[f"{a}_c{c}"], http[f"{b}_c{c}"])]
+            cells.append(f"{median(rounds):.2f} ({min(rounds):.2f}–{max(rounds):.2f})")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
     ratio("wafer (batched) / MLServer (adaptive batching), throughput", "wafer-batched", "mlserver-batched", "rps")
@@ -326,7 +354,8 @@ def write_report(r: dict) -> None:
         for k in ["wafer_warm_s", "wafer_first-restart_s"]:
             x = st[k] / st["mlserver_s"]
             lines += ["", f"{names[k]} / MLServer: {x:.3f} (1/{1 / x:.0f})"]
-    lines += ["", "Reproduce: `bash tools/bench.sh` (set `BENCH_DURATION=30s` for longer runs).", ""]
+    lines += ["", "Reproduce: `bash tools/bench.sh` (`BENCH_DURATION=10s` and `BENCH_ROUNDS=5` for "
+                  "longer runs).", ""]
     # The sections other tools wrote (from the browser's on) stay as they are.
     path = ROOT / "BENCHMARKS.md"
     old = path.read_text() if path.exists() else ""
