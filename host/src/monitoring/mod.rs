@@ -6,9 +6,9 @@
 pub mod drift;
 pub mod log;
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -319,6 +319,28 @@ pub struct Metrics {
     drift_detected: Family<ModelLabels, Gauge>,
     drift_series: Mutex<BTreeMap<String, DriftSeries>>,
     stats: Mutex<BTreeMap<String, ModelStats>>,
+    /// The series every successful invocation counts, by model, resolved once per model
+    /// version and backend: no label sets built and hashed per request.
+    served: RwLock<HashMap<String, Vec<Arc<Served>>>>,
+}
+
+/// The series of one model version and backend that each successful invocation counts
+/// (handles to the families' own series: a model's series are never removed).
+struct Served {
+    version: String,
+    backend: &'static str,
+    ok: Counter,
+    backend_invocations: Counter,
+    success: Counter,
+    compute_infer_us: Counter,
+    instantiate_us: Histogram,
+    guest_us: Histogram,
+    total_us: Histogram,
+    memory_bytes: Histogram,
+    request_bytes: Counter,
+    response_bytes: Counter,
+    /// Made on the first call it counts, as the family would.
+    batch_size: OnceLock<Histogram>,
 }
 
 impl Default for Metrics {
@@ -359,6 +381,7 @@ impl Metrics {
             drift_detected: Family::default(),
             drift_series: Mutex::new(BTreeMap::new()),
             stats: Mutex::new(BTreeMap::new()),
+            served: RwLock::new(HashMap::new()),
         };
         let r = &mut m.registry;
         r.register(
@@ -582,12 +605,8 @@ impl Metrics {
         }
     }
 
-    /// Records one invocation everywhere: Prometheus, the JSON aggregates and the log.
-    pub fn record(&self, inv: &Invocation) {
-        let labels = ModelLabels {
-            model: inv.model.clone(),
-            version: inv.version.clone(),
-        };
+    /// Counts a failed invocation in the series a successful one counts through [`Served`].
+    fn record_series(&self, inv: &Invocation, labels: &ModelLabels) {
         let outcome = OutcomeLabels {
             model: inv.model.clone(),
             version: inv.version.clone(),
@@ -600,40 +619,115 @@ impl Metrics {
             backend: inv.backend.to_owned(),
         };
         self.backend.get_or_create(&backend).inc();
-        if inv.made_ahead && inv.batch_first {
-            self.made_ahead.get_or_create(&labels).inc();
-        }
-        if inv.outcome == Outcome::Ok {
-            self.success.get_or_create(&labels).inc();
-        } else {
-            self.failure.get_or_create(&outcome).inc();
-        }
+        self.failure.get_or_create(&outcome).inc();
         self.compute_infer_us
-            .get_or_create(&labels)
+            .get_or_create(labels)
             .inc_by(inv.guest_us);
         self.instantiate_us
-            .get_or_create(&labels)
+            .get_or_create(labels)
             .observe(secs(inv.instantiate_us));
         self.guest_us
-            .get_or_create(&labels)
+            .get_or_create(labels)
             .observe(secs(inv.guest_us));
         self.total_us
-            .get_or_create(&labels)
+            .get_or_create(labels)
             .observe(secs(inv.total_us));
         self.memory_bytes
-            .get_or_create(&labels)
+            .get_or_create(labels)
             .observe(inv.memory_bytes as f64);
         if inv.batch_first && inv.batch_size > 0 {
             self.batch_size
-                .get_or_create(&labels)
+                .get_or_create(labels)
                 .observe(inv.batch_size as f64);
         }
         self.request_bytes
-            .get_or_create(&labels)
+            .get_or_create(labels)
             .inc_by(inv.request_bytes);
         self.response_bytes
-            .get_or_create(&labels)
+            .get_or_create(labels)
             .inc_by(inv.response_bytes);
+    }
+
+    /// The series a successful invocation of `inv`'s model version counts, made on its first.
+    fn served(&self, inv: &Invocation) -> Arc<Served> {
+        let find = |all: &HashMap<String, Vec<Arc<Served>>>| {
+            all.get(&inv.model)?
+                .iter()
+                .find(|s| s.version == inv.version && s.backend == inv.backend)
+                .cloned()
+        };
+        if let Some(served) = find(&self.served.read().unwrap_or_else(|e| e.into_inner())) {
+            return served;
+        }
+        let mut all = self.served.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(served) = find(&all) {
+            return served;
+        }
+        let labels = ModelLabels {
+            model: inv.model.clone(),
+            version: inv.version.clone(),
+        };
+        let outcome = OutcomeLabels {
+            model: inv.model.clone(),
+            version: inv.version.clone(),
+            outcome: Outcome::Ok.as_str().to_owned(),
+        };
+        let backend = BackendLabels {
+            model: inv.model.clone(),
+            version: inv.version.clone(),
+            backend: inv.backend.to_owned(),
+        };
+        let served = Arc::new(Served {
+            version: inv.version.clone(),
+            backend: inv.backend,
+            ok: self.requests.get_or_create(&outcome).clone(),
+            backend_invocations: self.backend.get_or_create(&backend).clone(),
+            success: self.success.get_or_create(&labels).clone(),
+            compute_infer_us: self.compute_infer_us.get_or_create(&labels).clone(),
+            instantiate_us: self.instantiate_us.get_or_create(&labels).clone(),
+            guest_us: self.guest_us.get_or_create(&labels).clone(),
+            total_us: self.total_us.get_or_create(&labels).clone(),
+            memory_bytes: self.memory_bytes.get_or_create(&labels).clone(),
+            request_bytes: self.request_bytes.get_or_create(&labels).clone(),
+            response_bytes: self.response_bytes.get_or_create(&labels).clone(),
+            batch_size: OnceLock::new(),
+        });
+        all.entry(inv.model.clone())
+            .or_default()
+            .push(Arc::clone(&served));
+        served
+    }
+
+    /// Records one invocation everywhere: Prometheus, the JSON aggregates and the log.
+    pub fn record(&self, inv: &Invocation) {
+        let labels = ModelLabels {
+            model: inv.model.clone(),
+            version: inv.version.clone(),
+        };
+        if inv.outcome == Outcome::Ok {
+            // The common case, on handles resolved once.
+            let s = self.served(inv);
+            s.ok.inc();
+            s.backend_invocations.inc();
+            s.success.inc();
+            s.compute_infer_us.inc_by(inv.guest_us);
+            s.instantiate_us.observe(secs(inv.instantiate_us));
+            s.guest_us.observe(secs(inv.guest_us));
+            s.total_us.observe(secs(inv.total_us));
+            s.memory_bytes.observe(inv.memory_bytes as f64);
+            if inv.batch_first && inv.batch_size > 0 {
+                s.batch_size
+                    .get_or_init(|| self.batch_size.get_or_create(&labels).clone())
+                    .observe(inv.batch_size as f64);
+            }
+            s.request_bytes.inc_by(inv.request_bytes);
+            s.response_bytes.inc_by(inv.response_bytes);
+        } else {
+            self.record_series(inv, &labels);
+        }
+        if inv.made_ahead && inv.batch_first {
+            self.made_ahead.get_or_create(&labels).inc();
+        }
         if inv.cold {
             self.cold_starts.get_or_create(&labels).inc();
         }
@@ -659,21 +753,25 @@ impl Metrics {
             }
         }
         if let Ok(mut stats) = self.stats.lock() {
-            let s = stats.entry(inv.model.clone()).or_default();
-            if inv.outcome == Outcome::Ok {
-                s.success += 1;
-            } else {
-                *s.failure.entry(inv.outcome.as_str()).or_default() += 1;
+            if !stats.contains_key(&inv.model) {
+                stats.insert(inv.model.clone(), ModelStats::default());
             }
-            s.cold_starts += u64::from(inv.cold);
-            s.instantiate_us += inv.instantiate_us;
-            s.guest_us += inv.guest_us;
-            s.total_us += inv.total_us;
-            s.max_memory_bytes = s.max_memory_bytes.max(inv.memory_bytes);
-            s.request_bytes += inv.request_bytes;
-            s.response_bytes += inv.response_bytes;
-            s.lookups += inv.lookups;
-            s.lookup_misses += inv.lookup_misses;
+            if let Some(s) = stats.get_mut(&inv.model) {
+                if inv.outcome == Outcome::Ok {
+                    s.success += 1;
+                } else {
+                    *s.failure.entry(inv.outcome.as_str()).or_default() += 1;
+                }
+                s.cold_starts += u64::from(inv.cold);
+                s.instantiate_us += inv.instantiate_us;
+                s.guest_us += inv.guest_us;
+                s.total_us += inv.total_us;
+                s.max_memory_bytes = s.max_memory_bytes.max(inv.memory_bytes);
+                s.request_bytes += inv.request_bytes;
+                s.response_bytes += inv.response_bytes;
+                s.lookups += inv.lookups;
+                s.lookup_misses += inv.lookup_misses;
+            }
         }
         tracing::info!(
             target: "wafer::invocation",
@@ -742,6 +840,53 @@ mod tests {
             Format::negotiate(Some("application/openmetrics-text; q=0")),
             Format::Text
         );
+    }
+
+    #[test]
+    fn invocations_count_in_one_series_per_model_version() {
+        let invocation = |version: &str, outcome: Outcome, batch_size: u64| Invocation {
+            model: "m".into(),
+            version: version.into(),
+            instantiate_us: 3,
+            made_ahead: false,
+            guest_us: 20,
+            total_us: 100,
+            memory_bytes: 1 << 20,
+            request_bytes: 50,
+            response_bytes: 70,
+            outcome,
+            reason: None,
+            cold: false,
+            cache: CacheOutcome::Hit,
+            lookups: 0,
+            lookup_misses: 0,
+            backend: "guest",
+            guest_failure: None,
+            batch_size,
+            batch_first: true,
+        };
+        let metrics = Metrics::new();
+        metrics.record(&invocation("1", Outcome::Ok, 0));
+        let text = metrics.encode(Format::Text);
+        assert!(!text.contains("wafer_batch_size_count"), "{text}");
+        metrics.record(&invocation("1", Outcome::Ok, 4));
+        metrics.record(&invocation("1", Outcome::ClientError, 1));
+        metrics.record(&invocation("2", Outcome::Ok, 1));
+        let text = metrics.encode(Format::Text);
+        for line in [
+            "wafer_requests_total{model=\"m\",version=\"1\",outcome=\"ok\"} 2",
+            "wafer_requests_total{model=\"m\",version=\"1\",outcome=\"client_error\"} 1",
+            "wafer_requests_total{model=\"m\",version=\"2\",outcome=\"ok\"} 1",
+            "wafer_backend_invocations_total{model=\"m\",version=\"1\",backend=\"guest\"} 3",
+            "wafer_request_bytes_total{model=\"m\",version=\"1\"} 150",
+            "wafer_request_duration_seconds_count{model=\"m\",version=\"1\"} 3",
+            "wafer_batch_size_count{model=\"m\",version=\"1\"} 2",
+            "wafer_batch_size_sum{model=\"m\",version=\"1\"} 5.0",
+            "wafer_batch_size_count{model=\"m\",version=\"2\"} 1",
+        ] {
+            assert!(text.contains(line), "no {line} in\n{text}");
+        }
+        assert_eq!(metrics.stats("m").success, 3);
     }
 
     #[test]
