@@ -17,7 +17,9 @@ Sides compared, all on this machine in this run:
     side alike. A side's figure is the median of its rounds, and a ratio the median of the
     rounds' ratios;
   * process start to first successful prediction: wafer with a cold compiled cache, on its first
-    restart and on later restarts, and MLServer.
+    restart and on later restarts, and MLServer;
+  * many models (tools/bench_many.py, the default self-contained guest): start, idle RSS and
+    compiled cache of 1 and then MANY models.
 """
 
 import json
@@ -48,6 +50,8 @@ RESTARTS = 5
 # wait, and gets the shortest that lets it batch.
 MAX_BATCH_SIZE = 32
 MLSERVER_MAX_BATCH_TIME_S = 0.0005
+# Models served at once in the many-models figure.
+MANY = int(os.environ.get("BENCH_MANY", "100"))
 
 
 def free_port() -> int:
@@ -267,6 +271,12 @@ def main() -> None:
     for proc, _ in servers.values():
         stop(proc)
 
+    # Many models: what an added model costs, with the default guest and nothing else running.
+    if os.environ.get("BENCH_SKIP_MANY") != "1":
+        import bench_many
+        kinds, one, many = bench_many.measure("guest", MANY)
+        results["many"] = {"kinds": kinds, "one": one, "many": many}
+
     write_report(results)
     shutil.rmtree(work, ignore_errors=True)
 
@@ -354,6 +364,27 @@ def write_report(r: dict) -> None:
         for k in ["wafer_warm_s", "wafer_first-restart_s"]:
             x = st[k] / st["mlserver_s"]
             lines += ["", f"{names[k]} / MLServer: {x:.3f} (1/{1 / x:.0f})"]
+    if "many" in r:
+        kinds, one, many = r["many"]["kinds"], r["many"]["one"], r["many"]["many"]
+        mb, added = 1 / (1 << 20), MANY - 1
+        lines += ["", f"## Many models: 1 and then {MANY}", "",
+                  f"`wafer serve` on a repository of 1 and then {MANY} models (the zoo's {kinds} in "
+                  "turn under other names, the default guest), cold (empty caches) and then warm; "
+                  "start is process start to `/v2/health/ready`, RSS is `VmRSS` once ready "
+                  "(tools/bench_many.py; its own run, in each flavour, is under \"Many models\" "
+                  "below).", "",
+                  f"| measure | 1 model | {MANY} models | per added model, or {MANY} / 1 | target |",
+                  "|---|---|---|---|---|",
+                  f"| cold start | {one['cold_s']:.2f} s | {many['cold_s']:.2f} s | "
+                  f"{many['cold_s'] / one['cold_s']:.1f}× | ≤ 3× |",
+                  f"| warm start | {one['warm_s']:.2f} s | {many['warm_s']:.2f} s | "
+                  f"{many['warm_s'] / one['warm_s']:.1f}× | |",
+                  f"| compiled cache | {one['cache'] * mb:.1f} MB | {many['cache'] * mb:.1f} MB | "
+                  f"{(many['cache'] - one['cache']) / added * mb:.2f} MB | ≤ 2 MB |",
+                  f"| idle RSS, cold start | {one['cold_rss'] * mb:.0f} MB | {many['cold_rss'] * mb:.0f} MB | "
+                  f"{(many['cold_rss'] - one['cold_rss']) / added * mb:.2f} MB | ≤ 5 MB |",
+                  f"| idle RSS, warm start | {one['warm_rss'] * mb:.0f} MB | {many['warm_rss'] * mb:.0f} MB | "
+                  f"{(many['warm_rss'] - one['warm_rss']) / added * mb:.2f} MB | |"]
     lines += ["", "Reproduce: `bash tools/bench.sh` (`BENCH_DURATION=10s` and `BENCH_ROUNDS=5` for "
                   "longer runs).", ""]
     # The sections other tools wrote (from the browser's on) stay as they are.

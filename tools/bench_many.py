@@ -113,18 +113,26 @@ def serve(repo: Path, args: list[str], work: Path) -> dict:
     return result
 
 
-def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
+def measure(flavour: str, n: int) -> tuple[int, dict, dict]:
+    """Serves 1 and then `n` models in `flavour`: the zoo models it carries, and what
+    `serve` measured of each repository."""
+    backend, args = FLAVOURS[flavour]
     zoo = sorted(p for p in ZOO.iterdir() if (p / "model.onnx").is_file())
-    rows = []
-    for flavour in sys.argv[2:] or list(FLAVOURS):
-        backend, args = FLAVOURS[flavour]
-        work = Path(tempfile.mkdtemp(prefix=f"wafer-many-{flavour}-"))
+    work = Path(tempfile.mkdtemp(prefix=f"wafer-many-{flavour}-"))
+    try:
         models = carried(zoo, backend, work)
         one = serve(repository(models, 1, work / "one"), args, work / "run-one")
         many = serve(repository(models, n, work / "many"), args, work / "run-many")
-        rows.append((flavour, len(models), one, many))
+    finally:
         shutil.rmtree(work, ignore_errors=True)
+    return len(models), one, many
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
+    rows = []
+    for flavour in sys.argv[2:] or list(FLAVOURS):
+        rows.append((flavour, *measure(flavour, n)))
     mb, added = 1 / (1 << 20), n - 1
     print(f"| flavour | zoo models | start, 1 model | start, {n} | {n} / 1 (cold: target ≤ 3) "
           f"| idle RSS, 1 | idle RSS, {n} | RSS per added model (≤ 5 MB) |")
