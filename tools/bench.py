@@ -40,7 +40,7 @@ TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 WAFER = TARGET / "release" / "wafer"
 FLOOR = TARGET / "release" / "examples" / "loopback_floor"
 DURATION = os.environ.get("BENCH_DURATION", "4s")
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 MODEL = "iris"
 CONNECTIONS = (1, 8, 32, 128)
 # Restarts whose median is a start-up figure.
@@ -385,7 +385,7 @@ def write_report(r: dict) -> None:
                   f"{(many['cold_rss'] - one['cold_rss']) / added * mb:.2f} MB | ≤ 5 MB |",
                   f"| idle RSS, warm start | {one['warm_rss'] * mb:.0f} MB | {many['warm_rss'] * mb:.0f} MB | "
                   f"{(many['warm_rss'] - one['warm_rss']) / added * mb:.2f} MB | |"]
-    lines += ["", "Reproduce: `bash tools/bench.sh` (`BENCH_DURATION=10s` and `BENCH_ROUNDS=5` for "
+    lines += ["", "Reproduce: `bash tools/bench.sh` (`BENCH_DURATION=10s` and `BENCH_ROUNDS=9` for "
                   "longer runs).", ""]
     # The sections other tools wrote (from the browser's on) stay as they are.
     path = ROOT / "BENCHMARKS.md"
