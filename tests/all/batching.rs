@@ -404,3 +404,66 @@ fn a_bad_batching_table_fails_its_model_alone() {
     );
     assert_eq!(answer.status, 200, "{}", answer.text);
 }
+
+/// A client that leaves while its request leads a batch strands no one: the batch, which
+/// others may have joined, still runs, and the next requests are answered.
+#[test]
+fn a_client_that_leaves_strands_no_batch() {
+    use std::io::{Read as _, Write as _};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    let root = support::target_dir().join("tests/batching/leaving");
+    let _ = std::fs::remove_dir_all(&root);
+    let model = root.join("iris");
+    std::fs::create_dir_all(&model).expect("model folder");
+    std::fs::copy(
+        support::repo_root().join("models/iris/model.onnx"),
+        model.join("model.onnx"),
+    )
+    .expect("copy the model");
+    // No queue delay: a request that finds the executor free leads the batch in its own task.
+    std::fs::write(
+        model.join("wafer.toml"),
+        "[dynamic_batching]\nmax_batch_size = 16\n",
+    )
+    .expect("wafer.toml");
+    let build_dir = support::target_dir().join("tests/batching/leaving-build");
+    let server = support::start_wafer_on(root.to_str().unwrap(), &build_dir, &[]);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let body =
+        r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+    let request = |close: bool| {
+        format!(
+            "POST /v2/models/iris/infer HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n{}\r\n{body}",
+            body.len(),
+            if close { "connection: close\r\n" } else { "" }
+        )
+    };
+    for round in 0..20 {
+        // 64 clients send a request each and leave without reading the answer.
+        let leaving: Vec<TcpStream> = (0..64)
+            .filter_map(|_| {
+                let mut s = TcpStream::connect(&addr).ok()?;
+                s.write_all(request(false).as_bytes()).ok()?;
+                Some(s)
+            })
+            .collect();
+        drop(leaving);
+        // Clients that stay are answered, and soon.
+        for _ in 0..3 {
+            let mut s = TcpStream::connect(&addr).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            s.write_all(request(true).as_bytes()).expect("send");
+            let mut answer = String::new();
+            let read = s.read_to_string(&mut answer);
+            assert!(
+                read.is_ok() && answer.starts_with("HTTP/1.1 200"),
+                "round {round}: a request after clients left was not answered within 10 s: \
+                 {read:?} {answer}"
+            );
+        }
+    }
+}

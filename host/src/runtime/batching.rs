@@ -8,7 +8,9 @@
 //! filling, so batches grow with the load and cost no delay without it. (Without a queue delay,
 //! a request that finds no open batch and a free executor leads a batch in its own task: it
 //! yields to the scheduler while that brings company, so that requests that arrived together
-//! run together, then runs at once.) Then
+//! run together, then runs at once; a batch with company runs in a spawned task, and a batch
+//! whose leader is cancelled while gathering is handed to one, so that a client going away
+//! never strands or fails the requests that joined it.) Then
 //! one fresh instance scores the whole batch, in one of two ways ([`Join`]):
 //!
 //! - `requests` (the default): the instance runs each request in turn (the guest's
@@ -32,7 +34,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use serde_json::value::RawValue;
-use tokio::sync::{Notify, Semaphore, SemaphorePermit, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use wafer_protocol::ProtocolError;
 use wafer_scoring as scoring;
 
@@ -181,7 +183,7 @@ pub struct Batcher {
     /// Batches closed (full) before their leader woke: by id.
     closed: Mutex<HashMap<u64, Vec<Member>>>,
     /// Model calls that may run at once.
-    executors: Semaphore,
+    executors: Arc<Semaphore>,
     ids: AtomicU64,
 }
 
@@ -189,7 +191,7 @@ impl Batcher {
     /// Batching under `config`.
     pub fn new(config: BatchConfig) -> Batcher {
         Batcher {
-            executors: Semaphore::new(config.executors),
+            executors: Arc::new(Semaphore::new(config.executors)),
             config,
             open: Mutex::new(HashMap::new()),
             closed: Mutex::new(HashMap::new()),
@@ -278,14 +280,39 @@ impl Batcher {
             // A free executor and no batch open: this request leads a batch in its own task,
             // with no leader to hand it to and back.
             if let Some((id, _)) = self.join(signature.clone(), member) {
+                // Should this request be cancelled (its client gone) while it gathers, the
+                // batch, which others may have joined, is led by a task of its own.
+                let mut orphan = Orphan {
+                    batcher: self,
+                    model,
+                    signature: &signature,
+                    id: Some(id),
+                };
                 self.gather(&signature, id, rows).await;
-                if let Some(members) = self.take(&signature, id) {
-                    run(model, self.config.join, members).await;
+                orphan.id = None;
+                match self.take(&signature, id) {
+                    // Alone: cancelling it cancels no one else's call.
+                    Some(members) if members.len() == 1 => {
+                        run(model, self.config.join, members).await;
+                        drop(executor);
+                    }
+                    // With company: the batch runs in a task of its own, which no client
+                    // going away cancels.
+                    Some(members) => {
+                        let model = Arc::clone(model);
+                        let join = self.config.join;
+                        tokio::spawn(async move {
+                            run(&model, join, members).await;
+                            drop(executor);
+                        });
+                    }
+                    None => drop(executor),
                 }
+            } else {
+                // A batch opened meanwhile and this request joined it; its leader takes the
+                // executor.
+                drop(executor);
             }
-            // Else a batch opened meanwhile and this request joined it; its leader takes the
-            // executor.
-            drop(executor);
         } else if let Some((id, full)) = self.join(signature.clone(), member) {
             let batcher = Arc::clone(self);
             let model = Arc::clone(model);
@@ -313,7 +340,7 @@ impl Batcher {
 
     /// An executor, when batches do not wait for company, no batch of `signature` is open
     /// and an executor is free.
-    fn idle(&self, signature: &Signature) -> Option<SemaphorePermit<'_>> {
+    fn idle(&self, signature: &Signature) -> Option<OwnedSemaphorePermit> {
         if !self.config.max_queue_delay.is_zero() {
             return None;
         }
@@ -321,7 +348,7 @@ impl Batcher {
         if open.contains_key(signature) {
             return None;
         }
-        self.executors.try_acquire().ok()
+        Arc::clone(&self.executors).try_acquire_owned().ok()
     }
 
     /// Puts `member` in the open batch of `signature`; when it opens a batch, the batch's id
@@ -397,6 +424,32 @@ impl Batcher {
         drop(open);
         let mut closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
         closed.remove(&id)
+    }
+}
+
+/// The batch a request leads while it gathers company: if the request is cancelled then, the
+/// batch is handed to a spawned leader, so that the requests that joined it are answered.
+struct Orphan<'a> {
+    batcher: &'a Arc<Batcher>,
+    model: &'a Arc<LoadedModel>,
+    signature: &'a Signature,
+    /// The batch, until its leader takes it.
+    id: Option<u64>,
+}
+
+impl Drop for Orphan<'_> {
+    fn drop(&mut self) {
+        let (Some(id), Ok(runtime)) = (self.id, tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let batcher = Arc::clone(self.batcher);
+        let model = Arc::clone(self.model);
+        let signature = self.signature.clone();
+        runtime.spawn(async move {
+            batcher
+                .lead(model, signature, id, Arc::new(Notify::new()))
+                .await
+        });
     }
 }
 
