@@ -367,6 +367,10 @@ struct ServeArgs {
     /// nor after its answer, while the server is idle.
     #[arg(long)]
     no_make_ahead: bool,
+    /// Threads serving connections, each with the connections it took and their requests
+    /// [default: one per core].
+    #[arg(long)]
+    lanes: Option<usize>,
     /// Longest a model may run for one request, in milliseconds; then the request fails
     /// with 504 and the instance is dropped.
     #[arg(long, default_value_t = 30_000)]
@@ -617,13 +621,9 @@ const EXIT_GATE: u8 = 4;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    // Connections are served on `wafer serve`'s lanes (`serving::lanes`), not on this runtime's
+    // workers; `TOKIO_WORKER_THREADS` sets how many it has (one per core by default).
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    // `TOKIO_WORKER_THREADS`, when set, decides instead.
-    if let Command::Serve(args) = &cli.command
-        && std::env::var_os("TOKIO_WORKER_THREADS").is_none()
-    {
-        builder.worker_threads(wafer_host::serving::worker_threads(&args.model_repo));
-    }
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -1200,6 +1200,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_header_bytes: args.max_header_bytes,
             drain_timeout,
             admin_token,
+            lanes: args.lanes.unwrap_or_else(wafer_host::cores).max(1),
         },
         exit_on_error: args.exit_on_error,
         watch: args

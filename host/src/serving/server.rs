@@ -27,6 +27,7 @@ use crate::monitoring::log::{PredictionLog, Record as LogRecord};
 use crate::monitoring::{Format, Invocation, Metrics, Outcome};
 use crate::runtime::{GuestFailure, LoadedModel, Measured};
 use crate::serving::admission::{Admission, Limits, Refusal, Slot};
+use crate::serving::lanes::Lanes;
 use crate::serving::registry::Registry;
 use crate::serving::repo::{self, Loader, Routing};
 use crate::serving::traffic::{self, Mirrored};
@@ -169,6 +170,9 @@ pub struct ServerOptions {
     pub drain_timeout: Duration,
     /// The bearer token of the repository API; without one, the API is off (404).
     pub admin_token: Option<String>,
+    /// Threads that serve connections ([`lanes`](crate::serving::lanes)); one per core by
+    /// default.
+    pub lanes: usize,
 }
 
 impl Default for ServerOptions {
@@ -185,6 +189,7 @@ impl Default for ServerOptions {
             max_header_bytes: 16 << 10,
             drain_timeout: Duration::from_secs(30),
             admin_token: None,
+            lanes: crate::cores(),
         }
     }
 }
@@ -343,6 +348,7 @@ impl Server {
         // The line tests and scripts wait for; it carries the real port when binding to :0.
         println!("wafer listening on http://{addr}");
         tracing::info!(%addr, models = ?self.registry.models().keys().collect::<Vec<_>>(), ready = self.ready(), "serving");
+        let lanes = Lanes::new(self.options.lanes).context("starting the connection lanes")?;
         let (drain, draining) = tokio::sync::watch::channel(false);
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -358,7 +364,23 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
-            tokio::spawn(Arc::clone(&self).connection(stream, peer, draining.clone()));
+            // The socket moves to its lane's runtime, whose reactor then drives it.
+            let stream = match stream.into_std() {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "cannot hand a connection to a lane");
+                    continue;
+                }
+            };
+            let server = Arc::clone(&self);
+            let draining = draining.clone();
+            lanes.dispatch(move || match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => Box::pin(server.connection(stream, peer, draining)),
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "cannot register a connection");
+                    Box::pin(std::future::ready(()))
+                }
+            });
         }
         self.draining.store(true, Ordering::Relaxed);
         drop(listener);
