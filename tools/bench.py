@@ -366,7 +366,7 @@ def write_report(r: dict) -> None:
             lines += ["", f"{names[k]} / MLServer: {x:.3f} (1/{1 / x:.0f})"]
     if "many" in r:
         kinds, one, many = r["many"]["kinds"], r["many"]["one"], r["many"]["many"]
-        mb, added = 1 / (1 << 20), MANY - 1
+        from bench_many import MB, per_added
         lines += ["", f"## Many models: 1 and then {MANY}", "",
                   f"`wafer serve` on a repository of 1 and then {MANY} models (the zoo's {kinds} in "
                   "turn under other names, the default guest), cold (empty caches) and then warm; "
@@ -379,12 +379,12 @@ def write_report(r: dict) -> None:
                   f"{many['cold_s'] / one['cold_s']:.1f}× | ≤ 3× |",
                   f"| warm start | {one['warm_s']:.2f} s | {many['warm_s']:.2f} s | "
                   f"{many['warm_s'] / one['warm_s']:.1f}× | |",
-                  f"| compiled cache | {one['cache'] * mb:.1f} MB | {many['cache'] * mb:.1f} MB | "
-                  f"{(many['cache'] - one['cache']) / added * mb:.2f} MB | ≤ 2 MB |",
-                  f"| idle RSS, cold start | {one['cold_rss'] * mb:.0f} MB | {many['cold_rss'] * mb:.0f} MB | "
-                  f"{(many['cold_rss'] - one['cold_rss']) / added * mb:.2f} MB | ≤ 5 MB |",
-                  f"| idle RSS, warm start | {one['warm_rss'] * mb:.0f} MB | {many['warm_rss'] * mb:.0f} MB | "
-                  f"{(many['warm_rss'] - one['warm_rss']) / added * mb:.2f} MB | |"]
+                  f"| compiled cache | {one['cache'] * MB:.1f} MB | {many['cache'] * MB:.1f} MB | "
+                  f"{per_added(one, many, 'cache', MANY):.2f} MB | ≤ 2 MB |",
+                  f"| idle RSS, cold start | {one['cold_rss'] * MB:.0f} MB | {many['cold_rss'] * MB:.0f} MB | "
+                  f"{per_added(one, many, 'cold_rss', MANY):.2f} MB | ≤ 5 MB |",
+                  f"| idle RSS, warm start | {one['warm_rss'] * MB:.0f} MB | {many['warm_rss'] * MB:.0f} MB | "
+                  f"{per_added(one, many, 'warm_rss', MANY):.2f} MB | |"]
     lines += ["", "Reproduce: `bash tools/bench.sh` (`BENCH_DURATION=10s` and `BENCH_ROUNDS=9` for "
                   "longer runs).", ""]
     # The sections other tools wrote (from the browser's on) stay as they are.

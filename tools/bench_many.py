@@ -128,12 +128,19 @@ def measure(flavour: str, n: int) -> tuple[int, dict, dict]:
     return len(models), one, many
 
 
+MB = 1 / (1 << 20)
+
+
+def per_added(one: dict, many: dict, key: str, n: int) -> float:
+    """What each of the `n - 1` models added to the one costs of `key` (bytes), in MB."""
+    return (many[key] - one[key]) / (n - 1) * MB
+
+
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
     rows = []
     for flavour in sys.argv[2:] or list(FLAVOURS):
         rows.append((flavour, *measure(flavour, n)))
-    mb, added = 1 / (1 << 20), n - 1
     print(f"| flavour | zoo models | start, 1 model | start, {n} | {n} / 1 (cold: target ≤ 3) "
           f"| idle RSS, 1 | idle RSS, {n} | RSS per added model (≤ 5 MB) |")
     print("|---|---|---|---|---|---|---|---|")
@@ -142,11 +149,12 @@ def main() -> None:
             s1, sn = one[f"{label}_s"], many[f"{label}_s"]
             r1, rn = one[f"{label}_rss"], many[f"{label}_rss"]
             print(f"| {backend}, {label} | {kinds} | {s1:.2f} s | {sn:.2f} s | {sn / s1:.1f} "
-                  f"| {r1 * mb:.0f} MB | {rn * mb:.0f} MB | {(rn - r1) / added * mb:.1f} MB |")
+                  f"| {r1 * MB:.0f} MB | {rn * MB:.0f} MB | "
+                  f"{per_added(one, many, f'{label}_rss', n):.1f} MB |")
     print()
     for backend, _, one, many in rows:
-        print(f"- {backend}: compiled cache {many['cache'] * mb:.0f} MB for {n} models, "
-              f"{(many['cache'] - one['cache']) / added * mb:.1f} MB per added model (target ≤ 2 MB)")
+        print(f"- {backend}: compiled cache {many['cache'] * MB:.0f} MB for {n} models, "
+              f"{per_added(one, many, 'cache', n):.1f} MB per added model (target ≤ 2 MB)")
 
 
 if __name__ == "__main__":

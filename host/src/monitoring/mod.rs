@@ -319,19 +319,17 @@ pub struct Metrics {
     drift_detected: Family<ModelLabels, Gauge>,
     drift_series: Mutex<BTreeMap<String, DriftSeries>>,
     stats: Mutex<BTreeMap<String, ModelStats>>,
-    /// The series every successful invocation counts, by model, resolved once per model
-    /// version and backend: no label sets built and hashed per request.
+    /// The series every invocation counts, by model, resolved once per model version and
+    /// backend: no label sets built and hashed per request.
     served: RwLock<HashMap<String, Vec<Arc<Served>>>>,
 }
 
-/// The series of one model version and backend that each successful invocation counts
-/// (handles to the families' own series: a model's series are never removed).
+/// The series of one model version and backend that every invocation counts (handles to the
+/// families' own series: a model's series are never removed).
 struct Served {
     version: String,
     backend: &'static str,
-    ok: Counter,
     backend_invocations: Counter,
-    success: Counter,
     compute_infer_us: Counter,
     instantiate_us: Histogram,
     guest_us: Histogram,
@@ -339,7 +337,10 @@ struct Served {
     memory_bytes: Histogram,
     request_bytes: Counter,
     response_bytes: Counter,
-    /// Made on the first call it counts, as the family would.
+    /// Made on the first call they count, as the families would: `requests{outcome="ok"}`
+    /// and `success` on the first success, `batch_size` on the first batch.
+    ok: OnceLock<Counter>,
+    success: OnceLock<Counter>,
     batch_size: OnceLock<Histogram>,
 }
 
@@ -605,50 +606,8 @@ impl Metrics {
         }
     }
 
-    /// Counts a failed invocation in the series a successful one counts through [`Served`].
-    fn record_series(&self, inv: &Invocation, labels: &ModelLabels) {
-        let outcome = OutcomeLabels {
-            model: inv.model.clone(),
-            version: inv.version.clone(),
-            outcome: inv.outcome.as_str().to_owned(),
-        };
-        self.requests.get_or_create(&outcome).inc();
-        let backend = BackendLabels {
-            model: inv.model.clone(),
-            version: inv.version.clone(),
-            backend: inv.backend.to_owned(),
-        };
-        self.backend.get_or_create(&backend).inc();
-        self.failure.get_or_create(&outcome).inc();
-        self.compute_infer_us
-            .get_or_create(labels)
-            .inc_by(inv.guest_us);
-        self.instantiate_us
-            .get_or_create(labels)
-            .observe(secs(inv.instantiate_us));
-        self.guest_us
-            .get_or_create(labels)
-            .observe(secs(inv.guest_us));
-        self.total_us
-            .get_or_create(labels)
-            .observe(secs(inv.total_us));
-        self.memory_bytes
-            .get_or_create(labels)
-            .observe(inv.memory_bytes as f64);
-        if inv.batch_first && inv.batch_size > 0 {
-            self.batch_size
-                .get_or_create(labels)
-                .observe(inv.batch_size as f64);
-        }
-        self.request_bytes
-            .get_or_create(labels)
-            .inc_by(inv.request_bytes);
-        self.response_bytes
-            .get_or_create(labels)
-            .inc_by(inv.response_bytes);
-    }
-
-    /// The series a successful invocation of `inv`'s model version counts, made on its first.
+    /// The series every invocation of `inv`'s model version and backend counts, made on its
+    /// first.
     fn served(&self, inv: &Invocation) -> Arc<Served> {
         let find = |all: &HashMap<String, Vec<Arc<Served>>>| {
             all.get(&inv.model)?
@@ -667,11 +626,6 @@ impl Metrics {
             model: inv.model.clone(),
             version: inv.version.clone(),
         };
-        let outcome = OutcomeLabels {
-            model: inv.model.clone(),
-            version: inv.version.clone(),
-            outcome: Outcome::Ok.as_str().to_owned(),
-        };
         let backend = BackendLabels {
             model: inv.model.clone(),
             version: inv.version.clone(),
@@ -680,9 +634,7 @@ impl Metrics {
         let served = Arc::new(Served {
             version: inv.version.clone(),
             backend: inv.backend,
-            ok: self.requests.get_or_create(&outcome).clone(),
             backend_invocations: self.backend.get_or_create(&backend).clone(),
-            success: self.success.get_or_create(&labels).clone(),
             compute_infer_us: self.compute_infer_us.get_or_create(&labels).clone(),
             instantiate_us: self.instantiate_us.get_or_create(&labels).clone(),
             guest_us: self.guest_us.get_or_create(&labels).clone(),
@@ -690,6 +642,8 @@ impl Metrics {
             memory_bytes: self.memory_bytes.get_or_create(&labels).clone(),
             request_bytes: self.request_bytes.get_or_create(&labels).clone(),
             response_bytes: self.response_bytes.get_or_create(&labels).clone(),
+            ok: OnceLock::new(),
+            success: OnceLock::new(),
             batch_size: OnceLock::new(),
         });
         all.entry(inv.model.clone())
@@ -700,36 +654,50 @@ impl Metrics {
 
     /// Records one invocation everywhere: Prometheus, the JSON aggregates and the log.
     pub fn record(&self, inv: &Invocation) {
-        let labels = ModelLabels {
+        // Built only where a series is made: the common path counts on handles resolved once.
+        let labels = || ModelLabels {
             model: inv.model.clone(),
             version: inv.version.clone(),
         };
+        let s = self.served(inv);
+        s.backend_invocations.inc();
+        s.compute_infer_us.inc_by(inv.guest_us);
+        s.instantiate_us.observe(secs(inv.instantiate_us));
+        s.guest_us.observe(secs(inv.guest_us));
+        s.total_us.observe(secs(inv.total_us));
+        s.memory_bytes.observe(inv.memory_bytes as f64);
+        if inv.batch_first && inv.batch_size > 0 {
+            s.batch_size
+                .get_or_init(|| self.batch_size.get_or_create(&labels()).clone())
+                .observe(inv.batch_size as f64);
+        }
+        s.request_bytes.inc_by(inv.request_bytes);
+        s.response_bytes.inc_by(inv.response_bytes);
         if inv.outcome == Outcome::Ok {
-            // The common case, on handles resolved once.
-            let s = self.served(inv);
-            s.ok.inc();
-            s.backend_invocations.inc();
-            s.success.inc();
-            s.compute_infer_us.inc_by(inv.guest_us);
-            s.instantiate_us.observe(secs(inv.instantiate_us));
-            s.guest_us.observe(secs(inv.guest_us));
-            s.total_us.observe(secs(inv.total_us));
-            s.memory_bytes.observe(inv.memory_bytes as f64);
-            if inv.batch_first && inv.batch_size > 0 {
-                s.batch_size
-                    .get_or_init(|| self.batch_size.get_or_create(&labels).clone())
-                    .observe(inv.batch_size as f64);
-            }
-            s.request_bytes.inc_by(inv.request_bytes);
-            s.response_bytes.inc_by(inv.response_bytes);
+            let outcome = || OutcomeLabels {
+                model: inv.model.clone(),
+                version: inv.version.clone(),
+                outcome: Outcome::Ok.as_str().to_owned(),
+            };
+            s.ok.get_or_init(|| self.requests.get_or_create(&outcome()).clone())
+                .inc();
+            s.success
+                .get_or_init(|| self.success.get_or_create(&labels()).clone())
+                .inc();
         } else {
-            self.record_series(inv, &labels);
+            let outcome = OutcomeLabels {
+                model: inv.model.clone(),
+                version: inv.version.clone(),
+                outcome: inv.outcome.as_str().to_owned(),
+            };
+            self.requests.get_or_create(&outcome).inc();
+            self.failure.get_or_create(&outcome).inc();
         }
         if inv.made_ahead && inv.batch_first {
-            self.made_ahead.get_or_create(&labels).inc();
+            self.made_ahead.get_or_create(&labels()).inc();
         }
         if inv.cold {
-            self.cold_starts.get_or_create(&labels).inc();
+            self.cold_starts.get_or_create(&labels()).inc();
         }
         if let Some(reason) = inv.guest_failure {
             let labels = ReasonLabels {
@@ -872,7 +840,14 @@ mod tests {
         metrics.record(&invocation("1", Outcome::Ok, 4));
         metrics.record(&invocation("1", Outcome::ClientError, 1));
         metrics.record(&invocation("2", Outcome::Ok, 1));
+        metrics.record(&invocation("3", Outcome::GuestError, 0));
         let text = metrics.encode(Format::Text);
+        // A version that never succeeded has no success series.
+        assert!(!text.contains("version=\"3\",outcome=\"ok\""), "{text}");
+        assert!(
+            !text.contains("wafer_inference_request_success_total{model=\"m\",version=\"3\"}"),
+            "{text}"
+        );
         for line in [
             "wafer_requests_total{model=\"m\",version=\"1\",outcome=\"ok\"} 2",
             "wafer_requests_total{model=\"m\",version=\"1\",outcome=\"client_error\"} 1",
@@ -883,6 +858,10 @@ mod tests {
             "wafer_batch_size_count{model=\"m\",version=\"1\"} 2",
             "wafer_batch_size_sum{model=\"m\",version=\"1\"} 5.0",
             "wafer_batch_size_count{model=\"m\",version=\"2\"} 1",
+            "wafer_inference_request_success_total{model=\"m\",version=\"1\"} 2",
+            "wafer_inference_request_failure_total{model=\"m\",version=\"1\",outcome=\"client_error\"} 1",
+            "wafer_requests_total{model=\"m\",version=\"3\",outcome=\"guest_error\"} 1",
+            "wafer_backend_invocations_total{model=\"m\",version=\"3\",backend=\"guest\"} 1",
         ] {
             assert!(text.contains(line), "no {line} in\n{text}");
         }

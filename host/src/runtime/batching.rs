@@ -278,40 +278,10 @@ impl Batcher {
         };
         if let Some(executor) = self.idle(&signature) {
             // A free executor and no batch open: this request leads a batch in its own task,
-            // with no leader to hand it to and back.
+            // with no leader to hand it to and back. Should a batch have opened meanwhile,
+            // the request joined it instead, and that batch's leader takes an executor.
             if let Some((id, _)) = self.join(signature.clone(), member) {
-                // Should this request be cancelled (its client gone) while it gathers, the
-                // batch, which others may have joined, is led by a task of its own.
-                let mut orphan = Orphan {
-                    batcher: self,
-                    model,
-                    signature: &signature,
-                    id: Some(id),
-                };
-                self.gather(&signature, id, rows).await;
-                orphan.id = None;
-                match self.take(&signature, id) {
-                    // Alone: cancelling it cancels no one else's call.
-                    Some(members) if members.len() == 1 => {
-                        run(model, self.config.join, members).await;
-                        drop(executor);
-                    }
-                    // With company: the batch runs in a task of its own, which no client
-                    // going away cancels.
-                    Some(members) => {
-                        let model = Arc::clone(model);
-                        let join = self.config.join;
-                        tokio::spawn(async move {
-                            run(&model, join, members).await;
-                            drop(executor);
-                        });
-                    }
-                    None => drop(executor),
-                }
-            } else {
-                // A batch opened meanwhile and this request joined it; its leader takes the
-                // executor.
-                drop(executor);
+                self.lead_here(model, &signature, id, rows, executor).await;
             }
         } else if let Some((id, full)) = self.join(signature.clone(), member) {
             let batcher = Arc::clone(self);
@@ -409,9 +379,46 @@ impl Batcher {
         let Ok(_executor) = self.executors.acquire().await else {
             return;
         };
-        let members = self.take(&signature, id);
-        if let Some(members) = members {
+        if let Some(members) = self.take(&signature, id) {
             run(&model, self.config.join, members).await;
+        }
+    }
+
+    /// Leads batch `id`, which the request of `rows` rows opened holding `executor`, from the
+    /// request's own task: gathers the company already on its way, then scores the batch.
+    async fn lead_here(
+        self: &Arc<Self>,
+        model: &Arc<LoadedModel>,
+        signature: &Signature,
+        id: u64,
+        rows: usize,
+        executor: OwnedSemaphorePermit,
+    ) {
+        // Should this request be cancelled (its client gone) while it gathers, the batch,
+        // which others may have joined, is led by a task of its own.
+        let mut orphan = Orphan {
+            batcher: self,
+            model,
+            signature,
+            id: Some(id),
+        };
+        self.gather(signature, id, rows).await;
+        orphan.id = None;
+        let Some(members) = self.take(signature, id) else {
+            return;
+        };
+        if members.len() == 1 {
+            // Alone: cancelling it cancels no one else's call.
+            run(model, self.config.join, members).await;
+        } else {
+            // With company: the batch runs in a task of its own, which no client going away
+            // cancels.
+            let model = Arc::clone(model);
+            let join = self.config.join;
+            tokio::spawn(async move {
+                run(&model, join, members).await;
+                drop(executor);
+            });
         }
     }
 
