@@ -368,7 +368,7 @@ struct ServeArgs {
     #[arg(long)]
     no_make_ahead: bool,
     /// Threads serving connections, each with the connections it took and their requests
-    /// [default: one per core].
+    /// [default: two per core, one per core when a model batches].
     #[arg(long)]
     lanes: Option<usize>,
     /// Longest a model may run for one request, in milliseconds; then the request fails
@@ -1200,7 +1200,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_header_bytes: args.max_header_bytes,
             drain_timeout,
             admin_token,
-            lanes: args.lanes.unwrap_or_else(wafer_host::cores).max(1),
+            lanes: args
+                .lanes
+                .unwrap_or_else(|| wafer_host::serving::lane_count(&args.model_repo))
+                .max(1),
         },
         exit_on_error: args.exit_on_error,
         watch: args

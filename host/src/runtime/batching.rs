@@ -1,7 +1,7 @@
 //! Dynamic batching: concurrent requests to one model version become one call in one fresh
 //! instance, and each request gets back exactly its own rows.
 //!
-//! A request that can join a batch ([`Batcher::signature`]) either joins the open batch of its
+//! A request that can join a batch (`Batcher::signature`) either joins the open batch of its
 //! signature, while that has room, or opens one and leads it. The leader waits up to
 //! `max_queue_delay` for company (less when the batch fills), then for one of the model's
 //! executors (by default half the cores): while every executor is busy, the open batch keeps

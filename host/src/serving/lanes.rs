@@ -1,14 +1,18 @@
-//! Where connections are served: one thread per core, each running a current-thread tokio
-//! runtime (a lane). A connection stays on the lane that took it, with every task its requests
-//! spawn (the instance made ahead and the used one dropped, a batch's leader), so a request
-//! and the work that follows it run one after the other on one thread, with no wake-up of
-//! another.
+//! Where connections are served: threads each running a current-thread tokio runtime (a
+//! lane; two per core by default, [`crate::serving::lane_count`]). A connection stays on the
+//! lane that took it, with every task its requests spawn (the instance made ahead and the used
+//! one dropped, a batch's leader), so a request and the work that follows it run one after the
+//! other on one thread, with no wake-up of another.
 //!
 //! Why: on tokio's multi-thread runtime, each request woke a second worker (the connection's
 //! task notified while it ran is rescheduled, and a parked worker is woken to steal it), and
 //! the instance made ahead then ran on one core while the next request arrived on the other.
 //! At one connection that cost a third of wafer's p50 (BENCHMARKS.md, "Lanes"). A new
 //! connection goes to the lane with the fewest open, so under load every core serves.
+//!
+//! The price: a lane does not steal another's work. A long call (a large model) delays the
+//! other requests of its lane while another lane may idle; with two lanes per core the kernel
+//! then runs another lane on that core.
 
 use std::future::Future;
 use std::pin::Pin;

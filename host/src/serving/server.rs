@@ -171,7 +171,7 @@ pub struct ServerOptions {
     /// The bearer token of the repository API; without one, the API is off (404).
     pub admin_token: Option<String>,
     /// Threads that serve connections ([`lanes`](crate::serving::lanes)); one per core by
-    /// default.
+    /// default (`wafer serve` picks with [`crate::serving::lane_count`]).
     pub lanes: usize,
 }
 

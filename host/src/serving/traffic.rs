@@ -1,6 +1,7 @@
-//! Traffic beyond a model itself, as its `wafer.toml` declares it ([`Routing`]): a canary that
-//! answers a share of its requests, and a shadow that every answered request is mirrored to,
-//! off the request path, with the two answers compared.
+//! Traffic beyond a model itself, as its `wafer.toml` declares it
+//! ([`Routing`](crate::serving::repo::Routing)): a canary that answers a share of its
+//! requests, and a shadow that every answered request is mirrored to, off the request path,
+//! with the two answers compared.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
