@@ -94,7 +94,9 @@ impl Lanes {
             })
         });
         if let Err(mpsc::error::SendError(_)) = lane.jobs.send(counted) {
-            // The lane's thread is gone (it panicked): the connection is dropped, and closes.
+            // The lane's thread is gone: the connection is dropped, and closes. (Tasks that
+            // panic are caught by the lane's runtime, so this takes a panic in the lane itself.)
+            lane.open.fetch_sub(1, Ordering::AcqRel);
             tracing::error!("a connection lane has stopped; dropping a connection");
         }
     }
