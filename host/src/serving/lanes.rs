@@ -21,8 +21,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
 
-/// A connection's work, made on the lane that runs it (where its socket must be registered).
-pub type Job = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+/// A connection's work: serving it until it closes.
+pub type Connection = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What makes a connection's work, on the lane that runs it (where its socket must be
+/// registered).
+type Job = Box<dyn FnOnce() -> Connection + Send>;
 
 /// The lanes connections are served on. Dropping it lets each lane's thread finish once the
 /// connections it holds have closed.
@@ -75,10 +79,7 @@ impl Lanes {
 
     /// Runs `job` on the lane with the fewest open connections; the lane counts it open until
     /// the future `job` makes completes.
-    pub fn dispatch(
-        &self,
-        job: impl FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + 'static,
-    ) {
+    pub fn dispatch(&self, job: impl FnOnce() -> Connection + Send + 'static) {
         let lane = self
             .lanes
             .iter()

@@ -18,8 +18,8 @@ pub mod web;
 pub use server::{DriftOptions, ServeConfig, Server, ServerOptions, serve};
 
 /// How many lanes (threads serving connections, [`lanes`]) `wafer serve` runs on `repo`: two
-/// per core, or one per core when a model of the repository batches. By hand on 2 cores, iris, wrk, three alternating rounds
-/// (BENCHMARKS.md, "Lanes"):
+/// per core, or one per core when a model of the repository batches. By hand on 2 cores, iris,
+/// wrk, three alternating rounds (BENCHMARKS.md, "Lanes"):
 /// - two per core: at 8 and 128 connections 21,000-23,000 req/s against 19,000-21,000 with
 ///   one per core: when one lane's connections are idle, the kernel runs another lane on its
 ///   core. At one connection it makes no difference (one lane serves it).
