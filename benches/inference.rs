@@ -13,7 +13,9 @@
 //! With `paired` among its arguments (`cargo bench --bench inference -- paired`), it also
 //! measures the wasi-nn flavour against native tract with the two taking turns, block by
 //! block, and prints the median of the rounds' ratios: criterion measures one side for
-//! seconds, then the other, and a slow spell of a shared machine falls on one side only.
+//! seconds, then the other, and a slow spell of a shared machine falls on one side only. A
+//! third side, a call the guest refuses before it runs anything, gives the floor under any
+//! prediction in a fresh instance.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,10 +92,42 @@ fn guest_time(
     x: &Tensor,
     iters: u64,
 ) -> Duration {
+    timed(rt, model, x, iters, |out| {
+        out.expect("wasm predict");
+    })
+}
+
+/// `x` under a name the model has no input for: the guest refuses it before it runs anything.
+fn refused(x: &Tensor) -> Tensor {
+    Tensor::new("refused", x.shape().to_vec(), x.data().clone()).expect("tensor")
+}
+
+/// [`guest_time`] of a call the guest refuses ([`refused`]) before its first `wasi:nn` call
+/// or model code: what any call into a fresh instance costs, the floor under a prediction.
+fn refused_time(
+    rt: &tokio::runtime::Runtime,
+    model: &Arc<LoadedModel>,
+    x: &Tensor,
+    iters: u64,
+) -> Duration {
+    timed(rt, model, x, iters, |out| {
+        let e = out.expect_err("the guest refuses an unknown input");
+        assert!(e.to_string().contains("refused"), "{e}");
+    })
+}
+
+/// The time inside `iters` predict calls of `x`, each answer handed to `check`.
+fn timed(
+    rt: &tokio::runtime::Runtime,
+    model: &Arc<LoadedModel>,
+    x: &Tensor,
+    iters: u64,
+    check: impl Fn(Result<Vec<Tensor>, wafer_protocol::ProtocolError>),
+) -> Duration {
     let mut total = Duration::ZERO;
     for _ in 0..iters {
         let (out, m) = rt.block_on(model.predict(vec![x.clone()], &[]));
-        out.expect("wasm predict");
+        check(out);
         total += m.guest;
     }
     total
@@ -124,6 +158,10 @@ fn inference(c: &mut Criterion) {
         let nn = Arc::new(load(&rt, &runtime, model, true, Backend::WasiNn));
         group.bench_function(format!("{model}/wasi-nn"), |b| {
             b.iter_custom(|iters| guest_time(&rt, &nn, &x, iters))
+        });
+        let refused = refused(&x);
+        group.bench_function(format!("{model}/wasi-nn/refused"), |b| {
+            b.iter_custom(|iters| refused_time(&rt, &nn, &refused, iters))
         });
         // The same call on one instance kept for every iteration: what is left once the fresh
         // instance's first touch of its memory is paid.
@@ -165,7 +203,10 @@ const ROUNDS: usize = 31;
 const BLOCK: Duration = Duration::from_millis(30);
 
 /// The wasi-nn flavour's predict (in a fresh instance, inside the call, as above) against
-/// native tract, the two taking turns block by block; prints a Markdown table of medians.
+/// native tract, the two taking turns block by block with the refused call ([`refused_time`]);
+/// prints a Markdown table of medians. The floor is what a prediction would cost if crossing
+/// into a fresh instance cost no more than a refused call and the model ran there as fast as
+/// native tract: the refused call and native tract, over native tract.
 fn paired(_: &mut Criterion) {
     if !std::env::args().any(|a| a == "paired") {
         return;
@@ -173,11 +214,13 @@ fn paired(_: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("tokio");
     let runtime = Runtime::new(limits(), None).expect("runtime");
     println!(
-        "| model | native tract | wasi-nn predict | wasi-nn / native (median of rounds) | rounds' ratios, quartiles |"
+        "| model | native tract | wasi-nn predict | wasi-nn / native (median of rounds) | \
+         rounds' ratios, quartiles | refused call | floor: (refused + native) / native |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for model in MODELS {
         let x = first_row(model);
+        let refused = refused(&x);
         let onnx = std::fs::read(models_dir().join(model).join("model.onnx")).expect("model");
         let native = Model::load(model, &onnx).expect("native load");
         let nn = Arc::new(load(&rt, &runtime, model, true, Backend::WasiNn));
@@ -190,35 +233,52 @@ fn paired(_: &mut Criterion) {
             }
             started.elapsed()
         };
-        // Calls per block, from a warm-up of each side.
+        // Each side: its time for `iters` calls, and how many calls fill a block (from a
+        // warm-up of 200).
+        let sides: [&dyn Fn(u64) -> Duration; 3] = [
+            &native_time,
+            &|iters| guest_time(&rt, &nn, &x, iters),
+            &|iters| refused_time(&rt, &nn, &refused, iters),
+        ];
         let per_call = |time: Duration, iters: u64| time.as_secs_f64() / iters as f64;
-        let native_iters = (BLOCK.as_secs_f64() / per_call(native_time(200), 200)) as u64;
-        let nn_iters = (BLOCK.as_secs_f64() / per_call(guest_time(&rt, &nn, &x, 200), 200)) as u64;
-        let (mut natives, mut nns, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let block: Vec<u64> = sides
+            .iter()
+            .map(|side| (BLOCK.as_secs_f64() / per_call(side(200), 200)) as u64)
+            .collect();
+        let mut rounds: [Vec<f64>; 5] = Default::default();
         for round in 0..ROUNDS {
-            // Alternate which side goes first, so that a drift within a round cancels out.
-            let mut times = [0.0; 2];
-            for side in [round % 2, 1 - round % 2] {
-                times[side] = match side {
-                    0 => per_call(native_time(native_iters), native_iters),
-                    _ => per_call(guest_time(&rt, &nn, &x, nn_iters), nn_iters),
-                };
+            // Rotate which side goes first, so that a drift within a round cancels out.
+            let mut times = [0.0; 3];
+            for k in 0..sides.len() {
+                let side = (round + k) % sides.len();
+                times[side] = per_call(sides[side](block[side]), block[side]);
             }
-            natives.push(times[0]);
-            nns.push(times[1]);
-            ratios.push(times[1] / times[0]);
+            let [native, nn, refused] = times;
+            let measured = [
+                native,
+                nn,
+                refused,
+                nn / native,
+                (refused + native) / native,
+            ];
+            for (all, value) in rounds.iter_mut().zip(measured) {
+                all.push(value);
+            }
         }
         let quantile = |v: &mut Vec<f64>, q: f64| {
             v.sort_by(f64::total_cmp);
             v[((v.len() - 1) as f64 * q).round() as usize]
         };
+        let [natives, nns, refuseds, ratios, floors] = &mut rounds;
         println!(
-            "| {model} | {:.1} µs | {:.1} µs | **{:.2}×** | {:.2}–{:.2} |",
-            quantile(&mut natives, 0.5) * 1e6,
-            quantile(&mut nns, 0.5) * 1e6,
-            quantile(&mut ratios, 0.5),
-            quantile(&mut ratios, 0.25),
-            quantile(&mut ratios, 0.75),
+            "| {model} | {:.1} µs | {:.1} µs | **{:.2}×** | {:.2}–{:.2} | {:.1} µs | {:.2}× |",
+            quantile(natives, 0.5) * 1e6,
+            quantile(nns, 0.5) * 1e6,
+            quantile(ratios, 0.5),
+            quantile(ratios, 0.25),
+            quantile(ratios, 0.75),
+            quantile(refuseds, 0.5) * 1e6,
+            quantile(floors, 0.5),
         );
     }
 }

@@ -179,6 +179,7 @@ def main() -> None:
             "native_ns": criterion_median_ns(f"{m}/native"),
             "guest_ns": criterion_median_ns(f"{m}/guest"),
             "nn_ns": criterion_median_ns(f"{m}/wasi-nn"),
+            "refused_ns": criterion_median_ns(f"{m}/wasi-nn/refused"),
             "instance_ns": criterion_median_ns(f"{m}/instance+predict"),
         }
     results["criterion"]["digits_wide"]["no_snapshot_ns"] = criterion_median_ns(
@@ -304,6 +305,13 @@ def write_report(r: dict) -> None:
         lines.append(f"| {m} | {v['native_ns']/1e3:.1f} µs | {v['guest_ns']/1e3:.1f} µs | "
                      f"{v['guest_ns']/v['native_ns']:.2f} | {v['nn_ns']/1e3:.1f} µs | "
                      f"{v['nn_ns']/v['native_ns']:.2f} | {v['instance_ns']/1e3:.1f} µs |")
+    i = crit["iris"]
+    lines += ["", f"The floor under a prediction in a fresh instance: a call the wasi-nn guest refuses "
+                  f"(an unknown input) before it calls `wasi:nn` or runs anything takes "
+                  f"{i['refused_ns']/1e3:.1f} µs on iris. Were a prediction no dearer to cross into than "
+                  f"that, and its model as fast there as native tract, it would take "
+                  f"{(i['refused_ns'] + i['native_ns'])/i['native_ns']:.2f}× native tract's "
+                  f"{i['native_ns']/1e3:.1f} µs."]
     w = crit["digits_wide"]
     lines += ["", f"Snapshot: a fresh instance + predict of digits_wide (6 MB ONNX) takes "
                   f"{w['instance_ns']/1e3:.1f} µs with the parsed model in the snapshot and "

@@ -15,7 +15,7 @@ cargo build --profile guest --target wasm32-wasip2 -p wafer-guest-nn -p wafer-gu
 cargo build --release -p wafer --bin wafer
 target=${CARGO_TARGET_DIR:-target}
 tools/.venv-nodes/bin/python tools/big_model.py "$target/bench-nn/models"
-cargo bench --profile release -p wafer --bench inference -- 'predict/(iris|digits|digits_wide)/(native|guest|wasi-nn)$'
+cargo bench --profile release -p wafer --bench inference -- 'predict/(iris|digits|digits_wide)/(native|guest|wasi-nn|wasi-nn/refused)$'
 # The same ratio with the two sides taking turns block by block (a median of rounds).
 cargo bench --profile release -p wafer --bench inference -- paired
 python3 tools/bench_nn.py
