@@ -85,49 +85,31 @@ fn load(
     })
 }
 
-/// Time inside the component's predict only, as the host measures it per invocation.
+/// The name of an input no model has: the guest refuses it before it runs anything.
+const REFUSED: &str = "refused";
+
+/// `x` under the name [`REFUSED`].
+fn refused(x: &Tensor) -> Tensor {
+    Tensor::new(REFUSED, x.shape().to_vec(), x.data().clone()).expect("tensor")
+}
+
+/// Time inside the component's predict only, as the host measures it per invocation. Each
+/// call must succeed, or, when `x` is [`refused`], fail: the guest refuses it before its first
+/// `wasi:nn` call or model code, so that call costs what any call into a fresh instance
+/// costs, the floor under a prediction.
 fn guest_time(
     rt: &tokio::runtime::Runtime,
     model: &Arc<LoadedModel>,
     x: &Tensor,
     iters: u64,
 ) -> Duration {
-    timed(rt, model, x, iters, |out| {
-        out.expect("wasm predict");
-    })
-}
-
-/// `x` under a name the model has no input for: the guest refuses it before it runs anything.
-fn refused(x: &Tensor) -> Tensor {
-    Tensor::new("refused", x.shape().to_vec(), x.data().clone()).expect("tensor")
-}
-
-/// [`guest_time`] of a call the guest refuses ([`refused`]) before its first `wasi:nn` call
-/// or model code: what any call into a fresh instance costs, the floor under a prediction.
-fn refused_time(
-    rt: &tokio::runtime::Runtime,
-    model: &Arc<LoadedModel>,
-    x: &Tensor,
-    iters: u64,
-) -> Duration {
-    timed(rt, model, x, iters, |out| {
-        let e = out.expect_err("the guest refuses an unknown input");
-        assert!(e.to_string().contains("refused"), "{e}");
-    })
-}
-
-/// The time inside `iters` predict calls of `x`, each answer handed to `check`.
-fn timed(
-    rt: &tokio::runtime::Runtime,
-    model: &Arc<LoadedModel>,
-    x: &Tensor,
-    iters: u64,
-    check: impl Fn(Result<Vec<Tensor>, wafer_protocol::ProtocolError>),
-) -> Duration {
     let mut total = Duration::ZERO;
     for _ in 0..iters {
         let (out, m) = rt.block_on(model.predict(vec![x.clone()], &[]));
-        check(out);
+        match out {
+            Err(e) if x.name() == REFUSED => assert!(e.to_string().contains(REFUSED), "{e}"),
+            out => assert_eq!(out.is_ok(), x.name() != REFUSED, "{out:?}"),
+        }
         total += m.guest;
     }
     total
@@ -161,7 +143,7 @@ fn inference(c: &mut Criterion) {
         });
         let refused = refused(&x);
         group.bench_function(format!("{model}/wasi-nn/refused"), |b| {
-            b.iter_custom(|iters| refused_time(&rt, &nn, &refused, iters))
+            b.iter_custom(|iters| guest_time(&rt, &nn, &refused, iters))
         });
         // The same call on one instance kept for every iteration: what is left once the fresh
         // instance's first touch of its memory is paid.
@@ -203,7 +185,7 @@ const ROUNDS: usize = 31;
 const BLOCK: Duration = Duration::from_millis(30);
 
 /// The wasi-nn flavour's predict (in a fresh instance, inside the call, as above) against
-/// native tract, the two taking turns block by block with the refused call ([`refused_time`]);
+/// native tract, the two taking turns block by block with the refused call ([`refused`]);
 /// prints a Markdown table of medians. The floor is what a prediction would cost if crossing
 /// into a fresh instance cost no more than a refused call and the model ran there as fast as
 /// native tract: the refused call and native tract, over native tract.
@@ -238,7 +220,7 @@ fn paired(_: &mut Criterion) {
         let sides: [&dyn Fn(u64) -> Duration; 3] = [
             &native_time,
             &|iters| guest_time(&rt, &nn, &x, iters),
-            &|iters| refused_time(&rt, &nn, &refused, iters),
+            &|iters| guest_time(&rt, &nn, &refused, iters),
         ];
         let per_call = |time: Duration, iters: u64| time.as_secs_f64() / iters as f64;
         let block: Vec<u64> = sides
